@@ -1,0 +1,127 @@
+"""Builds the FastAPI app from each domain's api.py and pages.py."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
+from lamplighter import __version__
+from lamplighter.core import api as core_api
+from lamplighter.core import jobs, migrate
+from lamplighter.core import pages as core_pages
+from lamplighter.core.crypto import SecretBox
+from lamplighter.core.db import Database
+from lamplighter.core.errors import PROBLEM_TYPES
+from lamplighter.core.plugins import load_plugins
+from lamplighter.core.settings import Settings, get_settings
+from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
+
+log = logging.getLogger("lamplighter")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class QueueCollector(Collector):
+    """Job queue depth and the age of the oldest due job, read from the database at scrape time."""
+
+    def __init__(self) -> None:
+        self.db: Database | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.db is None:
+            return
+        with self.db.sessionmaker() as session:
+            depth, oldest_age = jobs.queue_stats(session=session)
+        yield GaugeMetricFamily("lamplighter_jobs_queue_depth", "Jobs due and waiting for a worker", value=depth)
+        yield GaugeMetricFamily("lamplighter_jobs_oldest_due_age_seconds", "How long the oldest due job has waited", value=oldest_age)
+
+
+QUEUE_COLLECTOR = QueueCollector()
+REGISTRY.register(QUEUE_COLLECTOR)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    run_worker: bool = False,
+    check_migrations: bool = True,
+) -> FastAPI:
+    """Build the app. Refuses to start on a database that is behind its migrations."""
+    settings = settings or get_settings()
+    load_plugins(settings)
+    database = db or Database(settings.effective_database_url)
+    if check_migrations:
+        migrate.check_current(database.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker: jobs.Worker | None = None
+        thread: threading.Thread | None = None
+        if run_worker:
+            worker = jobs.Worker(database, settings)
+            thread = worker.start_thread()
+        try:
+            yield
+        finally:
+            if worker is not None and thread is not None:
+                worker.stop_event.set()
+                thread.join(timeout=10)
+
+    app = FastAPI(
+        title="Lamplighter",
+        version=__version__,
+        description="Self-serve reliability platform. Every error is an RFC 9457 problem document.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.box = SecretBox(settings.effective_secret_key())
+    QUEUE_COLLECTOR.db = database
+
+    app.include_router(core_api.router, prefix="/api/v1")
+    app.include_router(core_pages.router)
+    app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
+    install_error_handlers(app, core_pages.render_error_page)
+    app.add_middleware(RequestContextMiddleware, default_limit=settings.max_body_bytes, fastapi_app=app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        """The database answers and its schema is current."""
+        try:
+            with database.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            migrate.check_current(database.engine)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable", "reason": str(exc)[:300]}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/problems/{slug}", include_in_schema=False, response_class=HTMLResponse)
+    def problem_type(slug: str, request: Request) -> Any:
+        return core_pages.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
+
+    return app

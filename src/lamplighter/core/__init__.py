@@ -1,0 +1,1 @@
+"""Core: settings, database, identity, audit, events, jobs, errors and the web shell."""

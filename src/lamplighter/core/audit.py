@@ -1,0 +1,173 @@
+"""The append-only, hash-chained audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from lamplighter.core.context import Actor, request_info
+from lamplighter.core.db import utcnow
+from lamplighter.core.journal import lock_journal
+from lamplighter.core.models import AuditEntry
+
+GENESIS_HASH = "0" * 64
+_SECRET_WORDS = ("password", "secret", "token_hash", "session_hash", "private_key")
+
+
+def redact(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace secret-looking fields by a marker so they never reach the audit log."""
+    return {
+        key: ("[redacted]" if any(word in key.lower() for word in _SECRET_WORDS) else value)
+        for key, value in values.items()
+    }
+
+
+def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keep only what changed: ``{"before": {...}, "after": {...}}``."""
+    before_r = redact(before or {})
+    after_r = redact(after or {})
+    keys = sorted(set(before_r) | set(after_r))
+    changed = [k for k in keys if before_r.get(k) != after_r.get(k)]
+    result: dict[str, Any] = {}
+    if before is not None:
+        result["before"] = {k: before_r.get(k) for k in changed if k in before_r}
+    if after is not None:
+        result["after"] = {k: after_r.get(k) for k in changed if k in after_r}
+    return orjson.loads(orjson.dumps(result, default=str))  # type: ignore[no-any-return]
+
+
+def _entry_hash(entry: AuditEntry) -> str:
+    material = {
+        "id": entry.id,
+        "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "actor_label": entry.actor_label,
+        "action": entry.action,
+        "object_type": entry.object_type,
+        "object_id": entry.object_id,
+        "diff": entry.diff,
+        "request_id": entry.request_id,
+        "client_addr": entry.client_addr,
+        "prev_hash": entry.prev_hash,
+    }
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def record(
+    *,
+    session: Session,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str | int,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one audit entry in the caller's transaction, chained to the previous one."""
+    lock_journal(session)
+    info = request_info.get()
+    entry = AuditEntry(
+        at=utcnow(),
+        actor_type=actor.kind,
+        actor_id=actor.audit_id,
+        actor_label=actor.label,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        diff=diff(before, after),
+        request_id=info.request_id,
+        client_addr=info.client_addr,
+        prev_hash="",
+        hash="",
+    )
+    session.add(entry)
+    session.flush()  # holds SQLite's write lock from here on; gives the entry its id
+    prev = session.scalar(
+        sa.select(AuditEntry.hash).where(AuditEntry.id < entry.id).order_by(AuditEntry.id.desc()).limit(1)
+    )
+    entry.prev_hash = prev or GENESIS_HASH
+    entry.hash = _entry_hash(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    head_hash: str
+    broken_id: int | None = None
+    reason: str | None = None
+
+
+def verify(*, session: Session, batch: int = 5000) -> VerifyResult:
+    """Walk the chain in id order; report the first entry whose hash or link does not hold."""
+    prev_hash = GENESIS_HASH
+    checked = 0
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id).limit(batch)
+        ).all()
+        if not rows:
+            return VerifyResult(ok=True, checked=checked, head_hash=prev_hash)
+        for entry in rows:
+            if entry.prev_hash != prev_hash:
+                return VerifyResult(
+                    ok=False,
+                    checked=checked,
+                    head_hash=prev_hash,
+                    broken_id=entry.id,
+                    reason="previous-hash link does not match: an entry before it was removed or altered",
+                )
+            if _entry_hash(entry) != entry.hash:
+                return VerifyResult(
+                    ok=False,
+                    checked=checked,
+                    head_hash=prev_hash,
+                    broken_id=entry.id,
+                    reason="content does not match its hash: the entry was edited",
+                )
+            prev_hash = entry.hash
+            checked += 1
+            last_id = entry.id
+        session.expunge_all()
+
+
+def iter_filtered(
+    *,
+    session: Session,
+    actor_id: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> Iterator[AuditEntry]:
+    """Newest first, keyset-paginated by id."""
+    query = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if actor_id:
+        query = query.where(AuditEntry.actor_id == actor_id)
+    if object_type:
+        query = query.where(AuditEntry.object_type == object_type)
+    if object_id:
+        query = query.where(AuditEntry.object_id == object_id)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if since:
+        query = query.where(AuditEntry.at >= since)
+    if until:
+        query = query.where(AuditEntry.at < until)
+    if before_id:
+        query = query.where(AuditEntry.id < before_id)
+    yield from session.scalars(query)

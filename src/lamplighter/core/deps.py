@@ -1,0 +1,102 @@
+"""Typed dependencies shared by every route: the database session and the acting principal."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from lamplighter.core import identity
+from lamplighter.core.context import Actor
+from lamplighter.core.crypto import SecretBox
+from lamplighter.core.db import Database
+from lamplighter.core.errors import Forbidden, Unauthorized
+from lamplighter.core.pagination import MAX_LIMIT, decode_cursor
+from lamplighter.core.settings import Settings
+
+SESSION_COOKIE = "ll_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.box
+    return box
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for the request. Routes commit once, at the end of their use case."""
+    with request.app.state.db.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BoxDep = Annotated[SecretBox, Depends(get_box)]
+
+
+def resolve_actor(request: Request, session: Session, settings: Settings) -> Actor | None:
+    """Find the principal from a bearer token or a session cookie; None when there is neither."""
+    cached = getattr(request.state, "actor", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    authorization = request.headers.get("authorization")
+    actor: Actor | None = None
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthorized("use 'Authorization: Bearer <token>'")
+        actor = identity.authenticate_token(
+            session=session,
+            plaintext=credentials.strip(),
+            cache_s=settings.auth_cache_seconds,
+            touch_resolution_s=settings.token_last_used_resolution_s,
+        )
+    elif raw := request.cookies.get(SESSION_COOKIE):
+        try:
+            actor, web_session = identity.authenticate_session(session=session, raw=raw)
+        except Unauthorized:
+            return None
+        request.state.csrf_token = web_session.csrf_token
+        if request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, web_session.csrf_token):
+                raise Forbidden("cookie-authenticated writes need the X-CSRF-Token header")
+    request.state.actor = actor
+    return actor
+
+
+def current_actor(request: Request, session: SessionDep, settings: SettingsDep) -> Actor:
+    actor = resolve_actor(request, session, settings)
+    if actor is None:
+        raise Unauthorized("sign in or send a bearer token")
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, at most 500.")] = 50,
+        cursor: Annotated[str | None, Query(max_length=200, description="From the previous page's next_cursor.")] = None,
+    ) -> None:
+        self.limit = limit
+        self.position = decode_cursor(cursor)
+
+
+PageDep = Annotated[PageParams, Depends()]

@@ -1,0 +1,440 @@
+"""Users, teams, API tokens and web sessions: the use cases behind every entry point."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import threading
+import time
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from lamplighter.core import audit, events
+from lamplighter.core.authz import PRIVILEGED, require_owned_write, require_role
+from lamplighter.core.context import Actor
+from lamplighter.core.crypto import digest, hash_password, new_token, verify_password
+from lamplighter.core.db import utcnow
+from lamplighter.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from lamplighter.core.models import ApiToken, Role, Team, TeamMember, User, WebSession
+
+SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MIN_PASSWORD = 10
+
+
+def user_snapshot(user: User) -> dict[str, Any]:
+    return {
+        "email": user.email,
+        "display_name": user.display_name,
+        "time_zone": user.time_zone,
+        "role": user.role,
+        "is_active": user.is_active,
+    }
+
+
+def team_snapshot(team: Team) -> dict[str, Any]:
+    return {"slug": team.slug, "name": team.name, "description": team.description, "lead_user_id": team.lead_user_id}
+
+
+def check_time_zone(value: str, field: str = "body.time_zone") -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationFailed.one(field, f"{value!r} is not an IANA time zone") from exc
+    return value
+
+
+# -- users -----------------------------------------------------------------------------------
+def get_user(*, session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def get_user_by_email(*, session: Session, email: str) -> User | None:
+    return session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+
+
+def require_user_by_email(*, session: Session, email: str, field: str = "body.email") -> User:
+    user = get_user_by_email(session=session, email=email)
+    if user is None:
+        raise ValidationFailed.one(field, f"no user with email {email}")
+    return user
+
+
+def list_users(*, session: Session, after_id: int | None, limit: int, query: str | None = None) -> list[User]:
+    statement = sa.select(User).order_by(User.id).limit(limit)
+    if after_id:
+        statement = statement.where(User.id > after_id)
+    if query:
+        like = f"%{query.lower()}%"
+        statement = statement.where(sa.or_(User.email.like(like), sa.func.lower(User.display_name).like(like)))
+    return list(session.scalars(statement))
+
+
+def create_user(
+    *,
+    session: Session,
+    actor: Actor,
+    email: str,
+    display_name: str,
+    time_zone: str = "UTC",
+    role: str = Role.MEMBER.value,
+    password: str | None = None,
+) -> User:
+    require_role(actor, Role.ADMIN.value, action="creating users")
+    email = email.strip().lower()
+    check_time_zone(time_zone)
+    if role not in {r.value for r in Role}:
+        raise ValidationFailed.one("body.role", f"must be one of {', '.join(r.value for r in Role)}")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise ValidationFailed.one("body.password", f"must be at least {MIN_PASSWORD} characters")
+    if get_user_by_email(session=session, email=email) is not None:
+        raise Conflict(f"a user with email {email} exists already")
+    user = User(
+        email=email,
+        display_name=display_name.strip() or email,
+        time_zone=time_zone,
+        role=role,
+        password_hash=hash_password(password) if password else None,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(session=session, actor=actor, action="user.create", object_type="user", object_id=user.id, after=user_snapshot(user))
+    events.emit(session=session, type="user.created", subject=f"user:{user.id}", payload={"email": user.email})
+    return user
+
+
+def update_user(
+    *,
+    session: Session,
+    actor: Actor,
+    user_id: int,
+    display_name: str | None = None,
+    time_zone: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+    password: str | None = None,
+) -> User:
+    user = get_user(session=session, user_id=user_id)
+    is_self = actor.user_id == user.id
+    if not is_self and actor.role != Role.ADMIN.value:
+        raise Forbidden("only the user themself or an admin may change a user")
+    if (role is not None or is_active is not None) and actor.role != Role.ADMIN.value:
+        raise Forbidden("only an admin may change roles or deactivate users")
+    before = user_snapshot(user)
+    if display_name is not None:
+        user.display_name = display_name.strip() or user.display_name
+    if time_zone is not None:
+        user.time_zone = check_time_zone(time_zone)
+    if role is not None:
+        if role not in {r.value for r in Role}:
+            raise ValidationFailed.one("body.role", f"must be one of {', '.join(r.value for r in Role)}")
+        user.role = role
+    if is_active is not None:
+        user.is_active = is_active
+    if password is not None:
+        if len(password) < MIN_PASSWORD:
+            raise ValidationFailed.one("body.password", f"must be at least {MIN_PASSWORD} characters")
+        user.password_hash = hash_password(password)
+    session.flush()
+    after = user_snapshot(user)
+    if password is not None:
+        before["password"], after["password"] = "old", "new"
+    audit.record(session=session, actor=actor, action="user.update", object_type="user", object_id=user.id, before=before, after=after)
+    AUTH_CACHE.clear()
+    return user
+
+
+# -- teams -----------------------------------------------------------------------------------
+def get_team(*, session: Session, slug: str) -> Team:
+    team = session.scalar(sa.select(Team).where(Team.slug == slug.lower()))
+    if team is None:
+        raise NotFound(f"no team with slug {slug!r}")
+    return team
+
+
+def list_teams(*, session: Session, after_id: int | None, limit: int, user_id: int | None = None) -> list[Team]:
+    statement = sa.select(Team).order_by(Team.id).limit(limit)
+    if after_id:
+        statement = statement.where(Team.id > after_id)
+    if user_id is not None:
+        statement = statement.join(TeamMember, TeamMember.team_id == Team.id).where(TeamMember.user_id == user_id)
+    return list(session.scalars(statement))
+
+
+def list_members(*, session: Session, team_id: int) -> list[TeamMember]:
+    return list(
+        session.scalars(
+            sa.select(TeamMember).join(User, User.id == TeamMember.user_id).where(TeamMember.team_id == team_id).order_by(User.display_name)
+        )
+    )
+
+
+def team_ids_of(*, session: Session, user_id: int) -> frozenset[int]:
+    return frozenset(session.scalars(sa.select(TeamMember.team_id).where(TeamMember.user_id == user_id)))
+
+
+def create_team(
+    *, session: Session, actor: Actor, slug: str, name: str, lead_email: str, description: str = ""
+) -> Team:
+    require_role(actor, *PRIVILEGED, action="creating teams")
+    slug = slug.strip().lower()
+    if not SLUG_RE.match(slug):
+        raise ValidationFailed.one("body.slug", "use 1-63 lowercase letters, digits and inner hyphens")
+    if session.scalar(sa.select(Team.id).where(Team.slug == slug)) is not None:
+        raise Conflict(f"a team with slug {slug!r} exists already")
+    lead = require_user_by_email(session=session, email=lead_email, field="body.lead_email")
+    team = Team(slug=slug, name=name.strip() or slug, description=description, lead_user_id=lead.id)
+    session.add(team)
+    session.flush()
+    session.add(TeamMember(team_id=team.id, user_id=lead.id))
+    session.flush()
+    audit.record(session=session, actor=actor, action="team.create", object_type="team", object_id=team.slug, after=team_snapshot(team))
+    events.emit(session=session, type="team.created", subject=f"team:{team.slug}", payload={"slug": team.slug, "lead": lead.email})
+    AUTH_CACHE.clear()
+    return team
+
+
+def update_team(
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    name: str | None = None,
+    description: str | None = None,
+    lead_email: str | None = None,
+) -> Team:
+    team = get_team(session=session, slug=slug)
+    require_owned_write(actor, team.id, f"team {team.slug}")
+    before = team_snapshot(team)
+    if name is not None:
+        team.name = name.strip() or team.name
+    if description is not None:
+        team.description = description
+    if lead_email is not None:
+        lead = require_user_by_email(session=session, email=lead_email, field="body.lead_email")
+        if session.get(TeamMember, (team.id, lead.id)) is None:
+            raise ValidationFailed.one("body.lead_email", f"{lead.email} is not a member of {team.slug}; add them first")
+        team.lead_user_id = lead.id
+    session.flush()
+    audit.record(session=session, actor=actor, action="team.update", object_type="team", object_id=team.slug, before=before, after=team_snapshot(team))
+    events.emit(session=session, type="team.updated", subject=f"team:{team.slug}", payload=team_snapshot(team))
+    return team
+
+
+def add_member(*, session: Session, actor: Actor, slug: str, email: str) -> TeamMember:
+    team = get_team(session=session, slug=slug)
+    require_owned_write(actor, team.id, f"team {team.slug}")
+    user = require_user_by_email(session=session, email=email)
+    if session.get(TeamMember, (team.id, user.id)) is not None:
+        raise Conflict(f"{user.email} is already a member of {team.slug}")
+    member = TeamMember(team_id=team.id, user_id=user.id)
+    session.add(member)
+    session.flush()
+    audit.record(session=session, actor=actor, action="team.add_member", object_type="team", object_id=team.slug, after={"member": user.email})
+    events.emit(session=session, type="team.member_added", subject=f"team:{team.slug}", payload={"email": user.email})
+    AUTH_CACHE.clear()
+    return member
+
+
+def remove_member(*, session: Session, actor: Actor, slug: str, user_id: int) -> None:
+    team = get_team(session=session, slug=slug)
+    require_owned_write(actor, team.id, f"team {team.slug}")
+    member = session.get(TeamMember, (team.id, user_id))
+    if member is None:
+        raise NotFound(f"user {user_id} is not a member of {team.slug}")
+    if team.lead_user_id == user_id:
+        raise Conflict("the team lead cannot be removed; make someone else the lead first")
+    email = member.user.email
+    session.delete(member)
+    session.flush()
+    audit.record(session=session, actor=actor, action="team.remove_member", object_type="team", object_id=team.slug, before={"member": email})
+    events.emit(session=session, type="team.member_removed", subject=f"team:{team.slug}", payload={"email": email})
+    AUTH_CACHE.clear()
+
+
+# -- API tokens ------------------------------------------------------------------------------
+def create_token(
+    *, session: Session, actor: Actor, user_id: int, name: str, expires_at: dt.datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its plaintext, which is never stored or shown again."""
+    if actor.user_id != user_id and actor.role != Role.ADMIN.value:
+        raise Forbidden("only the user themself or an admin may create a token for a user")
+    user = get_user(session=session, user_id=user_id)
+    name = name.strip()
+    if not name:
+        raise ValidationFailed.one("body.name", "must not be empty")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise ValidationFailed.one("body.expires_at", "must carry a time zone offset")
+        if expires_at <= utcnow():
+            raise ValidationFailed.one("body.expires_at", "must be in the future")
+    plaintext = new_token()
+    token = ApiToken(user_id=user.id, name=name, token_hash=digest(plaintext), prefix=plaintext[:10], expires_at=expires_at)
+    session.add(token)
+    session.flush()
+    audit.record(
+        session=session, actor=actor, action="token.create", object_type="api_token", object_id=token.id,
+        after={"user": user.email, "name": name, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return token, plaintext
+
+
+def list_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())))
+
+
+def revoke_token(*, session: Session, actor: Actor, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no token with id {token_id}")
+    if token.user_id != actor.user_id and actor.role != Role.ADMIN.value:
+        raise Forbidden("only the token's user or an admin may revoke it")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+        audit.record(session=session, actor=actor, action="token.revoke", object_type="api_token", object_id=token.id, after={"name": token.name})
+    AUTH_CACHE.clear()
+    return token
+
+
+# -- authentication --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cached:
+    actor: Actor
+    expires_at: dt.datetime | None
+    cached_until: float
+
+
+class AuthCache:
+    """Short-lived cache of token → actor so reads do not query identity on every request.
+
+    Revocations and membership changes clear it in this process; other processes see them
+    within ``LAMPLIGHTER_AUTH_CACHE_SECONDS``.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+        self._last_touch: dict[int, float] = {}
+
+    def get(self, key: str) -> _Cached | None:
+        item = self._items.get(key)
+        if item is None or item.cached_until < time.monotonic():
+            return None
+        return item
+
+    def put(self, key: str, item: _Cached) -> None:
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def should_touch(self, token_id: int, resolution_s: float) -> bool:
+        now = time.monotonic()
+        last = self._last_touch.get(token_id, 0.0)
+        if now - last < resolution_s:
+            return False
+        self._last_touch[token_id] = now
+        return True
+
+
+AUTH_CACHE = AuthCache()
+
+
+def _actor_for(session: Session, user: User, *, kind: str, token_id: int | None = None, label_suffix: str = "") -> Actor:
+    return Actor(
+        kind=kind,
+        label=user.email + label_suffix,
+        user_id=user.id,
+        token_id=token_id,
+        role=user.role,
+        team_ids=team_ids_of(session=session, user_id=user.id),
+    )
+
+
+def authenticate_token(
+    *, session: Session, plaintext: str, cache_s: float = 5.0, touch_resolution_s: float = 60.0
+) -> Actor:
+    key = digest(plaintext)
+    now = utcnow()
+    cached = AUTH_CACHE.get(key) if cache_s > 0 else None
+    if cached is None:
+        row = session.execute(
+            sa.select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == key)
+        ).first()
+        if row is None:
+            raise Unauthorized("the token is not valid")
+        token, user = row
+        if token.revoked_at is not None:
+            raise Unauthorized("the token was revoked")
+        if not user.is_active:
+            raise Unauthorized("the token's user is deactivated")
+        actor = _actor_for(session, user, kind="token", token_id=token.id, label_suffix=f" (token {token.name})")
+        cached = _Cached(actor=actor, expires_at=token.expires_at, cached_until=time.monotonic() + cache_s)
+        if cache_s > 0:
+            AUTH_CACHE.put(key, cached)
+    if cached.expires_at is not None and cached.expires_at <= now:
+        raise Unauthorized("the token has expired")
+    token_id = cached.actor.token_id
+    if token_id is not None and AUTH_CACHE.should_touch(token_id, touch_resolution_s):
+        # Its own short transaction: recording use must not wait for, or roll back with, the request.
+        with Session(session.get_bind()) as touch, touch.begin():
+            touch.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    return cached.actor
+
+
+def login_password(*, session: Session, email: str, password: str, session_hours: int) -> tuple[WebSession, str]:
+    user = get_user_by_email(session=session, email=email)
+    if user is None or not user.is_active or not verify_password(user.password_hash if user else None, password):
+        raise Unauthorized("email or password is wrong")
+    return start_session(session=session, user=user, method="password", session_hours=session_hours)
+
+
+def start_session(*, session: Session, user: User, method: str, session_hours: int) -> tuple[WebSession, str]:
+    raw = secrets.token_urlsafe(32)
+    web_session = WebSession(
+        user_id=user.id,
+        session_hash=digest(raw),
+        csrf_token=secrets.token_urlsafe(24),
+        method=method,
+        expires_at=utcnow() + dt.timedelta(hours=session_hours),
+    )
+    session.add(web_session)
+    session.flush()
+    actor = Actor(kind="user", label=user.email, user_id=user.id, role=user.role)
+    audit.record(session=session, actor=actor, action="session.login", object_type="user", object_id=user.id, after={"method": method})
+    return web_session, raw
+
+
+def authenticate_session(*, session: Session, raw: str) -> tuple[Actor, WebSession]:
+    row = session.execute(
+        sa.select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.session_hash == digest(raw))
+    ).first()
+    if row is None:
+        raise Unauthorized("not signed in")
+    web_session, user = row
+    if web_session.revoked_at is not None or web_session.expires_at <= utcnow() or not user.is_active:
+        raise Unauthorized("the session has ended; sign in again")
+    return _actor_for(session, user, kind="user"), web_session
+
+
+def logout(*, session: Session, raw: str) -> None:
+    web_session = session.scalar(sa.select(WebSession).where(WebSession.session_hash == digest(raw)))
+    if web_session is None or web_session.revoked_at is not None:
+        return
+    web_session.revoked_at = utcnow()
+    user = session.get(User, web_session.user_id)
+    label = user.email if user else str(web_session.user_id)
+    actor = Actor(kind="user", label=label, user_id=web_session.user_id)
+    audit.record(session=session, actor=actor, action="session.logout", object_type="user", object_id=web_session.user_id)

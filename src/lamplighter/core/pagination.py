@@ -1,0 +1,41 @@
+"""Opaque keyset cursors shared by every list endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import TypeVar
+
+import orjson
+
+from lamplighter.core.errors import ValidationFailed
+
+MAX_LIMIT = 500
+T = TypeVar("T")
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"after": last_id})).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = value["after"]
+        if not isinstance(after, int) or after < 0:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise ValidationFailed.one("query.cursor", "not a cursor this server issued") from exc
+
+
+def page_of(items: list[T], limit: int, key: Callable[[T], int]) -> tuple[list[T], str | None]:
+    """Split a fetch of ``limit + 1`` rows into the page and the cursor for the next one."""
+    if len(items) > limit:
+        items = items[:limit]
+        return items, encode_cursor(key(items[-1]))
+    return items, None

@@ -1,0 +1,188 @@
+"""Pydantic input and output shapes for the core API (XCreate / XUpdate / XRead / Page)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+T = TypeVar("T")
+
+
+class WriteModel(BaseModel):
+    """Every write schema rejects unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page; null at the end.")
+
+
+class UserCreate(WriteModel):
+    email: EmailStr
+    display_name: str = Field(min_length=1, max_length=200)
+    time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Berlin")
+    role: str = Field(default="member", pattern="^(admin|sre|member|viewer)$")
+    password: str | None = Field(default=None, min_length=10, max_length=200)
+
+
+class UserUpdate(WriteModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    time_zone: str | None = Field(default=None, max_length=64)
+    role: str | None = Field(default=None, pattern="^(admin|sre|member|viewer)$")
+    is_active: bool | None = None
+    password: str | None = Field(default=None, min_length=10, max_length=200)
+
+
+class UserBrief(ReadModel):
+    id: int
+    email: str
+    display_name: str
+
+
+class UserRead(UserBrief):
+    time_zone: str
+    role: str
+    is_active: bool
+    created_at: dt.datetime
+
+
+class MeRead(UserRead):
+    teams: list[str]
+
+
+class TeamCreate(WriteModel):
+    slug: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    lead_email: EmailStr
+
+
+class TeamUpdate(WriteModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    lead_email: EmailStr | None = None
+
+
+class TeamRead(ReadModel):
+    id: int
+    slug: str
+    name: str
+    description: str
+    lead: UserBrief
+    created_at: dt.datetime
+
+
+class TeamDetail(TeamRead):
+    members: list[UserBrief]
+
+
+class MemberAdd(WriteModel):
+    email: EmailStr
+
+
+class TokenCreate(WriteModel):
+    name: str = Field(min_length=1, max_length=100)
+    expires_at: AwareDatetime | None = None
+    user_id: int | None = Field(default=None, description="Admins may create tokens for other users.")
+
+
+class TokenRead(ReadModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The secret. Shown once; store it now.")
+
+
+class AuditRead(ReadModel):
+    id: int
+    at: dt.datetime
+    actor_type: str
+    actor_id: str | None
+    actor_label: str
+    action: str
+    object_type: str
+    object_id: str
+    diff: dict[str, Any]
+    request_id: str | None
+    client_addr: str | None
+    hash: str
+
+
+class EventRead(ReadModel):
+    id: int
+    type: str
+    subject: str
+    payload: dict[str, Any]
+    at: dt.datetime
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    last_id: int = Field(description="Pass as ?after= to continue from here.")
+
+
+class JobRead(ReadModel):
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    due_at: dt.datetime
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class WebhookCreate(WriteModel):
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(min_length=1, max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=100)
+    owner_team: str = Field(min_length=1, max_length=63)
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+
+class WebhookUpdate(WriteModel):
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    is_active: bool | None = None
+
+
+class WebhookRead(ReadModel):
+    id: int
+    name: str
+    url: str
+    event_types: list[str]
+    owner_team_id: int
+    is_active: bool
+    created_at: dt.datetime
+
+
+class WebhookCreated(WebhookRead):
+    secret: str = Field(description="The signing secret. Shown once.")
+
+
+class DeliveryRead(ReadModel):
+    id: int
+    event_id: int
+    attempt: int
+    succeeded: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    at: dt.datetime

@@ -1,0 +1,76 @@
+"""One settings object, read from `LAMPLIGHTER_*` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob Lamplighter has. The README's configuration table lists them all."""
+
+    model_config = SettingsConfigDict(env_prefix="LAMPLIGHTER_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"), description="Where the SQLite file lives.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/lamplighter.db."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs cookies and encrypts secrets; generated into <data_dir> if unset.",
+    )
+    base_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = 1024 * 1024
+    session_hours: int = 12
+    cookie_secure: bool = False
+    auth_cache_seconds: float = 5.0
+    token_last_used_resolution_s: float = 60.0
+    job_lease_s: float = 300.0
+    job_max_attempts: int = 8
+    job_backoff_base_s: float = 2.0
+    job_backoff_max_s: float = 3600.0
+    job_poll_s: float = 0.5
+    job_batch_size: int = 100
+    webhook_timeout_s: float = 10.0
+    plugins: str = ""
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_auto_create: bool = False
+    oidc_scope: str = "openid email profile"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'lamplighter.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    def effective_secret_key(self) -> bytes:
+        """Return the configured key, or one generated once and kept in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

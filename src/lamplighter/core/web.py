@@ -1,0 +1,234 @@
+"""The web shell: request context, body limits, metrics, access logs and problem responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from lamplighter.core.context import RequestInfo, request_info
+from lamplighter.core.errors import FieldError, LamplighterError, problem
+from lamplighter.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("lamplighter.http")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BODY_LIMIT_KEY = "x-max-body-bytes"
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=orjson.dumps(body),
+        status_code=int(body["status"]),
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _raw_problem(status: int, slug: str, title: str, detail: str, request_id: str | None) -> bytes:
+    return orjson.dumps(problem(status=status, slug=slug, title=title, detail=detail, request_id=request_id))
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware (no per-request task overhead) doing what every request needs:
+    a request id, the client address for the audit log, the body-size limit, metrics and a log line."""
+
+    def __init__(self, app: ASGIApp, *, default_limit: int, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        self.fastapi_app = fastapi_app
+        self._limits: list[tuple[re.Pattern[str], int]] | None = None
+
+    def _limit_for(self, scope: Scope) -> int:
+        if self._limits is None:
+            limits = []
+            for route in self.fastapi_app.routes:
+                extra = getattr(route, "openapi_extra", None) or {}
+                if BODY_LIMIT_KEY in extra:
+                    limits.append((route.path_regex, int(extra[BODY_LIMIT_KEY])))  # type: ignore[attr-defined]
+            self._limits = limits
+        for pattern, limit in self._limits:
+            if pattern.match(scope["path"]):
+                return limit
+        return self.default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        client = scope.get("client")
+        token = request_info.set(RequestInfo(request_id=request_id, client_addr=client[0] if client else None))
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            if scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
+                receive = await self._limited_receive(scope, headers, receive, send_wrapper, request_id)
+                if receive is None:
+                    return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method=method, route=template, status=str(status_holder["status"])).inc()
+            HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": template,
+                        "status": status_holder["status"],
+                        "ms": round(elapsed * 1000, 2),
+                        "client": client[0] if client else None,
+                    },
+                )
+            request_info.reset(token)
+
+    async def _limited_receive(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send, request_id: str
+    ) -> Receive | None:
+        limit = self._limit_for(scope)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit, request_id)
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                await self._reject(send, limit, request_id)
+                return None
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replay = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        sent = False
+
+        async def replay_receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return replay
+            return await receive()
+
+        return replay_receive
+
+    async def _reject(self, send: Send, limit: int, request_id: str) -> None:
+        body = _raw_problem(413, "payload-too-large", "Payload too large", f"request bodies on this route are limited to {limit} bytes", request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _wants_html(request: Request) -> bool:
+    if request.url.path.startswith("/api/"):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or request.headers.get("hx-request") == "true"
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, dict[str, Any]], Response] | None = None) -> None:
+    def respond(request: Request, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+        body.setdefault("request_id", request_info.get().request_id)
+        body.setdefault("instance", request.url.path)
+        if render_error_page is not None and _wants_html(request):
+            return render_error_page(request, body)
+        return problem_response(body, headers)
+
+    @app.exception_handler(LamplighterError)
+    async def domain_error(request: Request, exc: LamplighterError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if exc.status == 401 else None
+        return respond(request, problem(status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, errors=exc.errors), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            first = next(e for e in errors if e.get("type") == "json_invalid")
+            reason = (first.get("ctx") or {}).get("error") or first.get("msg", "invalid JSON")
+            return respond(
+                request,
+                problem(status=400, slug="malformed-json", title="Malformed JSON", detail=f"the request body is not valid JSON: {reason}",
+                        errors=[FieldError("body", f"not valid JSON: {reason}")]),
+            )
+        field_errors = []
+        for error in errors:
+            loc = list(error.get("loc", ()))
+            message = str(error.get("msg", "invalid"))
+            if error.get("type") == "extra_forbidden":
+                message = "unknown field; this endpoint does not accept it"
+            elif error.get("type") == "missing":
+                message = "required field is missing"
+            field_errors.append(FieldError(_location(loc), message))
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in field_errors[:5])
+        return respond(request, problem(status=422, slug="validation-failed", title="Validation failed", detail=detail, errors=field_errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        slug = {404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http-error")
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        detail = str(exc.detail) if exc.detail else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"nothing at {request.method} {request.url.path}"
+        return respond(request, problem(status=exc.status_code, slug=slug, title=title, detail=detail), dict(exc.headers or {}) or None)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> Response:
+        log.warning("integrity error", extra={"error": str(exc.orig)[:300]})
+        return respond(request, problem(status=409, slug="conflict", title="Conflict", detail="the change conflicts with existing data (a duplicate or a missing reference)"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return respond(request, problem(status=500, slug="internal-error", title="Internal error", detail="something went wrong on our side; the request id helps us find it"))
+
+
+def route_matches(app: FastAPI, scope: Scope) -> bool:
+    return any(route.matches(scope)[0] == Match.FULL for route in app.routes)
+
+
+__all__ = ["HTMLResponse", "install_error_handlers", "problem_response"]
