@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
 from lamplighter import __version__
 from lamplighter.core import api as core_api
-from lamplighter.core import jobs, migrate
+from lamplighter.core import jobs, migrate, oidc
 from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
@@ -95,6 +95,7 @@ def create_app(
     QUEUE_COLLECTOR.db = database
 
     app.include_router(core_api.router, prefix="/api/v1")
+    app.include_router(oidc.router)
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, core_pages.render_error_page)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start Debian's PostgreSQL cluster and create the test role and database (idempotent).
+# Prints the export line for LAMPLIGHTER_TEST_DATABASE_URL.
+set -euo pipefail
+if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h | grep -q "^$version main"; then
+  pg_createcluster "$version" main >/dev/null
+fi
+pg_ctlcluster "$version" main start 2>/dev/null || true
+for _ in $(seq 1 30); do
+  su postgres -c "pg_isready -q" && break
+  sleep 1
+done
+su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='lamplighter'\"" | grep -q 1 \
+  || su postgres -c "psql -qc \"CREATE ROLE lamplighter LOGIN PASSWORD 'lamplighter' CREATEDB;\""
+for name in lamplighter_test lamplighter_bench; do
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='$name'\"" | grep -q 1 \
+    || su postgres -c "createdb -O lamplighter $name"
+done
+echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test"

@@ -1,0 +1,140 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from LAMPLIGHTER_TEST_DATABASE_URL. Without it those tests skip, unless
+LAMPLIGHTER_TEST_REQUIRE_ALL=1 (as in CI), where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+import lamplighter.models_registry  # noqa: F401
+from lamplighter.app import create_app
+from lamplighter.core import identity, migrate
+from lamplighter.core.context import Actor
+from lamplighter.core.db import Base, Database
+from lamplighter.core.models import Team, User
+from lamplighter.core.settings import Settings
+
+PG_URL = os.environ.get("LAMPLIGHTER_TEST_DATABASE_URL")
+REQUIRE_ALL = os.environ.get("LAMPLIGHTER_TEST_REQUIRE_ALL") == "1"
+SYSTEM = Actor.system("test")
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+_counter = itertools.count(1)
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip when an outside system is missing; fail instead when CI demands everything."""
+    if condition:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"{what} is required (LAMPLIGHTER_TEST_REQUIRE_ALL=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if backend == "postgresql":
+        require(bool(PG_URL), "PostgreSQL (LAMPLIGHTER_TEST_DATABASE_URL)")
+        assert PG_URL
+        _reset_postgres(PG_URL)
+        return PG_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'lamplighter.db'}"
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> Iterator[Database]:
+    migrate.upgrade(database_url)
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+def truncate_all(database: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as connection:
+        if database.is_sqlite:
+            for name in tables:
+                connection.execute(sa.text(f'DELETE FROM "{name}"'))
+        else:
+            joined = ", ".join(f'"{n}"' for n in tables)
+            connection.execute(sa.text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Database]:
+    """The database, emptied after each test."""
+    identity.AUTH_CACHE.clear()
+    yield database
+    truncate_all(database)
+    identity.AUTH_CACHE.clear()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        log_json=True,
+        job_poll_s=0.05,
+        job_backoff_base_s=0.05,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    return create_app(settings, db=db)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+# -- factories ---------------------------------------------------------------------------------
+def make_user(db: Database, *, email: str | None = None, role: str = "member", password: str | None = None, time_zone: str = "UTC") -> User:
+    email = email or f"user{next(_counter)}@example.com"
+    with db.transaction() as session:
+        return identity.create_user(session=session, actor=SYSTEM, email=email, display_name=email.split("@")[0].title(), role=role, password=password, time_zone=time_zone)
+
+
+def make_team(db: Database, *, slug: str | None = None, lead: User | None = None, members: list[User] | None = None) -> Team:
+    lead = lead or make_user(db)
+    slug = slug or f"team-{next(_counter)}"
+    with db.transaction() as session:
+        team = identity.create_team(session=session, actor=SYSTEM, slug=slug, name=slug.title(), lead_email=lead.email)
+        for member in members or []:
+            identity.add_member(session=session, actor=SYSTEM, slug=slug, email=member.email)
+    return team
+
+
+def make_token(db: Database, user: User, name: str = "test") -> str:
+    with db.transaction() as session:
+        _, plaintext = identity.create_token(session=session, actor=SYSTEM, user_id=user.id, name=name)
+    return plaintext
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
