@@ -104,7 +104,7 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         """The process is alive."""
-        return {"status": "ok"}
+        return {"status": "ok", "version": __version__}
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> Response:
@@ -126,3 +126,12 @@ def create_app(
         return core_pages.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-process serving: settings from the environment."""
+    from lamplighter.core.logs import configure
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -15,6 +15,7 @@ from lamplighter.core.models import Team
 from lamplighter.core.pagination import page_of
 from lamplighter.core.schemas import (
     AuditRead,
+    AuditVerifyRead,
     DeliveryRead,
     EventPage,
     EventRead,
@@ -185,6 +186,14 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
+
+
+@router.get("/audit/verify", response_model=AuditVerifyRead, tags=["audit"])
+def verify_audit(session: SessionDep, actor: CurrentActor) -> AuditVerifyRead:
+    """Walk the hash chain and report the first broken link (SREs and admins)."""
+    require_role(actor, *PRIVILEGED, action="verifying the audit chain")
+    result = audit.verify(session=session)
+    return AuditVerifyRead(ok=result.ok, checked=result.checked, head_hash=result.head_hash, broken_id=result.broken_id, reason=result.reason)
 
 
 @router.get("/events", response_model=EventPage, tags=["events"])

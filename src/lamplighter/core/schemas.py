@@ -123,6 +123,14 @@ class AuditRead(ReadModel):
     hash: str
 
 
+class AuditVerifyRead(BaseModel):
+    ok: bool
+    checked: int
+    head_hash: str = Field(description="Hash of the last verified entry; keep it elsewhere to detect truncation.")
+    broken_id: int | None
+    reason: str | None
+
+
 class EventRead(ReadModel):
     id: int
     type: str

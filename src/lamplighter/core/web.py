@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from lamplighter.core.context import RequestInfo, request_info
 from lamplighter.core.errors import FieldError, LamplighterError, problem
@@ -45,6 +45,17 @@ def _raw_problem(status: int, slug: str, title: str, detail: str, request_id: st
     return orjson.dumps(problem(status=status, slug=slug, title=title, detail=detail, request_id=request_id))
 
 
+def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (full path template, route) for every route, looking inside included routers."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        context = getattr(route, "include_context", None)
+        if original is not None and context is not None:
+            yield from walk_routes(list(original.routes), prefix + str(getattr(context, "prefix", "")))
+        elif getattr(route, "path", None) is not None:
+            yield prefix + str(route.path), route
+
+
 class RequestContextMiddleware:
     """Pure ASGI middleware (no per-request task overhead) doing what every request needs:
     a request id, the client address for the audit log, the body-size limit, metrics and a log line."""
@@ -54,14 +65,23 @@ class RequestContextMiddleware:
         self.default_limit = default_limit
         self.fastapi_app = fastapi_app
         self._limits: list[tuple[re.Pattern[str], int]] | None = None
+        self._templates: dict[int, str] | None = None
+
+    def _template_for(self, scope: Scope) -> str:
+        if self._templates is None:
+            self._templates = {id(route): path for path, route in walk_routes(list(self.fastapi_app.routes))}
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        return self._templates.get(id(route)) or str(getattr(route, "path", "unmatched"))
 
     def _limit_for(self, scope: Scope) -> int:
         if self._limits is None:
             limits = []
-            for route in self.fastapi_app.routes:
+            for path, route in walk_routes(list(self.fastapi_app.routes)):
                 extra = getattr(route, "openapi_extra", None) or {}
                 if BODY_LIMIT_KEY in extra:
-                    limits.append((route.path_regex, int(extra[BODY_LIMIT_KEY])))  # type: ignore[attr-defined]
+                    limits.append((compile_path(path)[0], int(extra[BODY_LIMIT_KEY])))
             self._limits = limits
         for pattern, limit in self._limits:
             if pattern.match(scope["path"]):
@@ -95,8 +115,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self._template_for(scope)
             method = scope["method"]
             HTTP_REQUESTS.labels(method=method, route=template, status=str(status_holder["status"])).inc()
             HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
@@ -225,10 +244,6 @@ def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, d
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return respond(request, problem(status=500, slug="internal-error", title="Internal error", detail="something went wrong on our side; the request id helps us find it"))
-
-
-def route_matches(app: FastAPI, scope: Scope) -> bool:
-    return any(route.matches(scope)[0] == Match.FULL for route in app.routes)
 
 
 __all__ = ["HTMLResponse", "install_error_handlers", "problem_response"]

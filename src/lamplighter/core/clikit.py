@@ -1,0 +1,130 @@
+"""What every CLI command shares: --output, local-or-remote mode, and printing results."""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lamplighter.core.context import Actor
+from lamplighter.core.db import Database
+from lamplighter.core.settings import Settings, get_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Output(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json")]
+
+
+@dataclass
+class CliState:
+    url: str | None = None
+    token: str | None = None
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, CliState) else CliState()
+
+
+def cli_actor() -> Actor:
+    return Actor.system(f"cli ({getpass.getuser()})")
+
+
+def local_db(settings: Settings | None = None) -> Database:
+    from lamplighter.core import migrate
+    from lamplighter.core.plugins import load_plugins
+
+    settings = settings or get_settings()
+    load_plugins(settings)
+    db = Database(settings.effective_database_url, pool_size=2)
+    try:
+        migrate.check_current(db.engine)
+    except migrate.DatabaseBehind as exc:
+        fail(str(exc))
+    return db
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+class Remote:
+    """A thin client for a remote Lamplighter (``--url`` and ``LAMPLIGHTER_TOKEN``)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        if not token:
+            fail("talking to a remote server needs LAMPLIGHTER_TOKEN")
+        self.client = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server: {exc}")
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                detail = body.get("detail") or body.get("title")
+                errors = "; ".join(f"{e['field']}: {e['reason']}" for e in body.get("errors", []))
+            except ValueError:
+                detail, errors = response.text[:200], ""
+            fail(f"HTTP {response.status_code}: {detail}" + (f" ({errors})" if errors else ""))
+        if response.status_code == 204:
+            return None
+        return response.json()
+
+
+def remote(ctx: typer.Context) -> Remote | None:
+    cli_state = state(ctx)
+    if cli_state.url:
+        return Remote(cli_state.url, cli_state.token or os.environ.get("LAMPLIGHTER_TOKEN"))
+    return None
+
+
+def emit(data: Any, output: Output, *, columns: list[str] | None = None, title: str | None = None) -> None:
+    """Print a record or a list of records as a Rich table or as JSON."""
+    if output == Output.JSON:
+        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+        return
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        console.print("[dim]nothing to show[/]")
+        return
+    columns = columns or list(rows[0].keys())
+    if not isinstance(data, list):
+        table = Table(show_header=False, title=title)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key in columns:
+            table.add_row(key, _cell(data.get(key)))
+    else:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
