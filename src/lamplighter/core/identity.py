@@ -339,6 +339,7 @@ class AuthCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._last_touch.clear()
 
     def should_touch(self, token_id: int, resolution_s: float) -> bool:
         now = time.monotonic()
