@@ -114,17 +114,40 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 
 
 # -- factories ---------------------------------------------------------------------------------
-def make_user(db: Database, *, email: str | None = None, role: str = "member", password: str | None = None, time_zone: str = "UTC") -> User:
+def make_user(
+    db: Database,
+    *,
+    email: str | None = None,
+    role: str = "member",
+    password: str | None = None,
+    time_zone: str = "UTC",
+) -> User:
     email = email or f"user{next(_counter)}@example.com"
     with db.transaction() as session:
-        return identity.create_user(session=session, actor=SYSTEM, email=email, display_name=email.split("@")[0].title(), role=role, password=password, time_zone=time_zone)
+        return identity.create_user(
+            session=session,
+            actor=SYSTEM,
+            email=email,
+            display_name=email.split("@")[0].title(),
+            role=role,
+            password=password,
+            time_zone=time_zone,
+        )
 
 
-def make_team(db: Database, *, slug: str | None = None, lead: User | None = None, members: list[User] | None = None) -> Team:
+def make_team(
+    db: Database,
+    *,
+    slug: str | None = None,
+    lead: User | None = None,
+    members: list[User] | None = None,
+) -> Team:
     lead = lead or make_user(db)
     slug = slug or f"team-{next(_counter)}"
     with db.transaction() as session:
-        team = identity.create_team(session=session, actor=SYSTEM, slug=slug, name=slug.title(), lead_email=lead.email)
+        team = identity.create_team(
+            session=session, actor=SYSTEM, slug=slug, name=slug.title(), lead_email=lead.email
+        )
         for member in members or []:
             identity.add_member(session=session, actor=SYSTEM, slug=slug, email=member.email)
     return team
@@ -132,7 +155,9 @@ def make_team(db: Database, *, slug: str | None = None, lead: User | None = None
 
 def make_token(db: Database, user: User, name: str = "test") -> str:
     with db.transaction() as session:
-        _, plaintext = identity.create_token(session=session, actor=SYSTEM, user_id=user.id, name=name)
+        _, plaintext = identity.create_token(
+            session=session, actor=SYSTEM, user_id=user.id, name=name
+        )
     return plaintext
 
 

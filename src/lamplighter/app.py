@@ -44,8 +44,14 @@ class QueueCollector(Collector):
             return
         with self.db.sessionmaker() as session:
             depth, oldest_age = jobs.queue_stats(session=session)
-        yield GaugeMetricFamily("lamplighter_jobs_queue_depth", "Jobs due and waiting for a worker", value=depth)
-        yield GaugeMetricFamily("lamplighter_jobs_oldest_due_age_seconds", "How long the oldest due job has waited", value=oldest_age)
+        yield GaugeMetricFamily(
+            "lamplighter_jobs_queue_depth", "Jobs due and waiting for a worker", value=depth
+        )
+        yield GaugeMetricFamily(
+            "lamplighter_jobs_oldest_due_age_seconds",
+            "How long the oldest due job has waited",
+            value=oldest_age,
+        )
 
 
 QUEUE_COLLECTOR = QueueCollector()
@@ -99,7 +105,9 @@ def create_app(
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, core_pages.render_error_page)
-    app.add_middleware(RequestContextMiddleware, default_limit=settings.max_body_bytes, fastapi_app=app)
+    app.add_middleware(
+        RequestContextMiddleware, default_limit=settings.max_body_bytes, fastapi_app=app
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -113,8 +121,10 @@ def create_app(
             with database.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
             migrate.check_current(database.engine)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return JSONResponse({"status": "unavailable", "reason": str(exc)[:300]}, status_code=503)
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "reason": str(exc)[:300]}, status_code=503
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

@@ -22,7 +22,10 @@ def main_callback(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option(envvar="LAMPLIGHTER_URL", help="Talk to this remote server instead of the local database."),
+        typer.Option(
+            envvar="LAMPLIGHTER_URL",
+            help="Talk to this remote server instead of the local database.",
+        ),
     ] = None,
     token: Annotated[
         str | None,

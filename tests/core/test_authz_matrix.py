@@ -40,7 +40,13 @@ def build_world(db: Any) -> World:
     viewer = make_user(db, role="viewer")
     team_a = make_team(db, slug="team-a", lead=lead_a, members=[member_a, extra_a])
     make_team(db, slug="team-b", lead=member_b)
-    for name, user in {"admin": admin, "sre": sre, "member_a": member_a, "member_b": member_b, "viewer": viewer}.items():
+    for name, user in {
+        "admin": admin,
+        "sre": sre,
+        "member_a": member_a,
+        "member_b": member_b,
+        "viewer": viewer,
+    }.items():
         world.tokens[name] = make_token(db, user)
     world.ids.update(member_a=member_a.id, extra_a=extra_a.id, team_a=team_a.slug)
     return world
@@ -62,7 +68,12 @@ def _new_user_email(world: World, client: Any) -> str:
 def _webhook(world: World, client: Any) -> int:
     response = client.post(
         "/api/v1/webhooks",
-        json={"name": "w", "url": "http://127.0.0.1:9/hook", "event_types": ["*"], "owner_team": "team-a"},
+        json={
+            "name": "w",
+            "url": "http://127.0.0.1:9/hook",
+            "event_types": ["*"],
+            "owner_team": "team-a",
+        },
         headers=auth(world.tokens["member_a"]),
     )
     assert response.status_code == 201, response.text
@@ -70,7 +81,9 @@ def _webhook(world: World, client: Any) -> int:
 
 
 def _member_token(world: World, client: Any) -> int:
-    response = client.post("/api/v1/tokens", json={"name": "t"}, headers=auth(world.tokens["member_a"]))
+    response = client.post(
+        "/api/v1/tokens", json={"name": "t"}, headers=auth(world.tokens["member_a"])
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -96,7 +109,10 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         outsiders=("member_b", "sre", "viewer"),
     ),
     ("POST", "/api/v1/teams"): Scenario(
-        lambda w, c: ("/api/v1/teams", {"slug": "team-new", "name": "New", "lead_email": _new_user_email(w, c)}),
+        lambda w, c: (
+            "/api/v1/teams",
+            {"slug": "team-new", "name": "New", "lead_email": _new_user_email(w, c)},
+        ),
         owner="sre",
         outsiders=("member_a", "viewer"),
     ),
@@ -126,7 +142,15 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         outsiders=("member_b", "sre", "viewer"),
     ),
     ("POST", "/api/v1/webhooks"): Scenario(
-        lambda w, c: ("/api/v1/webhooks", {"name": "n", "url": "https://example.com/h", "event_types": ["team.*"], "owner_team": "team-a"}),
+        lambda w, c: (
+            "/api/v1/webhooks",
+            {
+                "name": "n",
+                "url": "https://example.com/h",
+                "event_types": ["team.*"],
+                "owner_team": "team-a",
+            },
+        ),
         owner="member_a",
         outsiders=("member_b", "viewer"),
     ),
@@ -171,7 +195,9 @@ def _audit_count(db: Any) -> int:
         return int(session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) or 0)
 
 
-def _send(client: Any, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]) -> Any:
+def _send(
+    client: Any, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]
+) -> Any:
     return client.request(method, path, json=body, headers=headers)
 
 
@@ -207,9 +233,17 @@ def test_every_read_route_needs_authentication(app: Any, client: Any, db: Any) -
             continue
         if path == "/api/v1/openapi.json":
             continue
-        concrete = path.replace("{slug}", "x").replace("{user_id}", "1").replace("{subscription_id}", "1").replace("{token_id}", "1").replace("{job_id}", "1")
+        concrete = (
+            path.replace("{slug}", "x")
+            .replace("{user_id}", "1")
+            .replace("{subscription_id}", "1")
+            .replace("{token_id}", "1")
+            .replace("{job_id}", "1")
+        )
         response = client.get(concrete)
-        assert response.status_code == 401, f"GET {path} answered {response.status_code} without credentials"
+        assert response.status_code == 401, (
+            f"GET {path} answered {response.status_code} without credentials"
+        )
 
 
 def test_viewer_reads_but_never_writes(client: Any, db: Any) -> None:
@@ -218,5 +252,8 @@ def test_viewer_reads_but_never_writes(client: Any, db: Any) -> None:
     make_team(db, slug="readable", lead=lead)
     token = make_token(db, viewer)
     assert client.get("/api/v1/teams/readable", headers=auth(token)).status_code == 200
-    assert client.patch("/api/v1/teams/readable", json={"name": "x"}, headers=auth(token)).status_code == 403
+    assert (
+        client.patch("/api/v1/teams/readable", json={"name": "x"}, headers=auth(token)).status_code
+        == 403
+    )
     assert SYSTEM.role == "admin"

@@ -37,9 +37,15 @@ def _assert_problem(response: Any, status: int) -> dict[str, Any]:
     return dict(body)
 
 
-def test_malformed_json_is_400_and_changes_nothing(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
+def test_malformed_json_is_400_and_changes_nothing(
+    client: Any, db: Any, admin_headers: dict[str, str]
+) -> None:
     before = _counts(db)
-    response = client.post("/api/v1/teams", content=b'{"slug": "x", ', headers=admin_headers | {"content-type": "application/json"})
+    response = client.post(
+        "/api/v1/teams",
+        content=b'{"slug": "x", ',
+        headers=admin_headers | {"content-type": "application/json"},
+    )
     body = _assert_problem(response, 400)
     assert body["type"] == "/problems/malformed-json"
     assert body["errors"][0]["field"] == "body"
@@ -48,7 +54,11 @@ def test_malformed_json_is_400_and_changes_nothing(client: Any, db: Any, admin_h
 
 def test_wrong_types_name_each_field(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
     before = _counts(db)
-    response = client.post("/api/v1/teams", json={"slug": 12, "name": ["x"], "lead_email": "not-an-email"}, headers=admin_headers)
+    response = client.post(
+        "/api/v1/teams",
+        json={"slug": 12, "name": ["x"], "lead_email": "not-an-email"},
+        headers=admin_headers,
+    )
     body = _assert_problem(response, 422)
     fields = {e["field"] for e in body["errors"]}
     assert {"body.slug", "body.name", "body.lead_email"} <= fields
@@ -58,7 +68,9 @@ def test_wrong_types_name_each_field(client: Any, db: Any, admin_headers: dict[s
 
 
 def test_missing_required_field(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
-    body = _assert_problem(client.post("/api/v1/teams", json={"slug": "ok"}, headers=admin_headers), 422)
+    body = _assert_problem(
+        client.post("/api/v1/teams", json={"slug": "ok"}, headers=admin_headers), 422
+    )
     reasons = {e["field"]: e["reason"] for e in body["errors"]}
     assert reasons["body.name"] == "required field is missing"
 
@@ -66,16 +78,35 @@ def test_missing_required_field(client: Any, db: Any, admin_headers: dict[str, s
 def test_unknown_field_is_rejected(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
     before = _counts(db)
     lead = make_user(db)
-    response = client.post("/api/v1/teams", json={"slug": "ok", "name": "Ok", "lead_email": lead.email, "colour": "red"}, headers=admin_headers)
+    response = client.post(
+        "/api/v1/teams",
+        json={"slug": "ok", "name": "Ok", "lead_email": lead.email, "colour": "red"},
+        headers=admin_headers,
+    )
     body = _assert_problem(response, 422)
-    assert body["errors"] == [{"field": "body.colour", "pointer": "#/colour", "reason": "unknown field; this endpoint does not accept it"}]
+    assert body["errors"] == [
+        {
+            "field": "body.colour",
+            "pointer": "#/colour",
+            "reason": "unknown field; this endpoint does not accept it",
+        }
+    ]
     assert _counts(db)[0] == before[0]
 
 
-def test_oversized_body_is_413_by_declared_length(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
+def test_oversized_body_is_413_by_declared_length(
+    client: Any, db: Any, admin_headers: dict[str, str]
+) -> None:
     before = _counts(db)
     huge = b'{"slug": "' + b"a" * (1024 * 1024 + 10) + b'"}'
-    body = _assert_problem(client.post("/api/v1/teams", content=huge, headers=admin_headers | {"content-type": "application/json"}), 413)
+    body = _assert_problem(
+        client.post(
+            "/api/v1/teams",
+            content=huge,
+            headers=admin_headers | {"content-type": "application/json"},
+        ),
+        413,
+    )
     assert "1048576" in body["detail"]
     assert _counts(db) == before
 
@@ -85,7 +116,11 @@ def test_oversized_chunked_body_is_413(client: Any, db: Any, admin_headers: dict
         for _ in range(20):
             yield b"x" * 65536
 
-    response = client.post("/api/v1/teams", content=chunks(), headers=admin_headers | {"content-type": "application/json"})
+    response = client.post(
+        "/api/v1/teams",
+        content=chunks(),
+        headers=admin_headers | {"content-type": "application/json"},
+    )
     _assert_problem(response, 413)
 
 
@@ -97,11 +132,17 @@ def test_body_limit_is_configurable(settings: Any, db: Any) -> None:
     small = create_app(settings.model_copy(update={"max_body_bytes": 100}), db=db)
     with TestClient(small) as client:
         token = make_token(db, make_user(db, role="admin"))
-        response = client.post("/api/v1/teams", json={"slug": "s", "name": "n" * 200, "lead_email": "a@b.co"}, headers=auth(token))
+        response = client.post(
+            "/api/v1/teams",
+            json={"slug": "s", "name": "n" * 200, "lead_email": "a@b.co"},
+            headers=auth(token),
+        )
         _assert_problem(response, 413)
 
 
-def test_unknown_route_and_wrong_method(client: Any, db: Any, admin_headers: dict[str, str]) -> None:
+def test_unknown_route_and_wrong_method(
+    client: Any, db: Any, admin_headers: dict[str, str]
+) -> None:
     body = _assert_problem(client.get("/api/v1/no-such-thing", headers=admin_headers), 404)
     assert "/api/v1/no-such-thing" in body["detail"]
     _assert_problem(client.put("/api/v1/teams", json={}, headers=admin_headers), 405)
@@ -111,11 +152,23 @@ def test_domain_errors_are_problems(client: Any, db: Any, admin_headers: dict[st
     body = _assert_problem(client.get("/api/v1/teams/nope", headers=admin_headers), 404)
     assert body["type"] == "/problems/not-found"
     lead = make_user(db)
-    first = client.post("/api/v1/teams", json={"slug": "dup", "name": "Dup", "lead_email": lead.email}, headers=admin_headers)
+    first = client.post(
+        "/api/v1/teams",
+        json={"slug": "dup", "name": "Dup", "lead_email": lead.email},
+        headers=admin_headers,
+    )
     assert first.status_code == 201
-    second = client.post("/api/v1/teams", json={"slug": "DUP", "name": "Dup", "lead_email": lead.email}, headers=admin_headers)
+    second = client.post(
+        "/api/v1/teams",
+        json={"slug": "DUP", "name": "Dup", "lead_email": lead.email},
+        headers=admin_headers,
+    )
     _assert_problem(second, 409)
-    bad_tz = client.post("/api/v1/users", json={"email": "tz@example.com", "display_name": "T", "time_zone": "Mars/Olympus"}, headers=admin_headers)
+    bad_tz = client.post(
+        "/api/v1/users",
+        json={"email": "tz@example.com", "display_name": "T", "time_zone": "Mars/Olympus"},
+        headers=admin_headers,
+    )
     body = _assert_problem(bad_tz, 422)
     assert body["errors"][0]["field"] == "body.time_zone"
 

@@ -62,12 +62,21 @@ def test_metrics_by_route_template_and_queue(client: Any, db: Any) -> None:
     with db.transaction() as session:
         jobs.enqueue(session=session, kind="core.noop")
     body = client.get("/metrics").text
-    assert 'lamplighter_http_requests_total{method="GET",route="/api/v1/teams/{slug}",status="200"}' in body
-    assert 'lamplighter_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/teams/{slug}"}' in body
+    assert (
+        'lamplighter_http_requests_total{method="GET",route="/api/v1/teams/{slug}",status="200"}'
+        in body
+    )
+    assert (
+        'lamplighter_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/teams/{slug}"}'
+        in body
+    )
     depth = [line for line in body.splitlines() if line.startswith("lamplighter_jobs_queue_depth ")]
     assert depth and float(depth[0].split()[1]) >= 1
     assert "lamplighter_jobs_oldest_due_age_seconds" in body
-    assert "lamplighter_job_failures_total" in body or "# TYPE lamplighter_job_failures_total counter" in body
+    assert (
+        "lamplighter_job_failures_total" in body
+        or "# TYPE lamplighter_job_failures_total counter" in body
+    )
 
 
 def test_openapi_and_docs_are_served(client: Any) -> None:
@@ -79,7 +88,11 @@ def test_openapi_and_docs_are_served(client: Any) -> None:
 def test_json_logs_carry_the_request_id(client: Any, db: Any, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="lamplighter.http")
     client.get("/healthz", headers={"x-request-id": "trace-me"})
-    records = [r for r in caplog.records if r.name == "lamplighter.http" and getattr(r, "path", "") == "/healthz"]
+    records = [
+        r
+        for r in caplog.records
+        if r.name == "lamplighter.http" and getattr(r, "path", "") == "/healthz"
+    ]
     assert records
     line = json.loads(JsonFormatter().format(records[-1]))
     assert line["status"] == 200 and line["route"] == "/healthz"
@@ -103,7 +116,10 @@ def test_expired_token_is_refused(client: Any, db: Any) -> None:
     user = make_user(db)
     token = make_token(db, user)
     with db.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE api_tokens SET expires_at = :t"), {"t": "2000-01-01 00:00:00" if db.is_sqlite else "2000-01-01T00:00:00Z"})
+        connection.execute(
+            sa.text("UPDATE api_tokens SET expires_at = :t"),
+            {"t": "2000-01-01 00:00:00" if db.is_sqlite else "2000-01-01T00:00:00Z"},
+        )
     from lamplighter.core import identity
 
     identity.AUTH_CACHE.clear()
@@ -113,9 +129,19 @@ def test_expired_token_is_refused(client: Any, db: Any) -> None:
 
 def test_token_expiry_must_be_in_the_future(client: Any, db: Any) -> None:
     token = make_token(db, make_user(db))
-    response = client.post("/api/v1/tokens", json={"name": "old", "expires_at": "2001-01-01T00:00:00Z"}, headers=auth(token))
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.expires_at"
-    naive = client.post("/api/v1/tokens", json={"name": "naive", "expires_at": "2099-01-01T00:00:00"}, headers=auth(token))
+    response = client.post(
+        "/api/v1/tokens",
+        json={"name": "old", "expires_at": "2001-01-01T00:00:00Z"},
+        headers=auth(token),
+    )
+    assert (
+        response.status_code == 422 and response.json()["errors"][0]["field"] == "body.expires_at"
+    )
+    naive = client.post(
+        "/api/v1/tokens",
+        json={"name": "naive", "expires_at": "2099-01-01T00:00:00"},
+        headers=auth(token),
+    )
     assert naive.status_code == 422
 
 
@@ -123,7 +149,12 @@ def test_deactivated_user_loses_access(client: Any, db: Any) -> None:
     admin_token = make_token(db, make_user(db, role="admin"))
     user = make_user(db)
     token = make_token(db, user)
-    assert client.patch(f"/api/v1/users/{user.id}", json={"is_active": False}, headers=auth(admin_token)).status_code == 200
+    assert (
+        client.patch(
+            f"/api/v1/users/{user.id}", json={"is_active": False}, headers=auth(admin_token)
+        ).status_code
+        == 200
+    )
     assert client.get("/api/v1/me", headers=auth(token)).status_code == 401
 
 

@@ -51,17 +51,28 @@ def read_me(session: SessionDep, actor: CurrentActor) -> MeRead:
     assert actor.user_id is not None
     user = identity.get_user(session=session, user_id=actor.user_id)
     teams = identity.list_teams(session=session, after_id=None, limit=500, user_id=user.id)
-    return MeRead.model_validate({**UserRead.model_validate(user).model_dump(), "teams": [t.slug for t in teams]})
+    return MeRead.model_validate(
+        {**UserRead.model_validate(user).model_dump(), "teams": [t.slug for t in teams]}
+    )
 
 
 @router.get("/users", response_model=Page[UserRead], tags=["identity"])
-def list_users(session: SessionDep, actor: CurrentActor, page: PageDep, q: Annotated[str | None, Query(max_length=100)] = None) -> Page[UserRead]:
-    rows = identity.list_users(session=session, after_id=page.position, limit=page.limit + 1, query=q)
+def list_users(
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[UserRead]:
+    rows = identity.list_users(
+        session=session, after_id=page.position, limit=page.limit + 1, query=q
+    )
     items, cursor = page_of(rows, page.limit, lambda u: u.id)
     return Page[UserRead](items=[UserRead.model_validate(u) for u in items], next_cursor=cursor)
 
 
-@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["identity"])
+@router.post(
+    "/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["identity"]
+)
 def create_user(body: UserCreate, session: SessionDep, actor: CurrentActor) -> UserRead:
     """Create a user (admins only)."""
     user = identity.create_user(session=session, actor=actor, **body.model_dump())
@@ -75,16 +86,27 @@ def read_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserRea
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["identity"])
-def update_user(user_id: int, body: UserUpdate, session: SessionDep, actor: CurrentActor) -> UserRead:
+def update_user(
+    user_id: int, body: UserUpdate, session: SessionDep, actor: CurrentActor
+) -> UserRead:
     """Change a user: themself for profile fields, admins for role and activation."""
-    user = identity.update_user(session=session, actor=actor, user_id=user_id, **body.model_dump(exclude_unset=True))
+    user = identity.update_user(
+        session=session, actor=actor, user_id=user_id, **body.model_dump(exclude_unset=True)
+    )
     session.commit()
     return UserRead.model_validate(user)
 
 
 # -- teams -----------------------------------------------------------------------------------
 def _team_read(team: Team) -> TeamRead:
-    return TeamRead(id=team.id, slug=team.slug, name=team.name, description=team.description, lead=UserBrief.model_validate(team.lead), created_at=team.created_at)
+    return TeamRead(
+        id=team.id,
+        slug=team.slug,
+        name=team.name,
+        description=team.description,
+        lead=UserBrief.model_validate(team.lead),
+        created_at=team.created_at,
+    )
 
 
 @router.get("/teams", response_model=Page[TeamRead], tags=["identity"])
@@ -94,7 +116,9 @@ def list_teams(session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[
     return Page[TeamRead](items=[_team_read(t) for t in items], next_cursor=cursor)
 
 
-@router.post("/teams", response_model=TeamDetail, status_code=status.HTTP_201_CREATED, tags=["identity"])
+@router.post(
+    "/teams", response_model=TeamDetail, status_code=status.HTTP_201_CREATED, tags=["identity"]
+)
 def create_team(body: TeamCreate, session: SessionDep, actor: CurrentActor) -> TeamDetail:
     """Create a team with its lead, the accountable person (SREs and admins)."""
     team = identity.create_team(session=session, actor=actor, **body.model_dump())
@@ -104,7 +128,9 @@ def create_team(body: TeamCreate, session: SessionDep, actor: CurrentActor) -> T
 
 def _team_detail(session: SessionDep, team: Team) -> TeamDetail:
     members = identity.list_members(session=session, team_id=team.id)
-    return TeamDetail(**_team_read(team).model_dump(), members=[UserBrief.model_validate(m.user) for m in members])
+    return TeamDetail(
+        **_team_read(team).model_dump(), members=[UserBrief.model_validate(m.user) for m in members]
+    )
 
 
 @router.get("/teams/{slug}", response_model=TeamDetail, tags=["identity"])
@@ -113,20 +139,31 @@ def read_team(slug: str, session: SessionDep, actor: CurrentActor) -> TeamDetail
 
 
 @router.patch("/teams/{slug}", response_model=TeamDetail, tags=["identity"])
-def update_team(slug: str, body: TeamUpdate, session: SessionDep, actor: CurrentActor) -> TeamDetail:
-    team = identity.update_team(session=session, actor=actor, slug=slug, **body.model_dump(exclude_unset=True))
+def update_team(
+    slug: str, body: TeamUpdate, session: SessionDep, actor: CurrentActor
+) -> TeamDetail:
+    team = identity.update_team(
+        session=session, actor=actor, slug=slug, **body.model_dump(exclude_unset=True)
+    )
     session.commit()
     return _team_detail(session, team)
 
 
-@router.post("/teams/{slug}/members", response_model=TeamDetail, status_code=status.HTTP_201_CREATED, tags=["identity"])
+@router.post(
+    "/teams/{slug}/members",
+    response_model=TeamDetail,
+    status_code=status.HTTP_201_CREATED,
+    tags=["identity"],
+)
 def add_member(slug: str, body: MemberAdd, session: SessionDep, actor: CurrentActor) -> TeamDetail:
     identity.add_member(session=session, actor=actor, slug=slug, email=body.email)
     session.commit()
     return _team_detail(session, identity.get_team(session=session, slug=slug))
 
 
-@router.delete("/teams/{slug}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["identity"])
+@router.delete(
+    "/teams/{slug}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["identity"]
+)
 def remove_member(slug: str, user_id: int, session: SessionDep, actor: CurrentActor) -> Response:
     identity.remove_member(session=session, actor=actor, slug=slug, user_id=user_id)
     session.commit()
@@ -138,15 +175,22 @@ def remove_member(slug: str, user_id: int, session: SessionDep, actor: CurrentAc
 def list_tokens(session: SessionDep, actor: CurrentActor) -> list[TokenRead]:
     """Your API tokens (never their secrets)."""
     assert actor.user_id is not None
-    return [TokenRead.model_validate(t) for t in identity.list_tokens(session=session, user_id=actor.user_id)[:500]]
+    return [
+        TokenRead.model_validate(t)
+        for t in identity.list_tokens(session=session, user_id=actor.user_id)[:500]
+    ]
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED, tags=["identity"])
+@router.post(
+    "/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED, tags=["identity"]
+)
 def create_token(body: TokenCreate, session: SessionDep, actor: CurrentActor) -> TokenCreated:
     """Create an API token. The response is the only time its secret is shown."""
     user_id = body.user_id if body.user_id is not None else actor.user_id
     assert user_id is not None
-    token, plaintext = identity.create_token(session=session, actor=actor, user_id=user_id, name=body.name, expires_at=body.expires_at)
+    token, plaintext = identity.create_token(
+        session=session, actor=actor, user_id=user_id, name=body.name, expires_at=body.expires_at
+    )
     session.commit()
     return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=plaintext)
 
@@ -174,8 +218,15 @@ def list_audit(
     """The audit log, newest first."""
     rows = list(
         audit.iter_filtered(
-            session=session, actor_id=actor_id, object_type=object_type, object_id=object_id, action=action,
-            since=_aware(since), until=_aware(until), before_id=page.position, limit=page.limit + 1,
+            session=session,
+            actor_id=actor_id,
+            object_type=object_type,
+            object_id=object_id,
+            action=action,
+            since=_aware(since),
+            until=_aware(until),
+            before_id=page.position,
+            limit=page.limit + 1,
         )
     )
     items, cursor = page_of(rows, page.limit, lambda e: e.id)
@@ -193,7 +244,13 @@ def verify_audit(session: SessionDep, actor: CurrentActor) -> AuditVerifyRead:
     """Walk the hash chain and report the first broken link (SREs and admins)."""
     require_role(actor, *PRIVILEGED, action="verifying the audit chain")
     result = audit.verify(session=session)
-    return AuditVerifyRead(ok=result.ok, checked=result.checked, head_hash=result.head_hash, broken_id=result.broken_id, reason=result.reason)
+    return AuditVerifyRead(
+        ok=result.ok,
+        checked=result.checked,
+        head_hash=result.head_hash,
+        broken_id=result.broken_id,
+        reason=result.reason,
+    )
 
 
 @router.get("/events", response_model=EventPage, tags=["events"])
@@ -206,7 +263,9 @@ def list_events(
 ) -> EventPage:
     """Domain events in commit order; poll with ?after=<last_id> to consume them."""
     rows = events.list_after(session=session, after=after, types=type, limit=limit)
-    return EventPage(items=[EventRead.model_validate(e) for e in rows], last_id=rows[-1].id if rows else after)
+    return EventPage(
+        items=[EventRead.model_validate(e) for e in rows], last_id=rows[-1].id if rows else after
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -214,11 +273,20 @@ def list_events(
 def list_webhooks(session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[WebhookRead]:
     rows = webhooks.list_(session=session, after_id=page.position, limit=page.limit + 1)
     items, cursor = page_of(rows, page.limit, lambda w: w.id)
-    return Page[WebhookRead](items=[WebhookRead.model_validate(w) for w in items], next_cursor=cursor)
+    return Page[WebhookRead](
+        items=[WebhookRead.model_validate(w) for w in items], next_cursor=cursor
+    )
 
 
-@router.post("/webhooks", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED, tags=["webhooks"])
-def create_webhook(body: WebhookCreate, session: SessionDep, actor: CurrentActor, box: BoxDep) -> WebhookCreated:
+@router.post(
+    "/webhooks",
+    response_model=WebhookCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["webhooks"],
+)
+def create_webhook(
+    body: WebhookCreate, session: SessionDep, actor: CurrentActor, box: BoxDep
+) -> WebhookCreated:
     """Subscribe a URL to event types. Deliveries carry X-Lamplighter-Signature-256: sha256=HMAC(body)."""
     sub, secret = webhooks.create(session=session, actor=actor, box=box, **body.model_dump())
     session.commit()
@@ -227,29 +295,51 @@ def create_webhook(body: WebhookCreate, session: SessionDep, actor: CurrentActor
 
 @router.get("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
 def read_webhook(subscription_id: int, session: SessionDep, actor: CurrentActor) -> WebhookRead:
-    return WebhookRead.model_validate(webhooks.get(session=session, subscription_id=subscription_id))
+    return WebhookRead.model_validate(
+        webhooks.get(session=session, subscription_id=subscription_id)
+    )
 
 
 @router.patch("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
-def update_webhook(subscription_id: int, body: WebhookUpdate, session: SessionDep, actor: CurrentActor) -> WebhookRead:
-    sub = webhooks.update(session=session, actor=actor, subscription_id=subscription_id, **body.model_dump(exclude_unset=True))
+def update_webhook(
+    subscription_id: int, body: WebhookUpdate, session: SessionDep, actor: CurrentActor
+) -> WebhookRead:
+    sub = webhooks.update(
+        session=session,
+        actor=actor,
+        subscription_id=subscription_id,
+        **body.model_dump(exclude_unset=True),
+    )
     session.commit()
     return WebhookRead.model_validate(sub)
 
 
-@router.delete("/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"])
+@router.delete(
+    "/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"]
+)
 def delete_webhook(subscription_id: int, session: SessionDep, actor: CurrentActor) -> Response:
     webhooks.delete(session=session, actor=actor, subscription_id=subscription_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/webhooks/{subscription_id}/deliveries", response_model=Page[DeliveryRead], tags=["webhooks"])
-def list_deliveries(subscription_id: int, session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[DeliveryRead]:
+@router.get(
+    "/webhooks/{subscription_id}/deliveries", response_model=Page[DeliveryRead], tags=["webhooks"]
+)
+def list_deliveries(
+    subscription_id: int, session: SessionDep, actor: CurrentActor, page: PageDep
+) -> Page[DeliveryRead]:
     webhooks.get(session=session, subscription_id=subscription_id)
-    rows = webhooks.list_deliveries(session=session, subscription_id=subscription_id, before_id=page.position, limit=page.limit + 1)
+    rows = webhooks.list_deliveries(
+        session=session,
+        subscription_id=subscription_id,
+        before_id=page.position,
+        limit=page.limit + 1,
+    )
     items, cursor = page_of(rows, page.limit, lambda d: d.id)
-    return Page[DeliveryRead](items=[DeliveryRead.model_validate(d) for d in items], next_cursor=cursor)
+    return Page[DeliveryRead](
+        items=[DeliveryRead.model_validate(d) for d in items], next_cursor=cursor
+    )
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -258,12 +348,16 @@ def list_jobs(
     session: SessionDep,
     actor: CurrentActor,
     page: PageDep,
-    status_: Annotated[str | None, Query(alias="status", pattern="^(queued|running|done|dead|cancelled)$")] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(queued|running|done|dead|cancelled)$")
+    ] = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[JobRead]:
     """Jobs, newest first; ?status=dead lists the ones that ran out of tries (SREs and admins)."""
     require_role(actor, *PRIVILEGED, action="reading the job queue")
-    rows = jobs.list_jobs(session=session, status=status_, kind=kind, before_id=page.position, limit=page.limit + 1)
+    rows = jobs.list_jobs(
+        session=session, status=status_, kind=kind, before_id=page.position, limit=page.limit + 1
+    )
     items, cursor = page_of(rows, page.limit, lambda j: j.id)
     return Page[JobRead](items=[JobRead.model_validate(j) for j in items], next_cursor=cursor)
 
@@ -275,7 +369,14 @@ def retry_job(job_id: int, session: SessionDep, actor: CurrentActor) -> JobRead:
     job = jobs.retry_dead(session=session, job_id=job_id)
     if job is None:
         raise NotFound(f"no job with id {job_id}")
-    audit.record(session=session, actor=actor, action="job.retry", object_type="job", object_id=job.id, after={"status": job.status})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="job.retry",
+        object_type="job",
+        object_id=job.id,
+        after={"status": job.status},
+    )
     session.commit()
     return JobRead.model_validate(job)
 

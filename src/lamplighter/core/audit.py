@@ -91,7 +91,10 @@ def record(
     session.add(entry)
     session.flush()  # holds SQLite's write lock from here on; gives the entry its id
     prev = session.scalar(
-        sa.select(AuditEntry.hash).where(AuditEntry.id < entry.id).order_by(AuditEntry.id.desc()).limit(1)
+        sa.select(AuditEntry.hash)
+        .where(AuditEntry.id < entry.id)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
     )
     entry.prev_hash = prev or GENESIS_HASH
     entry.hash = _entry_hash(entry)
@@ -115,7 +118,10 @@ def verify(*, session: Session, batch: int = 5000) -> VerifyResult:
     last_id = 0
     while True:
         rows = session.scalars(
-            sa.select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id).limit(batch)
+            sa.select(AuditEntry)
+            .where(AuditEntry.id > last_id)
+            .order_by(AuditEntry.id)
+            .limit(batch)
         ).all()
         if not rows:
             return VerifyResult(ok=True, checked=checked, head_hash=prev_hash)

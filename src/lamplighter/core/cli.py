@@ -44,8 +44,12 @@ def _dump(model: Any) -> dict[str, Any]:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run jobs in this process.")] = False,
-    workers: Annotated[int, typer.Option(help="HTTP worker processes (PostgreSQL, or read-heavy SQLite).")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run jobs in this process.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="HTTP worker processes (PostgreSQL, or read-heavy SQLite).")
+    ] = 1,
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Serve the UI and API; runs a job worker in this process unless --no-worker."""
@@ -60,7 +64,15 @@ def serve(
     if not no_worker:
         job_worker = jobs.Worker(db, settings)
         job_worker.start_thread()
-    emit({"url": f"http://{host}:{port}", "api_docs": f"http://{host}:{port}/api/docs", "job_worker": not no_worker, "http_workers": workers}, output)
+    emit(
+        {
+            "url": f"http://{host}:{port}",
+            "api_docs": f"http://{host}:{port}/api/docs",
+            "job_worker": not no_worker,
+            "http_workers": workers,
+        },
+        output,
+    )
     try:
         uvicorn.run(
             "lamplighter.app:app_from_env",
@@ -102,7 +114,9 @@ def version(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
     if client := remote(ctx):
         import httpx
 
-        data["server_version"] = httpx.get(client.client.base_url.join("/healthz"), timeout=10).json().get("version")
+        data["server_version"] = (
+            httpx.get(client.client.base_url.join("/healthz"), timeout=10).json().get("version")
+        )
     emit(data, output)
 
 
@@ -115,7 +129,13 @@ def db_upgrade(output: OutputOpt = Output.TABLE) -> None:
     from lamplighter.core.db import make_engine
 
     engine = make_engine(url)
-    emit({"database": engine.url.render_as_string(hide_password=True), "revision": migrate.current_revision(engine)}, output)
+    emit(
+        {
+            "database": engine.url.render_as_string(hide_password=True),
+            "revision": migrate.current_revision(engine),
+        },
+        output,
+    )
     engine.dispose()
 
 
@@ -138,16 +158,36 @@ def user_create(
     name: Annotated[str, typer.Option(help="Display name.")],
     role: Annotated[str, typer.Option(help="admin, sre, member or viewer.")] = "member",
     time_zone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
-    password: Annotated[bool, typer.Option("--password", help="Prompt for a password for web login.")] = False,
+    password: Annotated[
+        bool, typer.Option("--password", help="Prompt for a password for web login.")
+    ] = False,
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Create a user."""
-    secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
-    body = {"email": email, "display_name": name, "role": role, "time_zone": time_zone, "password": secret}
+    secret = (
+        typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    )
+    body = {
+        "email": email,
+        "display_name": name,
+        "role": role,
+        "time_zone": time_zone,
+        "password": secret,
+    }
     if client := remote(ctx):
         emit(client.call("POST", "/users", json=body), output)
         return
-    user = _run_local(lambda s: identity.create_user(session=s, actor=cli_actor(), **body))
+    user = _run_local(
+        lambda s: identity.create_user(
+            session=s,
+            actor=cli_actor(),
+            email=email,
+            display_name=name,
+            role=role,
+            time_zone=time_zone,
+            password=secret,
+        )
+    )
     emit(_dump(UserRead.model_validate(user)), output)
 
 
@@ -169,7 +209,12 @@ def team_create(
 
     def create(session: Any) -> dict[str, Any]:
         team = identity.create_team(session=session, actor=cli_actor(), **body)
-        return {"id": team.id, "slug": team.slug, "name": team.name, "lead": _dump(UserBrief.model_validate(team.lead))}
+        return {
+            "id": team.id,
+            "slug": team.slug,
+            "name": team.name,
+            "lead": _dump(UserBrief.model_validate(team.lead)),
+        }
 
     emit(_run_local(create), output)
 
@@ -190,7 +235,10 @@ def team_add_member(
     def add(session: Any) -> list[dict[str, Any]]:
         identity.add_member(session=session, actor=cli_actor(), slug=slug, email=email)
         team = identity.get_team(session=session, slug=slug)
-        return [_dump(UserBrief.model_validate(m.user)) for m in identity.list_members(session=session, team_id=team.id)]
+        return [
+            _dump(UserBrief.model_validate(m.user))
+            for m in identity.list_members(session=session, team_id=team.id)
+        ]
 
     emit(_run_local(add), output, columns=["id", "email", "display_name"])
 
@@ -199,9 +247,27 @@ def team_add_member(
 def team_list(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
     """List teams (first 500)."""
     if client := remote(ctx):
-        emit(client.call("GET", "/teams", params={"limit": 500})["items"], output, columns=["id", "slug", "name"])
+        emit(
+            client.call("GET", "/teams", params={"limit": 500})["items"],
+            output,
+            columns=["id", "slug", "name"],
+        )
         return
-    rows = _run_local(lambda s: [_dump(TeamRead(id=t.id, slug=t.slug, name=t.name, description=t.description, lead=UserBrief.model_validate(t.lead), created_at=t.created_at)) for t in identity.list_teams(session=s, after_id=None, limit=500)])
+    rows = _run_local(
+        lambda s: [
+            _dump(
+                TeamRead(
+                    id=t.id,
+                    slug=t.slug,
+                    name=t.name,
+                    description=t.description,
+                    lead=UserBrief.model_validate(t.lead),
+                    created_at=t.created_at,
+                )
+            )
+            for t in identity.list_teams(session=s, after_id=None, limit=500)
+        ]
+    )
     emit(rows, output, columns=["id", "slug", "name", "lead"])
 
 
@@ -210,11 +276,15 @@ def token_create(
     ctx: typer.Context,
     user: Annotated[str, typer.Option(help="Email of the token's user.")],
     name: Annotated[str, typer.Option(help="What the token is for, e.g. ci-pipeline.")],
-    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after this many days.")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Expire after this many days.")
+    ] = None,
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Create an API token and print it once."""
-    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    expires_at = (
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    )
     if client := remote(ctx):
         users = client.call("GET", "/users", params={"q": user, "limit": 500})["items"]
         match = [u for u in users if u["email"] == user.lower()]
@@ -228,7 +298,9 @@ def token_create(
 
     def create(session: Any) -> dict[str, Any]:
         target = identity.require_user_by_email(session=session, email=user, field="--user")
-        token, plaintext = identity.create_token(session=session, actor=cli_actor(), user_id=target.id, name=name, expires_at=expires_at)
+        token, plaintext = identity.create_token(
+            session=session, actor=cli_actor(), user_id=target.id, name=name, expires_at=expires_at
+        )
         return {**_dump(TokenRead.model_validate(token)), "user": target.email, "token": plaintext}
 
     emit(_run_local(create), output)
@@ -237,14 +309,18 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(
     ctx: typer.Context,
-    token_id: Annotated[int, typer.Argument(help="The token's id (see the profile page or GET /api/v1/tokens).")],
+    token_id: Annotated[
+        int, typer.Argument(help="The token's id (see the profile page or GET /api/v1/tokens).")
+    ],
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Revoke an API token; it stops working at once."""
     if client := remote(ctx):
         emit(client.call("DELETE", f"/tokens/{token_id}"), output)
         return
-    token = _run_local(lambda s: identity.revoke_token(session=s, actor=cli_actor(), token_id=token_id))
+    token = _run_local(
+        lambda s: identity.revoke_token(session=s, actor=cli_actor(), token_id=token_id)
+    )
     emit(_dump(TokenRead.model_validate(token)), output)
 
 
@@ -255,7 +331,13 @@ def audit_verify(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
         data = client.call("GET", "/audit/verify")
     else:
         result = _run_local(lambda s: audit.verify(session=s))
-        data = {"ok": result.ok, "checked": result.checked, "head_hash": result.head_hash, "broken_id": result.broken_id, "reason": result.reason}
+        data = {
+            "ok": result.ok,
+            "checked": result.checked,
+            "head_hash": result.head_hash,
+            "broken_id": result.broken_id,
+            "reason": result.reason,
+        }
     emit(data, output)
     if not data["ok"]:
         raise typer.Exit(1)
@@ -265,7 +347,9 @@ def audit_verify(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
 def jobs_list(
     ctx: typer.Context,
     dead: Annotated[bool, typer.Option("--dead", help="Only jobs that ran out of tries.")] = False,
-    status: Annotated[str | None, typer.Option(help="queued, running, done, dead or cancelled.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="queued, running, done, dead or cancelled.")
+    ] = None,
     kind: Annotated[str | None, typer.Option(help="Only this job kind.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     output: OutputOpt = Output.TABLE,
@@ -281,7 +365,12 @@ def jobs_list(
             params["kind"] = kind
         emit(client.call("GET", "/jobs", params=params)["items"], output, columns=columns)
         return
-    rows = _run_local(lambda s: [_dump(JobRead.model_validate(j)) for j in jobs.list_jobs(session=s, status=status, kind=kind, limit=limit)])
+    rows = _run_local(
+        lambda s: [
+            _dump(JobRead.model_validate(j))
+            for j in jobs.list_jobs(session=s, status=status, kind=kind, limit=limit)
+        ]
+    )
     emit(rows, output, columns=columns)
 
 
@@ -295,4 +384,8 @@ def demo_load(output: OutputOpt = Output.TABLE) -> None:
         created = demo.load(db)
     finally:
         db.dispose()
-    emit({"loaded": created, **demo.CREDENTIALS, "url": get_settings().base_url}, output, title="Demo organisation")
+    emit(
+        {"loaded": created, **demo.CREDENTIALS, "url": get_settings().base_url},
+        output,
+        title="Demo organisation",
+    )

@@ -70,7 +70,11 @@ class Remote:
     def __init__(self, url: str, token: str | None) -> None:
         if not token:
             fail("talking to a remote server needs LAMPLIGHTER_TOKEN")
-        self.client = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.client = httpx.Client(
+            base_url=url.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -97,7 +101,9 @@ def remote(ctx: typer.Context) -> Remote | None:
     return None
 
 
-def emit(data: Any, output: Output, *, columns: list[str] | None = None, title: str | None = None) -> None:
+def emit(
+    data: Any, output: Output, *, columns: list[str] | None = None, title: str | None = None
+) -> None:
     """Print a record or a list of records as a Rich table or as JSON."""
     if output == Output.JSON:
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())

@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
 _hasher = PasswordHasher()
-TOKEN_PREFIX = "llt_"
+TOKEN_PREFIX = "llt_"  # noqa: S105 - a public prefix, not a secret
 
 
 def hash_password(password: str) -> str:

@@ -92,8 +92,12 @@ CurrentActor = Annotated[Actor, Depends(current_actor)]
 class PageParams:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, at most 500.")] = 50,
-        cursor: Annotated[str | None, Query(max_length=200, description="From the previous page's next_cursor.")] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Page size, at most 500.")
+        ] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=200, description="From the previous page's next_cursor.")
+        ] = None,
     ) -> None:
         self.limit = limit
         self.position = decode_cursor(cursor)

@@ -1,13 +1,13 @@
 """The error hierarchy every domain raises; one handler turns it into RFC 9457 problems.
 
-    LamplighterError
-    ├── BadRequest            400  malformed input that is not a field error
-    ├── Unauthorized          401  no or bad credentials
-    ├── Forbidden             403  signed in, but not allowed
-    ├── NotFound              404
-    ├── Conflict              409  duplicate names, stale state
-    ├── PayloadTooLarge       413
-    └── ValidationFailed      422  one or more fields are wrong (``errors[]`` names them)
+LamplighterError
+├── BadRequest            400  malformed input that is not a field error
+├── Unauthorized          401  no or bad credentials
+├── Forbidden             403  signed in, but not allowed
+├── NotFound              404
+├── Conflict              409  duplicate names, stale state
+├── PayloadTooLarge       413
+└── ValidationFailed      422  one or more fields are wrong (``errors[]`` names them)
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
 def emit(*, session: Session, type: str, subject: str, payload: dict[str, Any]) -> Event:
     """Append an event; schedule a delivery job for every subscription that wants it."""
     lock_journal(session)
-    event = Event(type=type, subject=subject, payload=orjson.loads(orjson.dumps(payload, default=str)))
+    event = Event(
+        type=type, subject=subject, payload=orjson.loads(orjson.dumps(payload, default=str))
+    )
     session.add(event)
     session.flush()
     subscriptions = session.execute(

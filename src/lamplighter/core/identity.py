@@ -37,7 +37,12 @@ def user_snapshot(user: User) -> dict[str, Any]:
 
 
 def team_snapshot(team: Team) -> dict[str, Any]:
-    return {"slug": team.slug, "name": team.name, "description": team.description, "lead_user_id": team.lead_user_id}
+    return {
+        "slug": team.slug,
+        "name": team.name,
+        "description": team.description,
+        "lead_user_id": team.lead_user_id,
+    }
 
 
 def check_time_zone(value: str, field: str = "body.time_zone") -> str:
@@ -67,13 +72,17 @@ def require_user_by_email(*, session: Session, email: str, field: str = "body.em
     return user
 
 
-def list_users(*, session: Session, after_id: int | None, limit: int, query: str | None = None) -> list[User]:
+def list_users(
+    *, session: Session, after_id: int | None, limit: int, query: str | None = None
+) -> list[User]:
     statement = sa.select(User).order_by(User.id).limit(limit)
     if after_id:
         statement = statement.where(User.id > after_id)
     if query:
         like = f"%{query.lower()}%"
-        statement = statement.where(sa.or_(User.email.like(like), sa.func.lower(User.display_name).like(like)))
+        statement = statement.where(
+            sa.or_(User.email.like(like), sa.func.lower(User.display_name).like(like))
+        )
     return list(session.scalars(statement))
 
 
@@ -91,7 +100,9 @@ def create_user(
     email = email.strip().lower()
     check_time_zone(time_zone)
     if role not in {r.value for r in Role}:
-        raise ValidationFailed.one("body.role", f"must be one of {', '.join(r.value for r in Role)}")
+        raise ValidationFailed.one(
+            "body.role", f"must be one of {', '.join(r.value for r in Role)}"
+        )
     if password is not None and len(password) < MIN_PASSWORD:
         raise ValidationFailed.one("body.password", f"must be at least {MIN_PASSWORD} characters")
     if get_user_by_email(session=session, email=email) is not None:
@@ -105,8 +116,20 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    audit.record(session=session, actor=actor, action="user.create", object_type="user", object_id=user.id, after=user_snapshot(user))
-    events.emit(session=session, type="user.created", subject=f"user:{user.id}", payload={"email": user.email})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
+        after=user_snapshot(user),
+    )
+    events.emit(
+        session=session,
+        type="user.created",
+        subject=f"user:{user.id}",
+        payload={"email": user.email},
+    )
     return user
 
 
@@ -134,19 +157,31 @@ def update_user(
         user.time_zone = check_time_zone(time_zone)
     if role is not None:
         if role not in {r.value for r in Role}:
-            raise ValidationFailed.one("body.role", f"must be one of {', '.join(r.value for r in Role)}")
+            raise ValidationFailed.one(
+                "body.role", f"must be one of {', '.join(r.value for r in Role)}"
+            )
         user.role = role
     if is_active is not None:
         user.is_active = is_active
     if password is not None:
         if len(password) < MIN_PASSWORD:
-            raise ValidationFailed.one("body.password", f"must be at least {MIN_PASSWORD} characters")
+            raise ValidationFailed.one(
+                "body.password", f"must be at least {MIN_PASSWORD} characters"
+            )
         user.password_hash = hash_password(password)
     session.flush()
     after = user_snapshot(user)
     if password is not None:
         before["password"], after["password"] = "old", "new"
-    audit.record(session=session, actor=actor, action="user.update", object_type="user", object_id=user.id, before=before, after=after)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="user.update",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after=after,
+    )
     AUTH_CACHE.clear()
     return user
 
@@ -159,25 +194,34 @@ def get_team(*, session: Session, slug: str) -> Team:
     return team
 
 
-def list_teams(*, session: Session, after_id: int | None, limit: int, user_id: int | None = None) -> list[Team]:
+def list_teams(
+    *, session: Session, after_id: int | None, limit: int, user_id: int | None = None
+) -> list[Team]:
     statement = sa.select(Team).order_by(Team.id).limit(limit)
     if after_id:
         statement = statement.where(Team.id > after_id)
     if user_id is not None:
-        statement = statement.join(TeamMember, TeamMember.team_id == Team.id).where(TeamMember.user_id == user_id)
+        statement = statement.join(TeamMember, TeamMember.team_id == Team.id).where(
+            TeamMember.user_id == user_id
+        )
     return list(session.scalars(statement))
 
 
 def list_members(*, session: Session, team_id: int) -> list[TeamMember]:
     return list(
         session.scalars(
-            sa.select(TeamMember).join(User, User.id == TeamMember.user_id).where(TeamMember.team_id == team_id).order_by(User.display_name)
+            sa.select(TeamMember)
+            .join(User, User.id == TeamMember.user_id)
+            .where(TeamMember.team_id == team_id)
+            .order_by(User.display_name)
         )
     )
 
 
 def team_ids_of(*, session: Session, user_id: int) -> frozenset[int]:
-    return frozenset(session.scalars(sa.select(TeamMember.team_id).where(TeamMember.user_id == user_id)))
+    return frozenset(
+        session.scalars(sa.select(TeamMember.team_id).where(TeamMember.user_id == user_id))
+    )
 
 
 def create_team(
@@ -186,7 +230,9 @@ def create_team(
     require_role(actor, *PRIVILEGED, action="creating teams")
     slug = slug.strip().lower()
     if not SLUG_RE.match(slug):
-        raise ValidationFailed.one("body.slug", "use 1-63 lowercase letters, digits and inner hyphens")
+        raise ValidationFailed.one(
+            "body.slug", "use 1-63 lowercase letters, digits and inner hyphens"
+        )
     if session.scalar(sa.select(Team.id).where(Team.slug == slug)) is not None:
         raise Conflict(f"a team with slug {slug!r} exists already")
     lead = require_user_by_email(session=session, email=lead_email, field="body.lead_email")
@@ -195,8 +241,20 @@ def create_team(
     session.flush()
     session.add(TeamMember(team_id=team.id, user_id=lead.id))
     session.flush()
-    audit.record(session=session, actor=actor, action="team.create", object_type="team", object_id=team.slug, after=team_snapshot(team))
-    events.emit(session=session, type="team.created", subject=f"team:{team.slug}", payload={"slug": team.slug, "lead": lead.email})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="team.create",
+        object_type="team",
+        object_id=team.slug,
+        after=team_snapshot(team),
+    )
+    events.emit(
+        session=session,
+        type="team.created",
+        subject=f"team:{team.slug}",
+        payload={"slug": team.slug, "lead": lead.email},
+    )
     AUTH_CACHE.clear()
     return team
 
@@ -220,11 +278,26 @@ def update_team(
     if lead_email is not None:
         lead = require_user_by_email(session=session, email=lead_email, field="body.lead_email")
         if session.get(TeamMember, (team.id, lead.id)) is None:
-            raise ValidationFailed.one("body.lead_email", f"{lead.email} is not a member of {team.slug}; add them first")
+            raise ValidationFailed.one(
+                "body.lead_email", f"{lead.email} is not a member of {team.slug}; add them first"
+            )
         team.lead_user_id = lead.id
     session.flush()
-    audit.record(session=session, actor=actor, action="team.update", object_type="team", object_id=team.slug, before=before, after=team_snapshot(team))
-    events.emit(session=session, type="team.updated", subject=f"team:{team.slug}", payload=team_snapshot(team))
+    audit.record(
+        session=session,
+        actor=actor,
+        action="team.update",
+        object_type="team",
+        object_id=team.slug,
+        before=before,
+        after=team_snapshot(team),
+    )
+    events.emit(
+        session=session,
+        type="team.updated",
+        subject=f"team:{team.slug}",
+        payload=team_snapshot(team),
+    )
     return team
 
 
@@ -237,8 +310,20 @@ def add_member(*, session: Session, actor: Actor, slug: str, email: str) -> Team
     member = TeamMember(team_id=team.id, user_id=user.id)
     session.add(member)
     session.flush()
-    audit.record(session=session, actor=actor, action="team.add_member", object_type="team", object_id=team.slug, after={"member": user.email})
-    events.emit(session=session, type="team.member_added", subject=f"team:{team.slug}", payload={"email": user.email})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="team.add_member",
+        object_type="team",
+        object_id=team.slug,
+        after={"member": user.email},
+    )
+    events.emit(
+        session=session,
+        type="team.member_added",
+        subject=f"team:{team.slug}",
+        payload={"email": user.email},
+    )
     AUTH_CACHE.clear()
     return member
 
@@ -254,14 +339,31 @@ def remove_member(*, session: Session, actor: Actor, slug: str, user_id: int) ->
     email = member.user.email
     session.delete(member)
     session.flush()
-    audit.record(session=session, actor=actor, action="team.remove_member", object_type="team", object_id=team.slug, before={"member": email})
-    events.emit(session=session, type="team.member_removed", subject=f"team:{team.slug}", payload={"email": email})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="team.remove_member",
+        object_type="team",
+        object_id=team.slug,
+        before={"member": email},
+    )
+    events.emit(
+        session=session,
+        type="team.member_removed",
+        subject=f"team:{team.slug}",
+        payload={"email": email},
+    )
     AUTH_CACHE.clear()
 
 
 # -- API tokens ------------------------------------------------------------------------------
 def create_token(
-    *, session: Session, actor: Actor, user_id: int, name: str, expires_at: dt.datetime | None = None
+    *,
+    session: Session,
+    actor: Actor,
+    user_id: int,
+    name: str,
+    expires_at: dt.datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its plaintext, which is never stored or shown again."""
     if actor.user_id != user_id and actor.role != Role.ADMIN.value:
@@ -276,18 +378,36 @@ def create_token(
         if expires_at <= utcnow():
             raise ValidationFailed.one("body.expires_at", "must be in the future")
     plaintext = new_token()
-    token = ApiToken(user_id=user.id, name=name, token_hash=digest(plaintext), prefix=plaintext[:10], expires_at=expires_at)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=digest(plaintext),
+        prefix=plaintext[:10],
+        expires_at=expires_at,
+    )
     session.add(token)
     session.flush()
     audit.record(
-        session=session, actor=actor, action="token.create", object_type="api_token", object_id=token.id,
-        after={"user": user.email, "name": name, "expires_at": expires_at.isoformat() if expires_at else None},
+        session=session,
+        actor=actor,
+        action="token.create",
+        object_type="api_token",
+        object_id=token.id,
+        after={
+            "user": user.email,
+            "name": name,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
     )
     return token, plaintext
 
 
 def list_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
-    return list(session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())))
+    return list(
+        session.scalars(
+            sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
+        )
+    )
 
 
 def revoke_token(*, session: Session, actor: Actor, token_id: int) -> ApiToken:
@@ -299,7 +419,14 @@ def revoke_token(*, session: Session, actor: Actor, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()
-        audit.record(session=session, actor=actor, action="token.revoke", object_type="api_token", object_id=token.id, after={"name": token.name})
+        audit.record(
+            session=session,
+            actor=actor,
+            action="token.revoke",
+            object_type="api_token",
+            object_id=token.id,
+            after={"name": token.name},
+        )
     AUTH_CACHE.clear()
     return token
 
@@ -353,7 +480,9 @@ class AuthCache:
 AUTH_CACHE = AuthCache()
 
 
-def _actor_for(session: Session, user: User, *, kind: str, token_id: int | None = None, label_suffix: str = "") -> Actor:
+def _actor_for(
+    session: Session, user: User, *, kind: str, token_id: int | None = None, label_suffix: str = ""
+) -> Actor:
     return Actor(
         kind=kind,
         label=user.email + label_suffix,
@@ -372,7 +501,9 @@ def authenticate_token(
     cached = AUTH_CACHE.get(key) if cache_s > 0 else None
     if cached is None:
         row = session.execute(
-            sa.select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == key)
+            sa.select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == key)
         ).first()
         if row is None:
             raise Unauthorized("the token is not valid")
@@ -381,8 +512,12 @@ def authenticate_token(
             raise Unauthorized("the token was revoked")
         if not user.is_active:
             raise Unauthorized("the token's user is deactivated")
-        actor = _actor_for(session, user, kind="token", token_id=token.id, label_suffix=f" (token {token.name})")
-        cached = _Cached(actor=actor, expires_at=token.expires_at, cached_until=time.monotonic() + cache_s)
+        actor = _actor_for(
+            session, user, kind="token", token_id=token.id, label_suffix=f" (token {token.name})"
+        )
+        cached = _Cached(
+            actor=actor, expires_at=token.expires_at, cached_until=time.monotonic() + cache_s
+        )
         if cache_s > 0:
             AUTH_CACHE.put(key, cached)
     if cached.expires_at is not None and cached.expires_at <= now:
@@ -391,18 +526,28 @@ def authenticate_token(
     if token_id is not None and AUTH_CACHE.should_touch(token_id, touch_resolution_s):
         # Its own short transaction: recording use must not wait for, or roll back with, the request.
         with Session(session.get_bind()) as touch, touch.begin():
-            touch.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+            touch.execute(
+                sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
     return cached.actor
 
 
-def login_password(*, session: Session, email: str, password: str, session_hours: int) -> tuple[WebSession, str]:
+def login_password(
+    *, session: Session, email: str, password: str, session_hours: int
+) -> tuple[WebSession, str]:
     user = get_user_by_email(session=session, email=email)
-    if user is None or not user.is_active or not verify_password(user.password_hash if user else None, password):
+    if (
+        user is None
+        or not user.is_active
+        or not verify_password(user.password_hash if user else None, password)
+    ):
         raise Unauthorized("email or password is wrong")
     return start_session(session=session, user=user, method="password", session_hours=session_hours)
 
 
-def start_session(*, session: Session, user: User, method: str, session_hours: int) -> tuple[WebSession, str]:
+def start_session(
+    *, session: Session, user: User, method: str, session_hours: int
+) -> tuple[WebSession, str]:
     raw = secrets.token_urlsafe(32)
     web_session = WebSession(
         user_id=user.id,
@@ -414,28 +559,49 @@ def start_session(*, session: Session, user: User, method: str, session_hours: i
     session.add(web_session)
     session.flush()
     actor = Actor(kind="user", label=user.email, user_id=user.id, role=user.role)
-    audit.record(session=session, actor=actor, action="session.login", object_type="user", object_id=user.id, after={"method": method})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="session.login",
+        object_type="user",
+        object_id=user.id,
+        after={"method": method},
+    )
     return web_session, raw
 
 
 def authenticate_session(*, session: Session, raw: str) -> tuple[Actor, WebSession]:
     row = session.execute(
-        sa.select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.session_hash == digest(raw))
+        sa.select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.session_hash == digest(raw))
     ).first()
     if row is None:
         raise Unauthorized("not signed in")
     web_session, user = row
-    if web_session.revoked_at is not None or web_session.expires_at <= utcnow() or not user.is_active:
+    if (
+        web_session.revoked_at is not None
+        or web_session.expires_at <= utcnow()
+        or not user.is_active
+    ):
         raise Unauthorized("the session has ended; sign in again")
     return _actor_for(session, user, kind="user"), web_session
 
 
 def logout(*, session: Session, raw: str) -> None:
-    web_session = session.scalar(sa.select(WebSession).where(WebSession.session_hash == digest(raw)))
+    web_session = session.scalar(
+        sa.select(WebSession).where(WebSession.session_hash == digest(raw))
+    )
     if web_session is None or web_session.revoked_at is not None:
         return
     web_session.revoked_at = utcnow()
     user = session.get(User, web_session.user_id)
     label = user.email if user else str(web_session.user_id)
     actor = Actor(kind="user", label=label, user_id=web_session.user_id)
-    audit.record(session=session, actor=actor, action="session.logout", object_type="user", object_id=web_session.user_id)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="session.logout",
+        object_type="user",
+        object_id=web_session.user_id,
+    )

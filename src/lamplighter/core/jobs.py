@@ -41,7 +41,7 @@ from lamplighter.core.settings import Settings
 log = logging.getLogger("lamplighter.jobs")
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+class RetryLater(Exception):
     """Raise from a handler to try again after ``delay_s`` without counting it as a failure."""
 
     def __init__(self, delay_s: float, reason: str = "") -> None:
@@ -155,7 +155,7 @@ def enqueue_many(*, session: Session, kind: str, payloads: list[dict[str, Any]])
 
 
 def backoff_s(attempt: int, *, base_s: float, max_s: float) -> float:
-    """Exponential backoff with ±20 % jitter: base, 2×base, 4×base … capped at max."""
+    """Exponential backoff with ±20 % jitter: base, 2 x base, 4 x base ...  capped at max."""
     raw = min(max_s, base_s * (2 ** max(0, attempt - 1)))
     return float(raw * random.uniform(0.8, 1.2))
 
@@ -240,7 +240,7 @@ class Worker:
                 ),
                 execution_options={"synchronize_session": False},
             )
-        return int(dead.rowcount or 0) + int(again.rowcount or 0)
+        return _rowcount(dead) + _rowcount(again)
 
     # -- running ----------------------------------------------------------------------------
     def _context(self, session: Session, job: Claimed) -> JobContext:
@@ -266,7 +266,7 @@ class Worker:
             .values(status=JobStatus.DONE.value, finished_at=utcnow(), lease_expires_at=None),
             execution_options={"synchronize_session": False},
         )
-        return int(result.rowcount or 0)
+        return _rowcount(result)
 
     def _run_batch(self, batch: list[Claimed]) -> bool:
         try:
@@ -275,7 +275,7 @@ class Worker:
                     HANDLERS[job.kind].func(self._context(session, job))
                 if self._mark_done(session, [job.id for job in batch]) != len(batch):
                     raise _LeaseLost
-        except Exception:  # noqa: BLE001 - fall back to one transaction per job
+        except Exception:
             return False
         for job in batch:
             JOBS_PROCESSED.labels(kind=job.kind, outcome="done").inc()
@@ -302,13 +302,16 @@ class Worker:
         except PermanentFailure as exc:
             self._fail(job, f"{type(exc).__name__}: {exc}", permanent=True)
             return
-        except Exception as exc:  # noqa: BLE001 - any handler error is retried
+        except Exception as exc:
             detail = "".join(traceback.format_exception_only(exc)).strip()
             self._fail(job, detail)
             return
         JOBS_PROCESSED.labels(kind=job.kind, outcome="done").inc()
         self.processed += 1
-        log.debug("job done", extra={"job_id": job.id, "kind": job.kind, "ms": (time.monotonic() - started) * 1000})
+        log.debug(
+            "job done",
+            extra={"job_id": job.id, "kind": job.kind, "ms": (time.monotonic() - started) * 1000},
+        )
 
     def _fail(
         self,
@@ -327,17 +330,28 @@ class Worker:
                 base_s=self.settings.job_backoff_base_s,
                 max_s=self.settings.job_backoff_max_s,
             )
-        values: dict[str, Any] = {"last_error": error[:4000], "lease_expires_at": None, "locked_by": None}
+        values: dict[str, Any] = {
+            "last_error": error[:4000],
+            "lease_expires_at": None,
+            "locked_by": None,
+        }
         if permanent or out_of_tries:
             values |= {"status": JobStatus.DEAD.value, "finished_at": now}
         else:
-            values |= {"status": JobStatus.QUEUED.value, "due_at": now + dt.timedelta(seconds=delay_s)}
+            values |= {
+                "status": JobStatus.QUEUED.value,
+                "due_at": now + dt.timedelta(seconds=delay_s),
+            }
             if not count_attempt:
                 values["attempts"] = Job.attempts - 1
         with self.db.transaction() as session:
             session.execute(
                 sa.update(Job)
-                .where(Job.id == job.id, Job.status == JobStatus.RUNNING.value, Job.locked_by == self.worker_id)
+                .where(
+                    Job.id == job.id,
+                    Job.status == JobStatus.RUNNING.value,
+                    Job.locked_by == self.worker_id,
+                )
                 .values(**values),
                 execution_options={"synchronize_session": False},
             )
@@ -346,7 +360,13 @@ class Worker:
         JOBS_PROCESSED.labels(kind=job.kind, outcome=values["status"]).inc()
         log.warning(
             "job failed",
-            extra={"job_id": job.id, "kind": job.kind, "attempt": job.attempts, "status": values["status"], "error": error[:500]},
+            extra={
+                "job_id": job.id,
+                "kind": job.kind,
+                "attempt": job.attempts,
+                "status": values["status"],
+                "error": error[:500],
+            },
         )
 
     def run_once(self) -> int:
@@ -392,6 +412,11 @@ class _LeaseLost(Exception):
     pass
 
 
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (CursorResult.rowcount; typed loosely by SQLAlchemy)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _next_boundary(now: dt.datetime, interval_s: int) -> dt.datetime:
     epoch = int(now.timestamp())
     return dt.datetime.fromtimestamp((epoch // interval_s + 1) * interval_s, tz=dt.UTC)
@@ -403,21 +428,29 @@ def ensure_schedules(*, db: Database) -> None:
     with db.transaction() as session:
         existing = {
             name: interval
-            for name, interval in session.execute(sa.select(JobSchedule.name, JobSchedule.interval_s))
+            for name, interval in session.execute(
+                sa.select(JobSchedule.name, JobSchedule.interval_s)
+            )
         }
         for spec in RECURRING.values():
             if spec.name not in existing:
                 insert = postgresql.insert if not db.is_sqlite else sqlite.insert
                 session.execute(
                     insert(JobSchedule)
-                    .values(name=spec.name, interval_s=spec.interval_s, next_run_at=_next_boundary(now, spec.interval_s))
+                    .values(
+                        name=spec.name,
+                        interval_s=spec.interval_s,
+                        next_run_at=_next_boundary(now, spec.interval_s),
+                    )
                     .on_conflict_do_nothing(index_elements=["name"])
                 )
             elif existing[spec.name] != spec.interval_s:
                 session.execute(
                     sa.update(JobSchedule)
                     .where(JobSchedule.name == spec.name)
-                    .values(interval_s=spec.interval_s, next_run_at=_next_boundary(now, spec.interval_s))
+                    .values(
+                        interval_s=spec.interval_s, next_run_at=_next_boundary(now, spec.interval_s)
+                    )
                 )
 
 
@@ -427,19 +460,23 @@ def schedule_due(*, db: Database) -> int:
     started = 0
     with db.sessionmaker() as session:
         due = session.execute(
-            sa.select(JobSchedule.name, JobSchedule.next_run_at).where(JobSchedule.next_run_at <= now)
+            sa.select(JobSchedule.name, JobSchedule.next_run_at).where(
+                JobSchedule.next_run_at <= now
+            )
         ).all()
     for name, next_run_at in due:
         spec = RECURRING.get(name)
         if spec is None:
             continue
         with db.transaction() as session:
-            won = session.execute(
-                sa.update(JobSchedule)
-                .where(JobSchedule.name == name, JobSchedule.next_run_at == next_run_at)
-                .values(next_run_at=_next_boundary(now, spec.interval_s), last_run_at=now),
-                execution_options={"synchronize_session": False},
-            ).rowcount
+            won = _rowcount(
+                session.execute(
+                    sa.update(JobSchedule)
+                    .where(JobSchedule.name == name, JobSchedule.next_run_at == next_run_at)
+                    .values(next_run_at=_next_boundary(now, spec.interval_s), last_run_at=now),
+                    execution_options={"synchronize_session": False},
+                )
+            )
             if won == 1:
                 enqueue(
                     session=session,
@@ -467,7 +504,12 @@ def queue_stats(*, session: Session) -> tuple[int, float]:
 
 
 def list_jobs(
-    *, session: Session, status: str | None = None, kind: str | None = None, before_id: int | None = None, limit: int = 50
+    *,
+    session: Session,
+    status: str | None = None,
+    kind: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
 ) -> list[Job]:
     query = sa.select(Job).order_by(Job.id.desc()).limit(limit)
     if status:
@@ -502,7 +544,10 @@ def _prune(ctx: JobContext) -> None:
     """Delete finished jobs older than a week so the queue table stays small."""
     cutoff = utcnow() - dt.timedelta(days=7)
     ctx.session.execute(
-        sa.delete(Job).where(Job.status.in_([JobStatus.DONE.value, JobStatus.CANCELLED.value]), Job.finished_at < cutoff)
+        sa.delete(Job).where(
+            Job.status.in_([JobStatus.DONE.value, JobStatus.CANCELLED.value]),
+            Job.finished_at < cutoff,
+        )
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 HTTP_REQUESTS = Counter(
-    "lamplighter_http_requests_total", "HTTP requests by route template", ["method", "route", "status"]
+    "lamplighter_http_requests_total",
+    "HTTP requests by route template",
+    ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "lamplighter_http_request_duration_seconds",

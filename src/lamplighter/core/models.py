@@ -92,7 +92,9 @@ class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (sa.Index("ix_audit_object", "object_type", "object_id"),)
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     actor_type: Mapped[str] = mapped_column(sa.String(16))
     actor_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
@@ -110,7 +112,9 @@ class AuditEntry(Base):
 class Event(Base):
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
     type: Mapped[str] = mapped_column(sa.String(100), index=True)
     subject: Mapped[str] = mapped_column(sa.String(200), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -132,7 +136,9 @@ class Job(Base):
         sa.Index("ix_jobs_running_lease", "status", "lease_expires_at"),
     )
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
     kind: Mapped[str] = mapped_column(sa.String(100), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(sa.String(16), default=JobStatus.QUEUED.value)
@@ -179,7 +185,9 @@ class WebhookSubscription(Base):
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
     subscription_id: Mapped[int] = mapped_column(
         sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True
     )

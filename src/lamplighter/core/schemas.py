@@ -22,13 +22,17 @@ class ReadModel(BaseModel):
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= to get the next page; null at the end."
+    )
 
 
 class UserCreate(WriteModel):
     email: EmailStr
     display_name: str = Field(min_length=1, max_length=200)
-    time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Berlin")
+    time_zone: str = Field(
+        default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Berlin"
+    )
     role: str = Field(default="member", pattern="^(admin|sre|member|viewer)$")
     password: str | None = Field(default=None, min_length=10, max_length=200)
 
@@ -91,7 +95,9 @@ class MemberAdd(WriteModel):
 class TokenCreate(WriteModel):
     name: str = Field(min_length=1, max_length=100)
     expires_at: AwareDatetime | None = None
-    user_id: int | None = Field(default=None, description="Admins may create tokens for other users.")
+    user_id: int | None = Field(
+        default=None, description="Admins may create tokens for other users."
+    )
 
 
 class TokenRead(ReadModel):
@@ -126,7 +132,9 @@ class AuditRead(ReadModel):
 class AuditVerifyRead(BaseModel):
     ok: bool
     checked: int
-    head_hash: str = Field(description="Hash of the last verified entry; keep it elsewhere to detect truncation.")
+    head_hash: str = Field(
+        description="Hash of the last verified entry; keep it elsewhere to detect truncation."
+    )
     broken_id: int | None
     reason: str | None
 

@@ -42,7 +42,9 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 
 
 def _raw_problem(status: int, slug: str, title: str, detail: str, request_id: str | None) -> bytes:
-    return orjson.dumps(problem(status=status, slug=slug, title=title, detail=detail, request_id=request_id))
+    return orjson.dumps(
+        problem(status=status, slug=slug, title=title, detail=detail, request_id=request_id)
+    )
 
 
 def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -51,7 +53,9 @@ def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]
         original = getattr(route, "original_router", None)
         context = getattr(route, "include_context", None)
         if original is not None and context is not None:
-            yield from walk_routes(list(original.routes), prefix + str(getattr(context, "prefix", "")))
+            yield from walk_routes(
+                list(original.routes), prefix + str(getattr(context, "prefix", ""))
+            )
         elif getattr(route, "path", None) is not None:
             yield prefix + str(route.path), route
 
@@ -69,7 +73,9 @@ class RequestContextMiddleware:
 
     def _template_for(self, scope: Scope) -> str:
         if self._templates is None:
-            self._templates = {id(route): path for path, route in walk_routes(list(self.fastapi_app.routes))}
+            self._templates = {
+                id(route): path for path, route in walk_routes(list(self.fastapi_app.routes))
+            }
         route = scope.get("route")
         if route is None:
             return "unmatched"
@@ -97,7 +103,9 @@ class RequestContextMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
         client = scope.get("client")
-        token = request_info.set(RequestInfo(request_id=request_id, client_addr=client[0] if client else None))
+        token = request_info.set(
+            RequestInfo(request_id=request_id, client_addr=client[0] if client else None)
+        )
         status_holder = {"status": 500}
 
         async def send_wrapper(message: Message) -> None:
@@ -109,15 +117,20 @@ class RequestContextMiddleware:
 
         try:
             if scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
-                receive = await self._limited_receive(scope, headers, receive, send_wrapper, request_id)
-                if receive is None:
+                limited = await self._limited_receive(
+                    scope, headers, receive, send_wrapper, request_id
+                )
+                if limited is None:
                     return
+                receive = limited
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             template = self._template_for(scope)
             method = scope["method"]
-            HTTP_REQUESTS.labels(method=method, route=template, status=str(status_holder["status"])).inc()
+            HTTP_REQUESTS.labels(
+                method=method, route=template, status=str(status_holder["status"])
+            ).inc()
             HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -134,7 +147,12 @@ class RequestContextMiddleware:
             request_info.reset(token)
 
     async def _limited_receive(
-        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send, request_id: str
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
+        request_id: str,
     ) -> Receive | None:
         limit = self._limit_for(scope)
         declared = headers.get(b"content-length")
@@ -168,12 +186,22 @@ class RequestContextMiddleware:
         return replay_receive
 
     async def _reject(self, send: Send, limit: int, request_id: str) -> None:
-        body = _raw_problem(413, "payload-too-large", "Payload too large", f"request bodies on this route are limited to {limit} bytes", request_id)
+        body = _raw_problem(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"request bodies on this route are limited to {limit} bytes",
+            request_id,
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -190,8 +218,12 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, dict[str, Any]], Response] | None = None) -> None:
-    def respond(request: Request, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def install_error_handlers(
+    app: FastAPI, render_error_page: Callable[[Request, dict[str, Any]], Response] | None = None
+) -> None:
+    def respond(
+        request: Request, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
         body.setdefault("request_id", request_info.get().request_id)
         body.setdefault("instance", request.url.path)
         if render_error_page is not None and _wants_html(request):
@@ -201,7 +233,17 @@ def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, d
     @app.exception_handler(LamplighterError)
     async def domain_error(request: Request, exc: LamplighterError) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if exc.status == 401 else None
-        return respond(request, problem(status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, errors=exc.errors), headers)
+        return respond(
+            request,
+            problem(
+                status=exc.status,
+                slug=exc.slug,
+                title=exc.title,
+                detail=exc.detail,
+                errors=exc.errors,
+            ),
+            headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -211,8 +253,13 @@ def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, d
             reason = (first.get("ctx") or {}).get("error") or first.get("msg", "invalid JSON")
             return respond(
                 request,
-                problem(status=400, slug="malformed-json", title="Malformed JSON", detail=f"the request body is not valid JSON: {reason}",
-                        errors=[FieldError("body", f"not valid JSON: {reason}")]),
+                problem(
+                    status=400,
+                    slug="malformed-json",
+                    title="Malformed JSON",
+                    detail=f"the request body is not valid JSON: {reason}",
+                    errors=[FieldError("body", f"not valid JSON: {reason}")],
+                ),
             )
         field_errors = []
         for error in errors:
@@ -224,26 +271,61 @@ def install_error_handlers(app: FastAPI, render_error_page: Callable[[Request, d
                 message = "required field is missing"
             field_errors.append(FieldError(_location(loc), message))
         detail = "; ".join(f"{e.field}: {e.reason}" for e in field_errors[:5])
-        return respond(request, problem(status=422, slug="validation-failed", title="Validation failed", detail=detail, errors=field_errors))
+        return respond(
+            request,
+            problem(
+                status=422,
+                slug="validation-failed",
+                title="Validation failed",
+                detail=detail,
+                errors=field_errors,
+            ),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        slug = {404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http-error")
+        slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            415: "unsupported-media-type",
+            401: "unauthorized",
+            403: "forbidden",
+        }.get(exc.status_code, "http-error")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = str(exc.detail) if exc.detail else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.method} {request.url.path}"
-        return respond(request, problem(status=exc.status_code, slug=slug, title=title, detail=detail), dict(exc.headers or {}) or None)
+        return respond(
+            request,
+            problem(status=exc.status_code, slug=slug, title=title, detail=detail),
+            dict(exc.headers or {}) or None,
+        )
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> Response:
         log.warning("integrity error", extra={"error": str(exc.orig)[:300]})
-        return respond(request, problem(status=409, slug="conflict", title="Conflict", detail="the change conflicts with existing data (a duplicate or a missing reference)"))
+        return respond(
+            request,
+            problem(
+                status=409,
+                slug="conflict",
+                title="Conflict",
+                detail="the change conflicts with existing data (a duplicate or a missing reference)",
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return respond(request, problem(status=500, slug="internal-error", title="Internal error", detail="something went wrong on our side; the request id helps us find it"))
+        return respond(
+            request,
+            problem(
+                status=500,
+                slug="internal-error",
+                title="Internal error",
+                detail="something went wrong on our side; the request id helps us find it",
+            ),
+        )
 
 
 __all__ = ["HTMLResponse", "install_error_handlers", "problem_response"]

@@ -42,15 +42,25 @@ def check_url(url: str, field: str = "body.url") -> str:
 
 def check_patterns(patterns: list[str]) -> list[str]:
     if not patterns:
-        raise ValidationFailed.one("body.event_types", "name at least one event type or pattern (e.g. team.*)")
+        raise ValidationFailed.one(
+            "body.event_types", "name at least one event type or pattern (e.g. team.*)"
+        )
     for index, pattern in enumerate(patterns):
         if not pattern or len(pattern) > 100 or any(c.isspace() for c in pattern):
-            raise ValidationFailed.one(f"body.event_types.{index}", "must be a non-empty name without spaces")
+            raise ValidationFailed.one(
+                f"body.event_types.{index}", "must be a non-empty name without spaces"
+            )
     return patterns
 
 
 def snapshot(sub: WebhookSubscription) -> dict[str, Any]:
-    return {"name": sub.name, "url": sub.url, "event_types": list(sub.event_types), "is_active": sub.is_active, "owner_team_id": sub.owner_team_id}
+    return {
+        "name": sub.name,
+        "url": sub.url,
+        "event_types": list(sub.event_types),
+        "is_active": sub.is_active,
+        "owner_team_id": sub.owner_team_id,
+    }
 
 
 def get(*, session: Session, subscription_id: int) -> WebhookSubscription:
@@ -60,7 +70,9 @@ def get(*, session: Session, subscription_id: int) -> WebhookSubscription:
     return sub
 
 
-def list_(*, session: Session, after_id: int | None, limit: int, team_id: int | None = None) -> list[WebhookSubscription]:
+def list_(
+    *, session: Session, after_id: int | None, limit: int, team_id: int | None = None
+) -> list[WebhookSubscription]:
     query = sa.select(WebhookSubscription).order_by(WebhookSubscription.id).limit(limit)
     if after_id:
         query = query.where(WebhookSubscription.id > after_id)
@@ -97,7 +109,14 @@ def create(
     )
     session.add(sub)
     session.flush()
-    audit.record(session=session, actor=actor, action="webhook.create", object_type="webhook", object_id=sub.id, after=snapshot(sub))
+    audit.record(
+        session=session,
+        actor=actor,
+        action="webhook.create",
+        object_type="webhook",
+        object_id=sub.id,
+        after=snapshot(sub),
+    )
     return sub, secret
 
 
@@ -120,7 +139,15 @@ def update(
     if is_active is not None:
         sub.is_active = is_active
     session.flush()
-    audit.record(session=session, actor=actor, action="webhook.update", object_type="webhook", object_id=sub.id, before=before, after=snapshot(sub))
+    audit.record(
+        session=session,
+        actor=actor,
+        action="webhook.update",
+        object_type="webhook",
+        object_id=sub.id,
+        before=before,
+        after=snapshot(sub),
+    )
     return sub
 
 
@@ -130,10 +157,19 @@ def delete(*, session: Session, actor: Actor, subscription_id: int) -> None:
     before = snapshot(sub)
     session.delete(sub)
     session.flush()
-    audit.record(session=session, actor=actor, action="webhook.delete", object_type="webhook", object_id=subscription_id, before=before)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="webhook.delete",
+        object_type="webhook",
+        object_id=subscription_id,
+        before=before,
+    )
 
 
-def list_deliveries(*, session: Session, subscription_id: int, before_id: int | None, limit: int) -> list[WebhookDelivery]:
+def list_deliveries(
+    *, session: Session, subscription_id: int, before_id: int | None, limit: int
+) -> list[WebhookDelivery]:
     query = (
         sa.select(WebhookDelivery)
         .where(WebhookDelivery.subscription_id == subscription_id)
@@ -147,7 +183,13 @@ def list_deliveries(*, session: Session, subscription_id: int, before_id: int | 
 
 def event_body(event: Event) -> bytes:
     return orjson.dumps(
-        {"id": event.id, "type": event.type, "subject": event.subject, "payload": event.payload, "at": event.at.isoformat()}
+        {
+            "id": event.id,
+            "type": event.type,
+            "subject": event.subject,
+            "payload": event.payload,
+            "at": event.at.isoformat(),
+        }
     )
 
 
@@ -176,7 +218,9 @@ def deliver(ctx: jobs.JobContext) -> None:
     status_code: int | None = None
     error: str | None = None
     try:
-        with httpx.Client(transport=TRANSPORT, timeout=ctx.settings.webhook_timeout_s, follow_redirects=False) as client:
+        with httpx.Client(
+            transport=TRANSPORT, timeout=ctx.settings.webhook_timeout_s, follow_redirects=False
+        ) as client:
             response = client.post(sub.url, content=body, headers=headers)
         status_code = response.status_code
         if not 200 <= status_code < 300:
