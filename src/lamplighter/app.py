@@ -110,7 +110,7 @@ def create_app(
     )
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok", "version": __version__}
 

@@ -68,14 +68,17 @@ class FakeIdP:
         if path in self.unreachable:
             raise httpx.ConnectError("connection refused", request=request)
         if path == "/.well-known/openid-configuration":
-            return httpx.Response(200, json={
-                "issuer": ISSUER,
-                "authorization_endpoint": f"{ISSUER}/authorize",
-                "token_endpoint": f"{ISSUER}/token",
-                "jwks_uri": f"{ISSUER}/jwks",
-                "token_endpoint_auth_methods_supported": self.auth_methods,
-                "id_token_signing_alg_values_supported": ["RS256"],
-            })
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": ISSUER,
+                    "authorization_endpoint": f"{ISSUER}/authorize",
+                    "token_endpoint": f"{ISSUER}/token",
+                    "jwks_uri": f"{ISSUER}/jwks",
+                    "token_endpoint_auth_methods_supported": self.auth_methods,
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                },
+            )
         if path == "/jwks":
             return httpx.Response(200, json={"keys": [k.as_dict(private=False) for k in self.keys]})
         if path == "/token":
@@ -85,7 +88,9 @@ class FakeIdP:
     def _token(self, request: httpx.Request) -> httpx.Response:
         self.token_requests.append(request)
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
-        expected_basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        expected_basic = (
+            "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        )
         by_basic = request.headers.get("authorization") == expected_basic
         by_post = form.get("client_id") == CLIENT_ID and form.get("client_secret") == CLIENT_SECRET
         if not (by_basic if "client_secret_basic" in self.auth_methods else by_post):
@@ -95,7 +100,8 @@ class FakeIdP:
             grant is None
             or form.get("grant_type") != "authorization_code"
             or form.get("redirect_uri") != grant["redirect_uri"]
-            or _b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest()) != grant["code_challenge"]
+            or _b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
+            != grant["code_challenge"]
         ):
             return httpx.Response(400, json={"error": "invalid_grant"})
         now = int(time.time())
@@ -108,7 +114,14 @@ class FakeIdP:
         kid = self.sign_with.kid
         id_token = jwt.encode({"alg": "RS256", "kid": kid}, claims, self.sign_with)
         self.answered.append(id_token)
-        return httpx.Response(200, json={"access_token": "at-" + secrets.token_hex(8), "token_type": "Bearer", "id_token": id_token})
+        return httpx.Response(
+            200,
+            json={
+                "access_token": "at-" + secrets.token_hex(8),
+                "token_type": "Bearer",
+                "id_token": id_token,
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +144,9 @@ def idp(monkeypatch: pytest.MonkeyPatch, idp_key: RSAKey) -> Iterator[FakeIdP]:
 
 
 @pytest.fixture
-def sso_client(settings: Settings, db: Database, idp: FakeIdP) -> Iterator[Callable[..., TestClient]]:
+def sso_client(
+    settings: Settings, db: Database, idp: FakeIdP
+) -> Iterator[Callable[..., TestClient]]:
     """Build a client for an app with OIDC configured; keyword arguments override settings."""
     clients: list[TestClient] = []
 
@@ -172,7 +187,9 @@ def test_round_trip_signs_the_user_in_and_returns_to_next(sso_client, idp, db):
     make_user(db, email="ada@example.com")
     client = sso_client()
 
-    login = client.get("/auth/oidc/login", params={"next": "/services/checkout?tab=slo"}, follow_redirects=False)
+    login = client.get(
+        "/auth/oidc/login", params={"next": "/services/checkout?tab=slo"}, follow_redirects=False
+    )
     assert login.status_code in {302, 303}
     sent = {k: v[0] for k, v in parse_qs(urlsplit(login.headers["location"]).query).items()}
     assert sent["response_type"] == "code"
@@ -182,7 +199,9 @@ def test_round_trip_signs_the_user_in_and_returns_to_next(sso_client, idp, db):
     assert sent["code_challenge_method"] == "S256"
     assert len(sent["state"]) >= 32 and len(sent["nonce"]) >= 32
     state_cookie = login.headers["set-cookie"].lower()
-    assert "ll_oidc=" in state_cookie and "httponly" in state_cookie and "samesite=lax" in state_cookie
+    assert (
+        "ll_oidc=" in state_cookie and "httponly" in state_cookie and "samesite=lax" in state_cookie
+    )
     assert "max-age=600" in state_cookie
 
     done = finish(client, idp.authorize(login.headers["location"]))
@@ -191,13 +210,21 @@ def test_round_trip_signs_the_user_in_and_returns_to_next(sso_client, idp, db):
     assert done.headers["location"] == "/services/checkout?tab=slo"
     set_cookies = [v.lower() for v in done.headers.get_list("set-cookie")]
     session_cookie = next(c for c in set_cookies if c.startswith("ll_session="))
-    assert "httponly" in session_cookie and "samesite=lax" in session_cookie and "max-age=43200" in session_cookie
-    assert any(c.startswith("ll_oidc=") and "max-age=0" in c for c in set_cookies), "state cookie not cleared"
+    assert (
+        "httponly" in session_cookie
+        and "samesite=lax" in session_cookie
+        and "max-age=43200" in session_cookie
+    )
+    assert any(c.startswith("ll_oidc=") and "max-age=0" in c for c in set_cookies), (
+        "state cookie not cleared"
+    )
     me = client.get("/api/v1/me")
     assert me.status_code == 200, me.text
     assert me.json()["email"] == "ada@example.com"
     # The provider saw client_secret_basic and a PKCE verifier matching the challenge.
-    assert len(idp.token_requests) == 1 and idp.token_requests[0].headers["authorization"].startswith("Basic ")
+    assert len(idp.token_requests) == 1 and idp.token_requests[0].headers[
+        "authorization"
+    ].startswith("Basic ")
     logins = client.get("/api/v1/audit", params={"action": "session.login"}).json()["items"]
     assert [entry["diff"] for entry in logins] and "oidc" in str(logins[0]["diff"])
 
@@ -226,7 +253,10 @@ def test_rotated_signing_key_is_fetched_again(sso_client, idp, db, other_key):
     assert second.get("/api/v1/me").json()["email"] == "ada@example.com"
 
 
-@pytest.mark.parametrize("unsafe", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "unsafe",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"],
+)
 def test_next_pointing_off_site_lands_on_the_home_page(sso_client, idp, db, unsafe):
     make_user(db, email="ada@example.com")
     client = sso_client()
@@ -267,12 +297,19 @@ def test_tampered_state_cookie_is_refused(sso_client, idp, db):
     client = sso_client()
     answer = start(client, idp)
     payload, signature = client.cookies["ll_oidc"].split(".")
-    forged = _b64(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).replace(b'"next":"/"', b'"next":"//evil.example"'))
+    forged = _b64(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).replace(
+            b'"next":"/"', b'"next":"//evil.example"'
+        )
+    )
     assert forged != payload
     client.cookies.clear()
 
     response = client.get(
-        "/auth/oidc/callback", params=answer, headers={"Cookie": f"ll_oidc={forged}.{signature}"}, follow_redirects=False
+        "/auth/oidc/callback",
+        params=answer,
+        headers={"Cookie": f"ll_oidc={forged}.{signature}"},
+        follow_redirects=False,
     )
 
     assert response.status_code == 400
@@ -313,10 +350,17 @@ def test_expired_attempt_is_refused(sso_client, idp, db, monkeypatch):
     monkeypatch.setattr(oidc, "STATE_TTL_S", -1)
     stale = oidc.open_state(client.app.state.settings, client.cookies["ll_oidc"])
     assert stale is not None
-    expired = oidc.seal_state(client.app.state.settings, {k: v for k, v in stale.items() if k != "exp"})
+    expired = oidc.seal_state(
+        client.app.state.settings, {k: v for k, v in stale.items() if k != "exp"}
+    )
     client.cookies.clear()
 
-    response = client.get("/auth/oidc/callback", params=answer, headers={"Cookie": f"ll_oidc={expired}"}, follow_redirects=False)
+    response = client.get(
+        "/auth/oidc/callback",
+        params=answer,
+        headers={"Cookie": f"ll_oidc={expired}"},
+        follow_redirects=False,
+    )
 
     assert response.status_code == 400
     assert "expired" in response.json()["detail"]
@@ -327,7 +371,10 @@ def test_error_from_the_provider_is_named(sso_client, idp, db):
     client = sso_client()
     answer = start(client, idp)
 
-    response = finish(client, {"state": answer["state"], "error": "access_denied", "error_description": "User cancelled"})
+    response = finish(
+        client,
+        {"state": answer["state"], "error": "access_denied", "error_description": "User cancelled"},
+    )
 
     assert response.status_code == 401
     assert "access_denied" in response.json()["detail"]
@@ -378,7 +425,12 @@ def test_code_redeemed_twice_is_refused(sso_client, idp, db):
     assert finish(client, answer).status_code == 303
     client.cookies.clear()
 
-    replay = client.get("/auth/oidc/callback", params=answer, headers={"Cookie": f"ll_oidc={cookie}"}, follow_redirects=False)
+    replay = client.get(
+        "/auth/oidc/callback",
+        params=answer,
+        headers={"Cookie": f"ll_oidc={cookie}"},
+        follow_redirects=False,
+    )
 
     assert replay.status_code == 401
     assert "invalid_grant" in replay.json()["detail"]
@@ -392,7 +444,9 @@ def test_unknown_email_without_auto_create_is_forbidden(sso_client, idp, db):
     response = finish(client, start(client, idp))
 
     assert response.status_code == 403
-    assert response.json()["detail"] == "no Lamplighter account for newcomer@example.com; ask an admin"
+    assert (
+        response.json()["detail"] == "no Lamplighter account for newcomer@example.com; ask an admin"
+    )
     assert_not_signed_in(client, response, db)
     with db.sessionmaker() as session:
         assert identity.get_user_by_email(session=session, email="newcomer@example.com") is None
@@ -406,7 +460,11 @@ def test_unknown_email_with_auto_create_makes_a_member(sso_client, idp, db):
 
     assert response.status_code == 303, response.text
     me = client.get("/api/v1/me").json()
-    assert (me["email"], me["display_name"], me["role"]) == ("newcomer@example.com", "Ada Lovelace", "member")
+    assert (me["email"], me["display_name"], me["role"]) == (
+        "newcomer@example.com",
+        "Ada Lovelace",
+        "member",
+    )
     created = client.get("/api/v1/audit", params={"action": "user.create"}).json()["items"]
     assert [(e["object_id"], e["actor_label"]) for e in created] == [(str(me["id"]), "oidc")]
 
@@ -493,8 +551,13 @@ def test_safe_next_keeps_only_local_paths(given, kept):
 
 def test_state_cookie_rejects_a_different_secret_key(settings):
     sealed = oidc.seal_state(settings, {"state": "s"})
-    assert oidc.open_state(settings, sealed) == {"state": "s", "exp": pytest.approx(time.time() + 600, abs=5)}
-    other = settings.model_copy(update={"secret_key": SecretStr("another-secret-key-0123456789abcdef")})
+    assert oidc.open_state(settings, sealed) == {
+        "state": "s",
+        "exp": pytest.approx(time.time() + 600, abs=5),
+    }
+    other = settings.model_copy(
+        update={"secret_key": SecretStr("another-secret-key-0123456789abcdef")}
+    )
     assert oidc.open_state(other, sealed) is None
     assert oidc.open_state(settings, sealed + "x") is None
     assert oidc.open_state(settings, "garbage") is None

@@ -81,7 +81,7 @@ def create_user(body: UserCreate, session: SessionDep, actor: CurrentActor) -> U
 
 
 @router.get("/users/{user_id}", response_model=UserRead, tags=["identity"])
-def read_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserRead:
+async def read_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserRead:
     return UserRead.model_validate(identity.get_user(session=session, user_id=user_id))
 
 
@@ -134,7 +134,7 @@ def _team_detail(session: SessionDep, team: Team) -> TeamDetail:
 
 
 @router.get("/teams/{slug}", response_model=TeamDetail, tags=["identity"])
-def read_team(slug: str, session: SessionDep, actor: CurrentActor) -> TeamDetail:
+async def read_team(slug: str, session: SessionDep, actor: CurrentActor) -> TeamDetail:
     return _team_detail(session, identity.get_team(session=session, slug=slug))
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from lamplighter.core import identity
@@ -22,25 +23,32 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_box(request: Request) -> SecretBox:
+async def get_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.box
     return box
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session for the request. Routes commit once, at the end of their use case."""
-    with request.app.state.db.sessionmaker() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for the request. Routes commit once, at the end of their use case.
+
+    Async on purpose: creating a session does no I/O (the connection is taken on first use, in
+    the route's worker thread), so it need not cost two hops through the thread pool.
+    """
+    session = request.app.state.db.sessionmaker()
+    try:
         yield session
+    finally:
+        session.close()  # returns the connection to the pool: a rollback of microseconds
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -79,10 +87,24 @@ def resolve_actor(request: Request, session: Session, settings: Settings) -> Act
     return actor
 
 
-def current_actor(request: Request, session: SessionDep, settings: SettingsDep) -> Actor:
-    actor = resolve_actor(request, session, settings)
+async def current_actor(request: Request, session: SessionDep, settings: SettingsDep) -> Actor:
+    """The caller; bearer tokens found in the auth cache are resolved without a thread hop."""
+    actor = _cached_token_actor(request, settings)
+    if actor is None:
+        actor = await run_in_threadpool(resolve_actor, request, session, settings)
     if actor is None:
         raise Unauthorized("sign in or send a bearer token")
+    return actor
+
+
+def _cached_token_actor(request: Request, settings: Settings) -> Actor | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    actor = identity.cached_token_actor(credentials.strip(), settings.token_last_used_resolution_s)
+    if actor is not None:
+        request.state.actor = actor
     return actor
 
 

@@ -102,6 +102,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "Unsupported media type",
     "csrf-failed": "CSRF check failed",
+    "identity-provider-unavailable": "Identity provider unavailable",
 }
 
 

@@ -468,6 +468,9 @@ class AuthCache:
             self._items.clear()
             self._last_touch.clear()
 
+    def would_touch(self, token_id: int, resolution_s: float) -> bool:
+        return time.monotonic() - self._last_touch.get(token_id, 0.0) >= resolution_s
+
     def should_touch(self, token_id: int, resolution_s: float) -> bool:
         now = time.monotonic()
         last = self._last_touch.get(token_id, 0.0)
@@ -491,6 +494,19 @@ def _actor_for(
         role=user.role,
         team_ids=team_ids_of(session=session, user_id=user.id),
     )
+
+
+def cached_token_actor(plaintext: str, touch_resolution_s: float) -> Actor | None:
+    """The actor for a token seen recently, or None when the database must be asked."""
+    cached = AUTH_CACHE.get(digest(plaintext))
+    if cached is None:
+        return None
+    if cached.expires_at is not None and cached.expires_at <= utcnow():
+        return None
+    token_id = cached.actor.token_id
+    if token_id is not None and AUTH_CACHE.would_touch(token_id, touch_resolution_s):
+        return None  # let the slow path record last use
+    return cached.actor
 
 
 def authenticate_token(

@@ -232,7 +232,8 @@ def install_error_handlers(
 
     @app.exception_handler(LamplighterError)
     async def domain_error(request: Request, exc: LamplighterError) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if exc.status == 401 else None
+        bearer = exc.status == 401 and request.url.path.startswith("/api/")
+        headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if bearer else None
         return respond(
             request,
             problem(
