@@ -32,7 +32,6 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = 5.0
     token_last_used_resolution_s: float = 60.0
     job_lease_s: float = 300.0
-    job_max_attempts: int = 8
     job_backoff_base_s: float = 2.0
     job_backoff_max_s: float = 3600.0
     job_poll_s: float = 0.5
