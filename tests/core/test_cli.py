@@ -1,0 +1,196 @@
+"""The CLI, locally against the database and remotely against a running server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from lamplighter.app import create_app
+from lamplighter.cli import app as cli_app
+from lamplighter.core.settings import get_settings
+from tests.conftest import TEST_SECRET, make_team, make_token, make_user
+
+
+@pytest.fixture
+def run_cli(
+    database_url: str, db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[Any]:
+    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
+    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
+    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+        return runner.invoke(cli_app, list(args), env=env, catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_local_user_team_member_token_flow(run_cli: Any, db: Any) -> None:
+    created = run_cli(
+        "user",
+        "create",
+        "--email",
+        "Lead@Example.com",
+        "--name",
+        "Lead",
+        "--time-zone",
+        "Europe/Oslo",
+        "--output",
+        "json",
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["email"] == "lead@example.com"
+    run_cli("user", "create", "--email", "dev@example.com", "--name", "Dev")
+    team = run_cli(
+        "team",
+        "create",
+        "--slug",
+        "search",
+        "--name",
+        "Search",
+        "--lead",
+        "lead@example.com",
+        "--output",
+        "json",
+    )
+    assert json.loads(team.output)["lead"]["email"] == "lead@example.com"
+    members = run_cli("team", "add-member", "search", "dev@example.com", "--output", "json")
+    assert sorted(m["email"] for m in json.loads(members.output)) == [
+        "dev@example.com",
+        "lead@example.com",
+    ]
+    token = run_cli(
+        "token",
+        "create",
+        "--user",
+        "dev@example.com",
+        "--name",
+        "ci",
+        "--expires-in-days",
+        "30",
+        "--output",
+        "json",
+    )
+    body = json.loads(token.output)
+    assert body["token"].startswith("llt_") and body["expires_at"]
+    revoked = run_cli("token", "revoke", str(body["id"]), "--output", "json")
+    assert json.loads(revoked.output)["revoked_at"] is not None
+    table = run_cli("team", "list")
+    assert "search" in table.output
+
+
+def test_local_errors_exit_non_zero_with_a_reason(run_cli: Any, db: Any) -> None:
+    result = run_cli("team", "create", "--slug", "x", "--name", "X", "--lead", "ghost@example.com")
+    assert result.exit_code == 1
+    assert "no user with email ghost@example.com" in result.output
+    bad_tz = run_cli(
+        "user", "create", "--email", "tz@example.com", "--name", "T", "--time-zone", "Nowhere/City"
+    )
+    assert bad_tz.exit_code == 1 and "IANA" in bad_tz.output
+
+
+def test_jobs_list_and_version(run_cli: Any, db: Any) -> None:
+    assert json.loads(run_cli("jobs", "list", "--dead", "--output", "json").output) == []
+    version = json.loads(run_cli("version", "--output", "json").output)
+    assert version["version"]
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        pass
+
+
+@pytest.fixture
+def live_server(settings: Any, db: Any) -> Iterator[str]:
+    config = uvicorn.Config(create_app(settings, db=db), host="127.0.0.1", port=0, log_config=None)
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started and server.servers:
+            break
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_remote_mode_uses_the_api_with_the_token_rights(
+    run_cli: Any, db: Any, live_server: str
+) -> None:
+    admin = make_user(db, role="admin")
+    lead = make_user(db)
+    admin_token = make_token(db, admin)
+    env = {"LAMPLIGHTER_TOKEN": admin_token}
+    created = run_cli(
+        "--url",
+        live_server,
+        "team",
+        "create",
+        "--slug",
+        "remote",
+        "--name",
+        "Remote",
+        "--lead",
+        lead.email,
+        "--output",
+        "json",
+        env=env,
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["slug"] == "remote"
+    listed = httpx.get(
+        f"{live_server}/api/v1/teams/remote", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert listed.status_code == 200
+    token = run_cli(
+        "--url",
+        live_server,
+        "token",
+        "create",
+        "--user",
+        lead.email,
+        "--name",
+        "remote-ci",
+        "--output",
+        "json",
+        env=env,
+    )
+    plaintext = json.loads(token.output)["token"]
+    me = httpx.get(f"{live_server}/api/v1/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert me.json()["email"] == lead.email
+    verify = run_cli("--url", live_server, "audit", "verify", "--output", "json", env=env)
+    assert json.loads(verify.output)["ok"] is True
+
+
+def test_remote_mode_reports_refusals(run_cli: Any, db: Any, live_server: str) -> None:
+    member = make_user(db)
+    make_team(db, slug="theirs")
+    token = make_token(db, member)
+    result = run_cli(
+        "--url",
+        live_server,
+        "team",
+        "add-member",
+        "theirs",
+        member.email,
+        env={"LAMPLIGHTER_TOKEN": token},
+    )
+    assert result.exit_code == 1
+    assert "HTTP 403" in result.output
+    no_token = run_cli("--url", live_server, "jobs", "list")
+    assert no_token.exit_code == 1 and "LAMPLIGHTER_TOKEN" in no_token.output
