@@ -155,9 +155,10 @@ def enqueue_many(*, session: Session, kind: str, payloads: list[dict[str, Any]])
 
 
 def backoff_s(attempt: int, *, base_s: float, max_s: float) -> float:
-    """Exponential backoff with ±20 % jitter: base, 2 x base, 4 x base ...  capped at max."""
-    raw = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return float(raw * random.uniform(0.8, 1.2))
+    """Exponential backoff with ±20 % jitter: base, 2 x base, 4 x base ... never above max."""
+    exponent = min(max(0, attempt - 1), 64)  # 2**64 x any base is past every sane cap
+    raw = min(max_s, base_s * (2.0**exponent))
+    return float(min(max_s, raw * random.uniform(0.8, 1.2)))
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,11 @@ class Worker:
         if spec is None:
             self._fail(job, f"no handler registered for job kind {job.kind!r}", permanent=True)
             return
+        if not self._renew_lease(job):
+            # Claimed in a batch, but the lease ran out while earlier jobs ran: another worker
+            # may own it now, so starting it here could run it twice.
+            log.warning("job lease expired before it started; skipped", extra={"job_id": job.id})
+            return
         started = time.monotonic()
         try:
             with self.db.transaction() as session:
@@ -383,11 +389,50 @@ class Worker:
         others = [j for j in claimed if j not in batchable]
         if batchable and not self._run_batch(batchable):
             others = batchable + others
-        for job in others:
+        for index, job in enumerate(others):
             if self.stop_event.is_set():
+                self.release(others[index:])
                 break
             self.run_one(job)
         return len(claimed)
+
+    def _renew_lease(self, job: Claimed) -> bool:
+        """Extend the lease of a job this worker still holds; False if it no longer does."""
+        until = utcnow() + dt.timedelta(seconds=self.settings.job_lease_s)
+        with self.db.transaction() as session:
+            result = session.execute(
+                sa.update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.status == JobStatus.RUNNING.value,
+                    Job.locked_by == self.worker_id,
+                    Job.attempts == job.attempts,
+                )
+                .values(lease_expires_at=until),
+                execution_options={"synchronize_session": False},
+            )
+        return _rowcount(result) == 1
+
+    def release(self, unstarted: list[Claimed]) -> None:
+        """Give claimed-but-unstarted jobs back to the queue, refunding the attempt."""
+        if not unstarted:
+            return
+        with self.db.transaction() as session:
+            session.execute(
+                sa.update(Job)
+                .where(
+                    Job.id.in_([job.id for job in unstarted]),
+                    Job.status == JobStatus.RUNNING.value,
+                    Job.locked_by == self.worker_id,
+                )
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    attempts=Job.attempts - 1,
+                    lease_expires_at=None,
+                    locked_by=None,
+                ),
+                execution_options={"synchronize_session": False},
+            )
 
     def run_forever(self) -> None:
         ensure_schedules(db=self.db)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,17 +28,51 @@ SIGNATURE_HEADER = "X-Lamplighter-Signature-256"
 TRANSPORT: httpx.BaseTransport | None = None
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a host literal means, in any spelling the resolver accepts (0xa9fea9fe, ...)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _forbidden(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local or address.is_unspecified or address.is_multicast
+
+
 def check_url(url: str, field: str = "body.url") -> str:
+    """Accept absolute http(s) URLs, refusing link-local and cloud metadata targets."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValidationFailed.one(field, "must be an absolute http or https URL")
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        address = None
-    if (address is not None and address.is_link_local) or parts.hostname.endswith(".internal"):
+    host = parts.hostname.rstrip(".").lower()
+    address = _literal_address(host)
+    if (address is not None and _forbidden(address)) or host.endswith(".internal"):
         raise ValidationFailed.one(field, "link-local and cloud metadata addresses are not allowed")
     return url
+
+
+def check_resolved(url: str) -> None:
+    """Refuse a delivery whose host name resolves to a forbidden address (DNS tricks)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError:
+        return  # unresolvable: the HTTP client reports it as a failed delivery
+    for info in infos:
+        address = _literal_address(str(info[4][0]).split("%")[0])
+        if address is not None and _forbidden(address):
+            raise jobs.PermanentFailure(f"{host} resolves to {address}, a forbidden address")
 
 
 def check_patterns(patterns: list[str]) -> list[str]:
@@ -205,6 +240,8 @@ def deliver(ctx: jobs.JobContext) -> None:
     event = session.get(Event, ctx.payload["event_id"])
     if sub is None or event is None or not sub.is_active:
         return  # stale: the subscription was removed or paused
+    if TRANSPORT is None:
+        check_resolved(sub.url)
     box = SecretBox(ctx.settings.effective_secret_key())
     body = event_body(event)
     headers = {
