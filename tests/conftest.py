@@ -85,6 +85,7 @@ def truncate_all(database: Database) -> None:
 def db(database: Database) -> Iterator[Database]:
     """The database, emptied after each test."""
     identity.AUTH_CACHE.clear()
+    identity.LOGIN_THROTTLE = identity.LoginThrottle()
     yield database
     truncate_all(database)
     identity.AUTH_CACHE.clear()

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
 from lamplighter import __version__
 from lamplighter.core import api as core_api
-from lamplighter.core import jobs, migrate, oidc
+from lamplighter.core import jobs, migrate, oidc, webui
 from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
@@ -104,7 +104,7 @@ def create_app(
     app.include_router(oidc.router)
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
-    install_error_handlers(app, core_pages.render_error_page)
+    install_error_handlers(app, webui.render_error_page)
     app.add_middleware(
         RequestContextMiddleware, default_limit=settings.max_body_bytes, fastapi_app=app
     )
@@ -133,7 +133,7 @@ def create_app(
 
     @app.get("/problems/{slug}", include_in_schema=False, response_class=HTMLResponse)
     def problem_type(slug: str, request: Request) -> Any:
-        return core_pages.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
+        return webui.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
 
     return app
 

@@ -155,7 +155,11 @@ def sso_client(
             "oidc_issuer": ISSUER, "oidc_client_id": CLIENT_ID, "oidc_client_secret": SecretStr(CLIENT_SECRET),
             **overrides,
         })  # fmt: skip
-        client = TestClient(create_app(sso, db=db), base_url="http://testserver")
+        client = TestClient(
+            create_app(sso, db=db),
+            base_url="http://testserver",
+            headers={"Accept": "application/problem+json"},
+        )
         clients.append(client.__enter__())
         return client
 
@@ -286,9 +290,13 @@ def test_secrets_never_reach_the_logs(sso_client, idp, db, caplog):
 # -- refusals -----------------------------------------------------------------------------------
 def test_not_configured_is_not_found(client):
     for path in ("/auth/oidc/login", "/auth/oidc/callback?code=x&state=y"):
-        response = client.get(path, follow_redirects=False)
+        response = client.get(
+            path, follow_redirects=False, headers={"Accept": "application/problem+json"}
+        )
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
+        page = client.get(path, follow_redirects=False, headers={"Accept": "text/html"})
+        assert page.status_code == 404 and "not configured" in page.text
         assert "not configured" in response.json()["detail"]
 
 

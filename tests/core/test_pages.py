@@ -481,3 +481,36 @@ def test_every_page_has_one_title_landmarks_and_a_skip_link(client, db):
         assert '<nav id="site-nav" class="sidenav" aria-label="Main">' in page, path
         inputs = re.findall(r'<input id="([^"]+)"', page)
         assert all(f'<label for="{i}"' in page for i in inputs), path
+
+
+def test_repeated_wrong_passwords_are_throttled(client, db):
+    user = person(db)
+    for _ in range(5):
+        assert login(client, user.email, "wrong-password-1").status_code == 401
+    blocked = login(client, user.email, PASSWORD)
+    assert blocked.status_code == 429
+    assert "too many failed sign-ins" in text(blocked)
+    assert "ll_session" not in client.cookies
+    other = person(db)
+    assert login(client, other.email).status_code == 303, "other accounts are not affected"
+
+
+def test_reserved_team_slug_is_refused(client, db):
+    admin_token = make_token(db, person(db, role="admin"))
+    lead = person(db)
+    response = client.post(
+        "/api/v1/teams",
+        json={"slug": "new", "name": "New", "lead_email": lead.email},
+        headers=auth(admin_token),
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.slug"
+
+
+def test_retrying_a_job_that_is_not_dead_is_a_conflict(client, db):
+    sre_token = make_token(db, person(db, role="sre"))
+    job_id = make_dead_job(db)
+    assert client.post(f"/api/v1/jobs/{job_id}/retry", headers=auth(sre_token)).status_code == 200
+    again = client.post(f"/api/v1/jobs/{job_id}/retry", headers=auth(sre_token))
+    assert again.status_code == 409
+    assert "only dead jobs" in again.json()["detail"]

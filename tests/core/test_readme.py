@@ -11,7 +11,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_every_setting_is_documented() -> None:
     text = README.read_text()
-    missing = [f"LAMPLIGHTER_{name.upper()}" for name in Settings.model_fields if f"`LAMPLIGHTER_{name.upper()}`" not in text]
+    missing = [
+        f"LAMPLIGHTER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`LAMPLIGHTER_{name.upper()}`" not in text
+    ]
     assert not missing, f"add these to the README's configuration table: {missing}"
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Response, status
 from lamplighter.core import audit, events, identity, jobs, webhooks
 from lamplighter.core.authz import PRIVILEGED, require_role
 from lamplighter.core.deps import BoxDep, CurrentActor, PageDep, SessionDep
-from lamplighter.core.errors import NotFound
 from lamplighter.core.models import Team
 from lamplighter.core.pagination import page_of
 from lamplighter.core.schemas import (
@@ -365,18 +364,7 @@ def list_jobs(
 @router.post("/jobs/{job_id}/retry", response_model=JobRead, tags=["jobs"])
 def retry_job(job_id: int, session: SessionDep, actor: CurrentActor) -> JobRead:
     """Give a dead job a fresh set of tries (SREs and admins)."""
-    require_role(actor, *PRIVILEGED, action="retrying jobs")
-    job = jobs.retry_dead(session=session, job_id=job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id}")
-    audit.record(
-        session=session,
-        actor=actor,
-        action="job.retry",
-        object_type="job",
-        object_id=job.id,
-        after={"status": job.status},
-    )
+    job = jobs.retry_dead(session=session, actor=actor, job_id=job_id)
     session.commit()
     return JobRead.model_validate(job)
 

@@ -57,6 +57,11 @@ class Forbidden(LamplighterError):
     title = "Not allowed"
 
 
+class CsrfFailed(Forbidden):
+    slug = "csrf-failed"
+    title = "CSRF check failed"
+
+
 class NotFound(LamplighterError):
     status = 404
     slug = "not-found"
@@ -67,6 +72,12 @@ class Conflict(LamplighterError):
     status = 409
     slug = "conflict"
     title = "Conflict"
+
+
+class TooManyRequests(LamplighterError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
 
 
 class PayloadTooLarge(LamplighterError):
@@ -96,12 +107,13 @@ PROBLEM_TYPES: dict[str, str] = {
         Conflict,
         PayloadTooLarge,
         ValidationFailed,
+        CsrfFailed,
+        TooManyRequests,
     )
 } | {
     "malformed-json": "Malformed JSON",
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "Unsupported media type",
-    "csrf-failed": "CSRF check failed",
     "identity-provider-unavailable": "Identity provider unavailable",
 }
 

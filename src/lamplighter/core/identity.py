@@ -19,9 +19,17 @@ from lamplighter.core.authz import PRIVILEGED, require_owned_write, require_role
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import digest, hash_password, new_token, verify_password
 from lamplighter.core.db import utcnow
-from lamplighter.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from lamplighter.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from lamplighter.core.models import ApiToken, Role, Team, TeamMember, User, WebSession
 
+RESERVED_SLUGS = frozenset({"new", "edit", "api", "static"})  # would collide with page routes
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MIN_PASSWORD = 10
 
@@ -233,6 +241,8 @@ def create_team(
         raise ValidationFailed.one(
             "body.slug", "use 1-63 lowercase letters, digits and inner hyphens"
         )
+    if slug in RESERVED_SLUGS:
+        raise ValidationFailed.one("body.slug", f"{slug!r} is reserved; choose another slug")
     if session.scalar(sa.select(Team.id).where(Team.slug == slug)) is not None:
         raise Conflict(f"a team with slug {slug!r} exists already")
     lead = require_user_by_email(session=session, email=lead_email, field="body.lead_email")
@@ -548,16 +558,59 @@ def authenticate_token(
     return cached.actor
 
 
+class LoginThrottle:
+    """Slows password guessing: after ``limit`` failures for one email within ``window_s``,
+    further attempts are refused until the window has passed. Per process, in memory."""
+
+    def __init__(self, limit: int = 5, window_s: float = 900.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        return [t for t in self._failures.get(key, []) if now - t < self.window_s]
+
+    def check(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent(key, now)
+            self._failures[key] = recent
+        if len(recent) >= self.limit:
+            wait_min = max(1, int((self.window_s - (now - recent[0])) // 60) + 1)
+            raise TooManyRequests(
+                f"too many failed sign-ins for this email; try again in {wait_min} minutes"
+            )
+
+    def failed(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 100_000:
+                self._failures.clear()
+            self._failures[key] = [*self._recent(key, now), now]
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+LOGIN_THROTTLE = LoginThrottle()
+
+
 def login_password(
     *, session: Session, email: str, password: str, session_hours: int
 ) -> tuple[WebSession, str]:
+    key = email.strip().lower()
+    LOGIN_THROTTLE.check(key)
     user = get_user_by_email(session=session, email=email)
     if (
         user is None
         or not user.is_active
         or not verify_password(user.password_hash if user else None, password)
     ):
+        LOGIN_THROTTLE.failed(key)
         raise Unauthorized("email or password is wrong")
+    LOGIN_THROTTLE.succeeded(key)
     return start_session(session=session, user=user, method="password", session_hours=session_hours)
 
 

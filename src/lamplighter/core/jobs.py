@@ -32,8 +32,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from lamplighter.core import audit
+from lamplighter.core.authz import PRIVILEGED, require_role
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database, utcnow
+from lamplighter.core.errors import Conflict, NotFound
 from lamplighter.core.metrics import JOB_FAILURES, JOBS_PROCESSED
 from lamplighter.core.models import Job, JobSchedule, JobStatus
 from lamplighter.core.settings import Settings
@@ -566,15 +569,28 @@ def list_jobs(
     return list(session.scalars(query))
 
 
-def retry_dead(*, session: Session, job_id: int) -> Job | None:
+def retry_dead(*, session: Session, actor: Actor, job_id: int) -> Job:
+    """Give a dead job a fresh set of tries (SREs and admins)."""
+    require_role(actor, *PRIVILEGED, action="retrying jobs")
     job = session.get(Job, job_id)
-    if job is None or job.status != JobStatus.DEAD.value:
-        return job
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    if job.status != JobStatus.DEAD.value:
+        raise Conflict(f"job {job_id} is {job.status}; only dead jobs can be retried")
     job.status = JobStatus.QUEUED.value
     job.due_at = utcnow()
     job.attempts = 0
     job.finished_at = None
     session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="job.retry",
+        object_type="job",
+        object_id=job.id,
+        before={"status": JobStatus.DEAD.value},
+        after={"status": job.status},
+    )
     return job
 
 

@@ -208,10 +208,12 @@ class RequestContextMiddleware:
 
 
 def _wants_html(request: Request) -> bool:
-    if request.url.path.startswith("/api/"):
+    """Browsers get HTML error pages everywhere but the API and the operations endpoints."""
+    path = request.url.path
+    if path.startswith("/api/") or path in {"/healthz", "/readyz", "/metrics"}:
         return False
     accept = request.headers.get("accept", "")
-    return "text/html" in accept or request.headers.get("hx-request") == "true"
+    return "json" not in accept or request.headers.get("hx-request") == "true"
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
