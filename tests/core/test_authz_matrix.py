@@ -257,3 +257,144 @@ def test_viewer_reads_but_never_writes(client: Any, db: Any) -> None:
         == 403
     )
     assert SYSTEM.role == "admin"
+
+
+# -- the web UI's form routes -------------------------------------------------------------------
+# Page POSTs authenticate by session cookie and need the session's CSRF token in the form.
+PASSWORD = "matrix-password-123"
+PAGE_EXEMPT = {
+    ("POST", "/login"): "the sign-in form itself; guarded by its own double-submit CSRF cookie",
+    ("POST", "/logout"): "ends the caller's own session; harmless without one",
+}
+
+
+def build_page_world(db: Any) -> World:
+    world = World(db=db)
+    people = {
+        "admin": make_user(db, role="admin", password=PASSWORD),
+        "sre": make_user(db, role="sre", password=PASSWORD),
+        "member_a": make_user(db, password=PASSWORD),
+        "extra_a": make_user(db, password=PASSWORD),
+        "member_b": make_user(db, password=PASSWORD),
+        "viewer": make_user(db, role="viewer", password=PASSWORD),
+    }
+    make_team(
+        db, slug="team-a", lead=make_user(db), members=[people["member_a"], people["extra_a"]]
+    )
+    make_team(db, slug="team-b", lead=people["member_b"])
+    world.ids.update({name: user for name, user in people.items()})
+    return world
+
+
+def _signed_in(app: Any, email: str) -> tuple[Any, str]:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    browser = TestClient(app, base_url="http://testserver")
+    form = browser.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    signed = browser.post(
+        "/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303, signed.text
+    home = browser.get("/").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', home).group(1)  # type: ignore[union-attr]
+    return browser, csrf
+
+
+def _page_token_of(world: World, app: Any) -> int:
+    with world.db.transaction() as session:
+        from lamplighter.core import identity
+
+        token, _ = identity.create_token(
+            session=session, actor=SYSTEM, user_id=world.ids["member_a"].id, name="page"
+        )
+        return int(token.id)
+
+
+PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/teams"): Scenario(
+        lambda w, a: (
+            "/teams",
+            {"slug": "from-page", "name": "From page", "lead_email": make_user(w.db).email},
+        ),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
+    ("POST", "/teams/{slug}/members"): Scenario(
+        lambda w, a: ("/teams/team-a/members", {"email": make_user(w.db).email}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/teams/{slug}/members/{user_id}/remove"): Scenario(
+        lambda w, a: (f"/teams/team-a/members/{w.ids['extra_a'].id}/remove", {}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    # Your own tokens: there is no outsider, and viewers may hold read-only tokens.
+    ("POST", "/profile/tokens"): Scenario(
+        lambda w, a: ("/profile/tokens", {"name": "mine"}), owner="member_a", outsiders=()
+    ),
+    ("POST", "/profile/tokens/{token_id}/revoke"): Scenario(
+        lambda w, a: (f"/profile/tokens/{_page_token_of(w, a)}/revoke", {}),
+        owner="member_a",
+        outsiders=("member_b", "sre", "viewer"),
+    ),
+    ("POST", "/jobs/{job_id}/retry"): Scenario(
+        lambda w, a: (f"/jobs/{_dead_job(w, a)}/retry", {}),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
+}
+
+
+def mutating_page_routes(app: Any) -> set[tuple[str, str]]:
+    found = set()
+    for path, route in walk_routes(list(app.routes)):
+        if path.startswith("/api/"):
+            continue
+        for method in getattr(route, "methods", None) or ():
+            if method in MUTATING:
+                found.add((method, path))
+    return found
+
+
+def test_every_mutating_page_route_has_a_scenario(app: Any) -> None:
+    routes = mutating_page_routes(app)
+    assert ("POST", "/teams") in routes
+    missing = sorted(routes - set(PAGE_SCENARIOS) - set(PAGE_EXEMPT))
+    assert not missing, f"add an authorization scenario for: {missing}"
+
+
+@pytest.mark.parametrize("route", sorted(PAGE_SCENARIOS), ids=lambda r: f"page {r[0]} {r[1]}")
+def test_page_route_authorization(route: tuple[str, str], app: Any, client: Any, db: Any) -> None:
+    method, _ = route
+    scenario = PAGE_SCENARIOS[route]
+    world = build_page_world(db)
+    path, form = scenario.prepare(world, app)
+    before = _audit_count(db)
+
+    anonymous = client.request(method, path, data=form, follow_redirects=False)
+    assert anonymous.status_code == 401, anonymous.text
+
+    owner_browser, owner_csrf = _signed_in(app, world.ids[scenario.owner].email)
+    no_csrf = owner_browser.request(method, path, data=form, follow_redirects=False)
+    assert no_csrf.status_code == 403, "a form without the session's CSRF token must be refused"
+    for outsider in scenario.outsiders:
+        browser, csrf = _signed_in(app, world.ids[outsider].email)
+        response = browser.request(
+            method, path, data={**form, "csrf_token": csrf}, follow_redirects=False
+        )
+        assert response.status_code == 403, f"{outsider}: {response.status_code}"
+    changes = _audit_count(db)
+    sign_ins = changes - before  # each sign-in is audited; nothing else may have changed
+    assert sign_ins == 1 + len(scenario.outsiders)
+
+    allowed = owner_browser.request(
+        method, path, data={**form, "csrf_token": owner_csrf}, follow_redirects=False
+    )
+    assert allowed.status_code in {200, 201, 303}, allowed.text
+    assert _audit_count(db) > changes, "an allowed change left no audit entry"
