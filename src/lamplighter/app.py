@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -144,4 +145,9 @@ def app_from_env() -> FastAPI:
 
     settings = get_settings()
     configure(settings.log_level, settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    # Everything built so far lives as long as the process: keep the cyclic garbage collector
+    # from walking it again and again under load.
+    gc.collect()
+    gc.freeze()
+    return app

@@ -86,16 +86,17 @@ def test_openapi_and_docs_are_served(client: Any) -> None:
 
 
 def test_json_logs_carry_the_request_id(client: Any, db: Any, caplog: Any) -> None:
-    caplog.set_level(logging.INFO, logger="lamplighter.http")
+    caplog.set_level(logging.DEBUG, logger="lamplighter.http")
     client.get("/healthz", headers={"x-request-id": "trace-me"})
-    records = [
-        r
-        for r in caplog.records
-        if r.name == "lamplighter.http" and getattr(r, "path", "") == "/healthz"
-    ]
-    assert records
-    line = json.loads(JsonFormatter().format(records[-1]))
-    assert line["status"] == 200 and line["route"] == "/healthz"
+    client.post("/api/v1/teams", json={}, headers={"x-request-id": "trace-post"})
+    by_path = {getattr(r, "path", ""): r for r in caplog.records if r.name == "lamplighter.http"}
+    read, change = by_path["/healthz"], by_path["/api/v1/teams"]
+    assert read.levelno == logging.DEBUG, "successful reads are logged at DEBUG"
+    assert change.levelno == logging.INFO, "changes and failures are logged at INFO"
+    line = json.loads(JsonFormatter().format(change))
+    assert line["status"] == 401 and line["route"] == "/api/v1/teams" and line["method"] == "POST"
+    assert line["level"] == "info" and line["message"] == "request"
+    assert line["request_id"] == "trace-post"
 
 
 def test_token_lifecycle(client: Any, db: Any, settings: Settings) -> None:

@@ -132,14 +132,20 @@ class RequestContextMiddleware:
                 method=method, route=template, status=str(status_holder["status"])
             ).inc()
             HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
+            # Changes and failures are logged at INFO; successful reads at DEBUG, since at
+            # thousands a second they would drown the log (the metrics count them).
+            status = status_holder["status"]
+            level = logging.DEBUG if method in {"GET", "HEAD"} and status < 400 else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
                     "request",
                     extra={
                         "method": method,
                         "path": scope["path"],
                         "route": template,
-                        "status": status_holder["status"],
+                        "status": status,
+                        "request_id": request_id,
                         "ms": round(elapsed * 1000, 2),
                         "client": client[0] if client else None,
                     },
