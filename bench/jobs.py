@@ -38,7 +38,9 @@ def reset(url: str) -> None:
     migrate.upgrade(url)
 
 
-def run(url: str, *, total: int, workers: int, work_dir: Path) -> dict[str, float]:
+def run(
+    url: str, *, total: int, workers: int, work_dir: Path, kind: str = "core.noop"
+) -> dict[str, float]:
     reset(url)
     db = Database(url)
     started = time.perf_counter()
@@ -46,7 +48,7 @@ def run(url: str, *, total: int, workers: int, work_dir: Path) -> dict[str, floa
         with db.transaction() as session:
             jobs.enqueue_many(
                 session=session,
-                kind="core.noop",
+                kind=kind,
                 payloads=[{"n": n} for n in range(offset, min(total, offset + 1000))],
             )
     enqueue_s = time.perf_counter() - started
@@ -55,6 +57,8 @@ def run(url: str, *, total: int, workers: int, work_dir: Path) -> dict[str, floa
         "LAMPLIGHTER_LOG_LEVEL": "WARNING",
         "LAMPLIGHTER_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "LAMPLIGHTER_DATA_DIR": str(work_dir),
+        "LAMPLIGHTER_PLUGINS": "benchkinds",
+        "PYTHONPATH": str(Path(__file__).resolve().parent),
     }
     processes = [spawn_cli(env, "worker", log=work_dir / f"worker{i}.log") for i in range(workers)]
     try:
@@ -114,6 +118,12 @@ def main() -> None:
         print(
             f"  target >= 2000 jobs/s: {'met' if pg['processed_jobs_per_s'] >= 2000 else 'NOT met'}"
         )
+        isolated = run(
+            args.pg_url, total=args.jobs // 4, workers=2, work_dir=work_dir, kind="bench.isolated"
+        )
+        print(f"PostgreSQL, 2 worker processes, {args.jobs // 4} bench.isolated jobs:")
+        for key, value in isolated.items():
+            print(f"  {key}: {value}")
         sqlite = run(
             f"sqlite:///{work_dir / 'bench.db'}", total=args.jobs, workers=1, work_dir=work_dir
         )

@@ -206,4 +206,4 @@ def test_audit_api_filters_and_paginates(client: Any, db: Any) -> None:
 
 
 def _token_id(client: Any, token: str) -> int:
-    return int(client.get("/api/v1/tokens", headers=auth(token)).json()[0]["id"])
+    return int(client.get("/api/v1/tokens", headers=auth(token)).json()["items"][0]["id"])

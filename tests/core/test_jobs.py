@@ -45,6 +45,7 @@ SLOW = "test.jobs.slow"
 CALLS: list[tuple[str, int]] = []  # (kind, job id) of every handler start
 _calls_lock = threading.Lock()
 CURRENT: dict[str, jobs.Worker] = {}
+STEAL_BLOCKED: list[int] = []  # takeovers refused because the running worker holds the row
 
 
 def _called(ctx: jobs.JobContext) -> None:
@@ -114,8 +115,16 @@ def _retry_later(ctx: jobs.JobContext) -> None:
 def _steal_lease(ctx: jobs.JobContext) -> None:
     """Simulate another worker taking the job over (its lease expired) while this one runs."""
     _called(ctx)
-    with Session(ctx.session.get_bind()) as other, other.begin():
-        other.execute(sa.update(Job).where(Job.id == ctx.job_id).values(locked_by="someone-else"))
+    postgres = ctx.session.get_bind().dialect.name == "postgresql"
+    try:
+        with Session(ctx.session.get_bind()) as other, other.begin():
+            if postgres:
+                other.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+            other.execute(
+                sa.update(Job).where(Job.id == ctx.job_id).values(locked_by="someone-else")
+            )
+    except sa.exc.OperationalError:
+        STEAL_BLOCKED.append(ctx.job_id)
     _write_effects(ctx)
 
 
@@ -321,6 +330,12 @@ def test_worker_whose_lease_was_taken_over_rolls_its_work_back(
     job_id = enqueue_one(db, STEAL_LEASE)
     jobs.Worker(db, settings).run_once()
     assert calls_of(STEAL_LEASE) == [job_id]
+    if not db.is_sqlite:
+        # PostgreSQL: the running worker holds the job's row from lease renewal to "done", so
+        # no other worker can take the job over mid-run; the takeover waited and gave up.
+        assert [job_id] == STEAL_BLOCKED
+        assert job_row(db, job_id).status == "done"
+        return
     with db.sessionmaker() as session:
         assert (
             session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "test.effect")).all()

@@ -104,7 +104,7 @@ def test_token_lifecycle(client: Any, db: Any, settings: Settings) -> None:
     token = make_token(db, user)
     me = client.get("/api/v1/me", headers=auth(token))
     assert me.status_code == 200 and me.json()["email"] == user.email
-    listed = client.get("/api/v1/tokens", headers=auth(token)).json()
+    listed = client.get("/api/v1/tokens", headers=auth(token)).json()["items"]
     assert listed[0]["last_used_at"] is not None
     assert "token" not in listed[0]
     revoke = client.delete(f"/api/v1/tokens/{listed[0]['id']}", headers=auth(token))
@@ -177,3 +177,27 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Any) -> None:
 def test_client_for_a_new_app_works_without_a_worker(settings: Settings, db: Database) -> None:
     with TestClient(create_app(settings, db=db)) as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_every_list_is_cursor_paginated(client: Any, db: Any) -> None:
+    user = make_user(db)
+    token = make_token(db, user)
+    for index in range(2):
+        make_token(db, user, name=f"extra-{index}")
+    first = client.get("/api/v1/tokens", params={"limit": 2}, headers=auth(token)).json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = client.get(
+        "/api/v1/tokens", params={"limit": 2, "cursor": first["next_cursor"]}, headers=auth(token)
+    ).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    names = [t["name"] for t in first["items"] + rest["items"]]
+    assert sorted(names) == ["extra-0", "extra-1", "test"]
+    spec = client.get("/api/v1/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        get = operations.get("get")
+        single = path.endswith(("/verify", "/me")) or "{" in path.rsplit("/", 1)[-1]
+        if not get or single:
+            continue
+        params = {p["name"] for p in get.get("parameters", [])}
+        assert "limit" in params, f"GET {path} is a list without a limit"
+        assert "cursor" in params or "after" in params, f"GET {path} has no cursor"

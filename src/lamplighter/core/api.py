@@ -170,14 +170,15 @@ def remove_member(slug: str, user_id: int, session: SessionDep, actor: CurrentAc
 
 
 # -- tokens ----------------------------------------------------------------------------------
-@router.get("/tokens", response_model=list[TokenRead], tags=["identity"])
-def list_tokens(session: SessionDep, actor: CurrentActor) -> list[TokenRead]:
-    """Your API tokens (never their secrets)."""
+@router.get("/tokens", response_model=Page[TokenRead], tags=["identity"])
+def list_tokens(session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[TokenRead]:
+    """Your API tokens, newest first (never their secrets)."""
     assert actor.user_id is not None
-    return [
-        TokenRead.model_validate(t)
-        for t in identity.list_tokens(session=session, user_id=actor.user_id)[:500]
-    ]
+    rows = identity.list_tokens(
+        session=session, user_id=actor.user_id, before_id=page.position, limit=page.limit + 1
+    )
+    items, cursor = page_of(rows, page.limit, lambda t: t.id)
+    return Page[TokenRead](items=[TokenRead.model_validate(t) for t in items], next_cursor=cursor)
 
 
 @router.post(

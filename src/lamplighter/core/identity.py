@@ -412,12 +412,19 @@ def create_token(
     return token, plaintext
 
 
-def list_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
-    return list(
-        session.scalars(
-            sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
-        )
+def list_tokens(
+    *, session: Session, user_id: int, before_id: int | None = None, limit: int = 500
+) -> list[ApiToken]:
+    """A user's tokens, newest first, keyset-paginated by id."""
+    query = (
+        sa.select(ApiToken)
+        .where(ApiToken.user_id == user_id)
+        .order_by(ApiToken.id.desc())
+        .limit(limit)
     )
+    if before_id:
+        query = query.where(ApiToken.id < before_id)
+    return list(session.scalars(query))
 
 
 def revoke_token(*, session: Session, actor: Actor, token_id: int) -> ApiToken:

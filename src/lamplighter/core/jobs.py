@@ -291,14 +291,22 @@ class Worker:
         if spec is None:
             self._fail(job, f"no handler registered for job kind {job.kind!r}", permanent=True)
             return
-        if not self._renew_lease(job):
-            # Claimed in a batch, but the lease ran out while earlier jobs ran: another worker
-            # may own it now, so starting it here could run it twice.
+        # Claimed in a batch, the lease may have run out while earlier jobs ran, and another
+        # worker may own the job now: renew it first and skip the job if that fails. On
+        # PostgreSQL the renewal opens the job's own transaction and keeps its row locked until
+        # done; SQLite renews in a short transaction of its own so that a slow handler does not
+        # hold the database's only write lock.
+        if self.db.is_sqlite and not self._renew_lease(job, session=None):
             log.warning("job lease expired before it started; skipped", extra={"job_id": job.id})
             return
         started = time.monotonic()
         try:
             with self.db.transaction() as session:
+                if not self.db.is_sqlite and not self._renew_lease(job, session=session):
+                    log.warning(
+                        "job lease expired before it started; skipped", extra={"job_id": job.id}
+                    )
+                    return
                 spec.func(self._context(session, job))
                 if self._mark_done(session, [job.id]) != 1:
                     raise _LeaseLost
@@ -399,22 +407,24 @@ class Worker:
             self.run_one(job)
         return len(claimed)
 
-    def _renew_lease(self, job: Claimed) -> bool:
+    def _renew_lease(self, job: Claimed, *, session: Session | None) -> bool:
         """Extend the lease of a job this worker still holds; False if it no longer does."""
         until = utcnow() + dt.timedelta(seconds=self.settings.job_lease_s)
-        with self.db.transaction() as session:
-            result = session.execute(
-                sa.update(Job)
-                .where(
-                    Job.id == job.id,
-                    Job.status == JobStatus.RUNNING.value,
-                    Job.locked_by == self.worker_id,
-                    Job.attempts == job.attempts,
-                )
-                .values(lease_expires_at=until),
-                execution_options={"synchronize_session": False},
+        statement = (
+            sa.update(Job)
+            .where(
+                Job.id == job.id,
+                Job.status == JobStatus.RUNNING.value,
+                Job.locked_by == self.worker_id,
+                Job.attempts == job.attempts,
             )
-        return _rowcount(result) == 1
+            .values(lease_expires_at=until)
+        )
+        options = {"synchronize_session": False}
+        if session is not None:
+            return _rowcount(session.execute(statement, execution_options=options)) == 1
+        with self.db.transaction() as own:
+            return _rowcount(own.execute(statement, execution_options=options)) == 1
 
     def release(self, unstarted: list[Claimed]) -> None:
         """Give claimed-but-unstarted jobs back to the queue, refunding the attempt."""
