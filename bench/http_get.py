@@ -39,6 +39,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--pg-url",
+        default=None,
+        help="measure on this PostgreSQL database instead of SQLite (it is wiped)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -49,6 +54,11 @@ def main() -> None:
         "LAMPLIGHTER_SECRET_KEY": "bench-secret-key-0123456789abcdef",
     }
     env.pop("LAMPLIGHTER_DATABASE_URL", None)
+    if args.pg_url:
+        from jobs import reset
+
+        reset(args.pg_url)
+        env["LAMPLIGHTER_DATABASE_URL"] = args.pg_url
     cli(env, "db", "upgrade")
     cli(env, "demo", "load")
     token = json.loads(
@@ -117,7 +127,7 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(f"machine: {machine()}")
     print(
-        f"authenticated GET /api/v1/users/{{id}} on SQLite, {args.workers} server processes, wrk -t2 -c{args.connections} -d{args.seconds}s"
+        f"authenticated GET /api/v1/users/{{id}} on {'PostgreSQL' if args.pg_url else 'SQLite'}, {args.workers} server processes, wrk -t2 -c{args.connections} -d{args.seconds}s"
     )
     for key, value in figures.items():
         print(f"  {key}: {value}")
