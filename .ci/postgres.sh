@@ -2,6 +2,7 @@
 # Start Debian's PostgreSQL cluster and create the test role and database (idempotent).
 # Prints the export line for LAMPLIGHTER_TEST_DATABASE_URL.
 set -euo pipefail
+exec 3>&1 1>&2  # everything below talks to stderr; only the export line goes to stdout
 if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
@@ -20,4 +21,4 @@ for name in lamplighter_test lamplighter_bench; do
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='$name'\"" | grep -q 1 \
     || su postgres -c "createdb -O lamplighter $name"
 done
-echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test"
+echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test" >&3

@@ -16,6 +16,7 @@ from lamplighter.core.context import Actor, request_info
 from lamplighter.core.db import utcnow
 from lamplighter.core.journal import lock_journal
 from lamplighter.core.models import AuditEntry
+from lamplighter.core.pagination import keyset
 
 GENESIS_HASH = "0" * 64
 _SECRET_WORDS = ("password", "secret", "token_hash", "session_hash", "private_key")
@@ -161,7 +162,7 @@ def iter_filtered(
     limit: int = 50,
 ) -> Iterator[AuditEntry]:
     """Newest first, keyset-paginated by id."""
-    query = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    query = sa.select(AuditEntry)
     if actor_id:
         query = query.where(AuditEntry.actor_id == actor_id)
     if object_type:
@@ -174,6 +175,6 @@ def iter_filtered(
         query = query.where(AuditEntry.at >= since)
     if until:
         query = query.where(AuditEntry.at < until)
-    if before_id:
-        query = query.where(AuditEntry.id < before_id)
-    yield from session.scalars(query)
+    yield from session.scalars(
+        keyset(query, AuditEntry.id, position=before_id, limit=limit, newest_first=True)
+    )

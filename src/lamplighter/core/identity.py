@@ -28,6 +28,7 @@ from lamplighter.core.errors import (
     ValidationFailed,
 )
 from lamplighter.core.models import ApiToken, Role, Team, TeamMember, User, WebSession
+from lamplighter.core.pagination import keyset
 
 RESERVED_SLUGS = frozenset({"new", "edit", "api", "static"})  # would collide with page routes
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -83,9 +84,7 @@ def require_user_by_email(*, session: Session, email: str, field: str = "body.em
 def list_users(
     *, session: Session, after_id: int | None, limit: int, query: str | None = None
 ) -> list[User]:
-    statement = sa.select(User).order_by(User.id).limit(limit)
-    if after_id:
-        statement = statement.where(User.id > after_id)
+    statement = keyset(sa.select(User), User.id, position=after_id, limit=limit)
     if query:
         like = f"%{query.lower()}%"
         statement = statement.where(
@@ -205,9 +204,7 @@ def get_team(*, session: Session, slug: str) -> Team:
 def list_teams(
     *, session: Session, after_id: int | None, limit: int, user_id: int | None = None
 ) -> list[Team]:
-    statement = sa.select(Team).order_by(Team.id).limit(limit)
-    if after_id:
-        statement = statement.where(Team.id > after_id)
+    statement = keyset(sa.select(Team), Team.id, position=after_id, limit=limit)
     if user_id is not None:
         statement = statement.join(TeamMember, TeamMember.team_id == Team.id).where(
             TeamMember.user_id == user_id
@@ -416,15 +413,12 @@ def list_tokens(
     *, session: Session, user_id: int, before_id: int | None = None, limit: int = 500
 ) -> list[ApiToken]:
     """A user's tokens, newest first, keyset-paginated by id."""
-    query = (
-        sa.select(ApiToken)
-        .where(ApiToken.user_id == user_id)
-        .order_by(ApiToken.id.desc())
-        .limit(limit)
+    query = sa.select(ApiToken).where(ApiToken.user_id == user_id)
+    return list(
+        session.scalars(
+            keyset(query, ApiToken.id, position=before_id, limit=limit, newest_first=True)
+        )
     )
-    if before_id:
-        query = query.where(ApiToken.id < before_id)
-    return list(session.scalars(query))
 
 
 def revoke_token(*, session: Session, actor: Actor, token_id: int) -> ApiToken:

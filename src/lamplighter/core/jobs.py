@@ -39,6 +39,7 @@ from lamplighter.core.db import Database, utcnow
 from lamplighter.core.errors import Conflict, NotFound
 from lamplighter.core.metrics import JOB_FAILURES, JOBS_PROCESSED
 from lamplighter.core.models import Job, JobSchedule, JobStatus
+from lamplighter.core.pagination import keyset
 from lamplighter.core.settings import Settings
 
 log = logging.getLogger("lamplighter.jobs")
@@ -569,14 +570,14 @@ def list_jobs(
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[Job]:
-    query = sa.select(Job).order_by(Job.id.desc()).limit(limit)
+    query = sa.select(Job)
     if status:
         query = query.where(Job.status == status)
     if kind:
         query = query.where(Job.kind == kind)
-    if before_id:
-        query = query.where(Job.id < before_id)
-    return list(session.scalars(query))
+    return list(
+        session.scalars(keyset(query, Job.id, position=before_id, limit=limit, newest_first=True))
+    )
 
 
 def retry_dead(*, session: Session, actor: Actor, job_id: int) -> Job:

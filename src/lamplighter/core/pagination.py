@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from lamplighter.core.errors import ValidationFailed
 
@@ -39,3 +41,23 @@ def page_of(items: list[T], limit: int, key: Callable[[T], int]) -> tuple[list[T
         items = items[:limit]
         return items, encode_cursor(key(items[-1]))
     return items, None
+
+
+def keyset(
+    query: Select[Any],
+    id_column: InstrumentedAttribute[int],
+    *,
+    position: int | None,
+    limit: int,
+    newest_first: bool = False,
+) -> Select[Any]:
+    """Order a query by id and continue after a cursor's position (every list uses this)."""
+    if newest_first:
+        query = query.order_by(id_column.desc())
+        if position:
+            query = query.where(id_column < position)
+    else:
+        query = query.order_by(id_column)
+        if position:
+            query = query.where(id_column > position)
+    return query.limit(limit)

@@ -22,6 +22,7 @@ from lamplighter.core.errors import NotFound, ValidationFailed
 from lamplighter.core.events import WEBHOOK_DELIVER
 from lamplighter.core.identity import get_team
 from lamplighter.core.models import Event, WebhookDelivery, WebhookSubscription
+from lamplighter.core.pagination import keyset
 
 SIGNATURE_HEADER = "X-Lamplighter-Signature-256"
 # Tests and embedders may swap the transport (httpx.MockTransport); None means real network.
@@ -108,9 +109,9 @@ def get(*, session: Session, subscription_id: int) -> WebhookSubscription:
 def list_(
     *, session: Session, after_id: int | None, limit: int, team_id: int | None = None
 ) -> list[WebhookSubscription]:
-    query = sa.select(WebhookSubscription).order_by(WebhookSubscription.id).limit(limit)
-    if after_id:
-        query = query.where(WebhookSubscription.id > after_id)
+    query = keyset(
+        sa.select(WebhookSubscription), WebhookSubscription.id, position=after_id, limit=limit
+    )
     if team_id is not None:
         query = query.where(WebhookSubscription.owner_team_id == team_id)
     return list(session.scalars(query))
@@ -205,15 +206,12 @@ def delete(*, session: Session, actor: Actor, subscription_id: int) -> None:
 def list_deliveries(
     *, session: Session, subscription_id: int, before_id: int | None, limit: int
 ) -> list[WebhookDelivery]:
-    query = (
-        sa.select(WebhookDelivery)
-        .where(WebhookDelivery.subscription_id == subscription_id)
-        .order_by(WebhookDelivery.id.desc())
-        .limit(limit)
+    query = sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    return list(
+        session.scalars(
+            keyset(query, WebhookDelivery.id, position=before_id, limit=limit, newest_first=True)
+        )
     )
-    if before_id:
-        query = query.where(WebhookDelivery.id < before_id)
-    return list(session.scalars(query))
 
 
 def event_body(event: Event) -> bytes:
