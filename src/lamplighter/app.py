@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
 from lamplighter import __version__
+from lamplighter.catalog import api as catalog_api
 from lamplighter.core import api as core_api
 from lamplighter.core import jobs, migrate, oidc, webui
 from lamplighter.core import pages as core_pages
@@ -102,6 +103,7 @@ def create_app(
     QUEUE_COLLECTOR.db = database
 
     app.include_router(core_api.router, prefix="/api/v1")
+    app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")

@@ -1,5 +1,6 @@
 """Imports every domain's models so Alembic and tests see all tables."""
 
+from lamplighter.catalog import models as catalog_models
 from lamplighter.core import models as core_models
 
-__all__ = ["core_models"]
+__all__ = ["catalog_models", "core_models"]

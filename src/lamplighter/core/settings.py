@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     oidc_client_secret: SecretStr | None = None
     oidc_auto_create: bool = False
     oidc_scope: str = "openid email profile"
+    catalog_name_rules: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra naming rule per kind, e.g. {"resource": "^{team}-"}.',
+    )
+    catalog_max_file_bytes: int = 1024 * 1024
 
     @property
     def effective_database_url(self) -> str:

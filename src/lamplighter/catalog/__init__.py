@@ -1,0 +1,1 @@
+"""Catalog: services, APIs, resources, systems, domains and platforms, each with one accountable owner."""

@@ -1,0 +1,270 @@
+"""Catalog REST routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog import graph, search, service
+from lamplighter.catalog.models import Entity
+from lamplighter.catalog.schemas import (
+    DepNode,
+    DepsRead,
+    EntityBrief,
+    EntityCreate,
+    EntityRead,
+    EntityUpdate,
+    OwnerRead,
+    TeamBrief,
+)
+from lamplighter.core import identity
+from lamplighter.core.deps import CurrentActor, PageDep, SessionDep, SettingsDep
+from lamplighter.core.pagination import encode_cursor, page_of
+from lamplighter.core.schemas import AuditRead, Page, UserBrief
+
+router = APIRouter(prefix="/catalog", tags=["catalog"])
+
+KindQuery = Annotated[str | None, Query(pattern="^(service|api|resource|system|domain|platform)$")]
+Text = Annotated[str | None, Query(max_length=63)]
+
+
+def brief(entity: Entity) -> EntityBrief:
+    return EntityBrief(
+        ref=entity.ref,
+        kind=entity.kind,
+        namespace=entity.namespace,
+        name=entity.name,
+        title=entity.title,
+        type=entity.type,
+        lifecycle=entity.lifecycle,
+        tier=entity.tier,
+    )
+
+
+def read(session: Session, entity: Entity) -> EntityRead:
+    team = service.teams_by_id(session, [entity.owner_team_id]).get(entity.owner_team_id or 0)
+    person = service.users_by_id(session, [entity.accountable_user_id]).get(
+        entity.accountable_user_id or 0
+    )
+    relations = service.relations_of(session=session, entity_id=entity.id)
+    return EntityRead(
+        **brief(entity).model_dump(),
+        id=entity.id,
+        description=entity.description,
+        owner=TeamBrief(id=team.id, slug=team.slug, name=team.name) if team else None,
+        accountable=UserBrief.model_validate(person) if person else None,
+        tags=list(entity.tags),
+        labels=dict(entity.labels),
+        annotations=dict(entity.annotations),
+        links=list(entity.links),
+        cost_centre=entity.cost_centre,
+        version=entity.version,
+        provenance=entity.provenance,
+        location=entity.location,
+        relations={name: [brief(e) for e in items] for name, items in relations.items()},
+        created_at=entity.created_at,
+        updated_at=entity.updated_at,
+    )
+
+
+def _filters(
+    session: Session,
+    kind: str | None,
+    type_: str | None,
+    owner: str | None,
+    lifecycle: str | None,
+    tier: int | None,
+    tag: str | None,
+) -> service.ListFilters:
+    owner_id = identity.get_team(session=session, slug=owner).id if owner else None
+    return service.ListFilters(
+        kind=kind, type=type_, owner_team_id=owner_id, lifecycle=lifecycle, tier=tier, tag=tag
+    )
+
+
+@router.get("/entities", response_model=Page[EntityBrief])
+def list_entities(
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
+    kind: KindQuery = None,
+    type: Text = None,
+    owner: Annotated[str | None, Query(max_length=63, description="Team slug")] = None,
+    lifecycle: Annotated[
+        str | None, Query(pattern="^(experimental|production|deprecated)$")
+    ] = None,
+    tier: Annotated[int | None, Query(ge=1, le=4)] = None,
+    tag: Text = None,
+) -> Page[EntityBrief]:
+    """Entities, filtered by kind, type, owning team, lifecycle, tier and tag."""
+    filters = _filters(session, kind, type, owner, lifecycle, tier, tag)
+    rows = service.list_(
+        session=session, filters=filters, after_id=page.position, limit=page.limit + 1
+    )
+    items, cursor = page_of(rows, page.limit, lambda e: e.id)
+    return Page[EntityBrief](items=[brief(e) for e in items], next_cursor=cursor)
+
+
+@router.get("/search", response_model=Page[EntityBrief])
+def search_entities(
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Words to find (prefixes)")],
+    kind: KindQuery = None,
+    type: Text = None,
+    owner: Annotated[str | None, Query(max_length=63)] = None,
+    lifecycle: Annotated[
+        str | None, Query(pattern="^(experimental|production|deprecated)$")
+    ] = None,
+    tier: Annotated[int | None, Query(ge=1, le=4)] = None,
+    tag: Text = None,
+) -> Page[EntityBrief]:
+    """Full-text search over names, titles, descriptions and tags, best match first."""
+    filters = _filters(session, kind, type, owner, lifecycle, tier, tag)
+    offset = page.position or 0
+    rows = search.search(
+        session=session, text=q, filters=filters, offset=offset, limit=page.limit + 1
+    )
+    more = len(rows) > page.limit
+    return Page[EntityBrief](
+        items=[brief(e) for e in rows[: page.limit]],
+        next_cursor=encode_cursor(offset + page.limit) if more else None,
+    )
+
+
+@router.post("/entities", response_model=EntityRead, status_code=status.HTTP_201_CREATED)
+def create_entity(
+    body: EntityCreate, session: SessionDep, actor: CurrentActor, settings: SettingsDep
+) -> EntityRead:
+    """Register an entity. The owner is a team slug; the accountable person defaults to its lead."""
+    data = service.EntityInput(
+        **body.model_dump(exclude={"links"}), links=[link.model_dump() for link in body.links]
+    )
+    entity = service.create(
+        session=session, actor=actor, data=data, name_rules=settings.catalog_name_rules
+    )
+    session.commit()
+    return read(session, entity)
+
+
+@router.get("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
+async def read_entity(
+    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
+) -> EntityRead:
+    """One entity with its owner, accountable person and direct relations both ways."""
+    return read(session, service.get_by_ref(session=session, ref=f"{kind}:{namespace}/{name}"))
+
+
+@router.patch("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
+def update_entity(
+    kind: str,
+    namespace: str,
+    name: str,
+    body: EntityUpdate,
+    session: SessionDep,
+    actor: CurrentActor,
+    settings: SettingsDep,
+) -> EntityRead:
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if body.links is not None:
+        changes["links"] = [link.model_dump() for link in body.links]
+    entity = service.update(
+        session=session,
+        actor=actor,
+        ref=f"{kind}:{namespace}/{name}",
+        changes=changes,
+        name_rules=settings.catalog_name_rules,
+    )
+    session.commit()
+    return read(session, entity)
+
+
+@router.delete("/entities/{kind}/{namespace}/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_entity(
+    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
+) -> Response:
+    service.delete(session=session, actor=actor, ref=f"{kind}:{namespace}/{name}")
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/entities/{kind}/{namespace}/{name}/owner", response_model=OwnerRead)
+def who_owns(
+    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
+) -> OwnerRead:
+    """Who is responsible: the owning team, the accountable person and the team lead."""
+    found = service.who_owns(session=session, ref=f"{kind}:{namespace}/{name}")
+    return OwnerRead(
+        ref=found.entity.ref,
+        owner=TeamBrief(id=found.team.id, slug=found.team.slug, name=found.team.name)
+        if found.team
+        else None,
+        accountable=UserBrief.model_validate(found.accountable) if found.accountable else None,
+        team_lead=UserBrief.model_validate(found.lead) if found.lead else None,
+        problems=found.problems,
+    )
+
+
+@router.get("/entities/{kind}/{namespace}/{name}/deps", response_model=DepsRead)
+def dependencies(
+    kind: str,
+    namespace: str,
+    name: str,
+    session: SessionDep,
+    actor: CurrentActor,
+    reverse: Annotated[bool, Query(description="What depends on it (the blast radius).")] = False,
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 3,
+) -> DepsRead:
+    """Transitive dependencies (or dependents with ``reverse=true``) up to ``depth`` levels."""
+    root = service.get_by_ref(session=session, ref=f"{kind}:{namespace}/{name}")
+    walk = graph.traverse(session=session, root_id=root.id, reverse=reverse, depth=depth)
+    ids = {r.entity_id for r in walk.reached} | {root.id} | {i for c in walk.cycles for i in c}
+    found = graph.entities(session, ids)
+    return DepsRead(
+        root=root.ref,
+        direction="dependents" if reverse else "dependencies",
+        depth=depth,
+        nodes=[
+            DepNode(
+                ref=found[r.entity_id].ref,
+                kind=found[r.entity_id].kind,
+                title=found[r.entity_id].title,
+                depth=r.depth,
+                via=found[r.via_id].ref if r.via_id else None,
+            )
+            for r in walk.reached
+        ],
+        cycles=[[found[i].ref for i in cycle] for cycle in walk.cycles],
+        truncated=walk.truncated,
+    )
+
+
+@router.get("/entities/{kind}/{namespace}/{name}/history", response_model=list[AuditRead])
+def entity_history(
+    kind: str,
+    namespace: str,
+    name: str,
+    session: SessionDep,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[AuditRead]:
+    """The entity's changes from the audit log, newest first."""
+    return [
+        AuditRead.model_validate(e)
+        for e in service.history(session=session, ref=f"{kind}:{namespace}/{name}", limit=limit)
+    ]
+
+
+@router.get("/hygiene", response_model=Page[dict[str, Any]])
+def ownership_hygiene(
+    session: SessionDep, actor: CurrentActor, page: PageDep
+) -> Page[dict[str, Any]]:
+    """Entities with no valid owner, and why."""
+    rows = service.hygiene(session=session, after_id=page.position, limit=page.limit + 1)
+    items, cursor = page_of(rows, page.limit, lambda pair: pair[0].id)
+    return Page[dict[str, Any]](
+        items=[{**brief(e).model_dump(), "problem": why} for e, why in items], next_cursor=cursor
+    )

@@ -1,0 +1,607 @@
+"""Catalog use cases: create, change and delete entities; answer who owns what.
+
+Every entity has an owning team and exactly one accountable person, who must be a member of
+that team (the team lead by default). References between entities are Backstage-style
+``[kind:][namespace/]name`` strings, resolved case-insensitively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog.models import (
+    Entity,
+    EntityTag,
+    Kind,
+    Provenance,
+    Relation,
+    RelationType,
+    SearchDocument,
+)
+from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
+from lamplighter.core import audit, events, identity
+from lamplighter.core.authz import require_owned_write
+from lamplighter.core.context import Actor
+from lamplighter.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from lamplighter.core.models import Team, TeamMember, User
+from lamplighter.core.pagination import keyset
+
+OBJECT_TYPE = "catalog_entity"
+# The relation fields of the API, with the kind a bare name defaults to.
+RELATION_FIELDS: dict[str, tuple[str, str | None]] = {
+    "depends_on": (RelationType.DEPENDS_ON.value, None),
+    "provides_apis": (RelationType.PROVIDES_API.value, "api"),
+    "consumes_apis": (RelationType.CONSUMES_API.value, "api"),
+}
+# How each stored relation reads from the source and from the target side.
+RELATION_NAMES = {
+    RelationType.DEPENDS_ON.value: ("depends_on", "dependency_of"),
+    RelationType.PROVIDES_API.value: ("provides_apis", "api_provided_by"),
+    RelationType.CONSUMES_API.value: ("consumes_apis", "api_consumed_by"),
+    RelationType.PART_OF.value: ("part_of", "has_part"),
+}
+
+
+@dataclass
+class EntityInput:
+    """Everything an entity is made of, references still as text."""
+
+    kind: str
+    name: str
+    owner: str
+    namespace: str = "default"
+    title: str = ""
+    description: str = ""
+    type: str | None = None
+    accountable: str | None = None
+    lifecycle: str = "production"
+    tier: int = 3
+    tags: Sequence[str] = ()
+    labels: Mapping[str, Any] | None = None
+    annotations: Mapping[str, Any] | None = None
+    links: Sequence[Mapping[str, Any]] = ()
+    system: str | None = None
+    domain: str | None = None
+    depends_on: Sequence[str] = ()
+    provides_apis: Sequence[str] = ()
+    consumes_apis: Sequence[str] = ()
+    cost_centre: str | None = None
+    version: str | None = None
+    spec_extra: Mapping[str, Any] | None = None
+
+
+# -- reading ---------------------------------------------------------------------------------
+def find(session: Session, ref: Ref) -> Entity | None:
+    return session.scalar(
+        sa.select(Entity).where(
+            Entity.kind == ref.kind,
+            Entity.namespace == ref.namespace,
+            Entity.name_key == ref.name.lower(),
+        )
+    )
+
+
+def get_by_ref(*, session: Session, ref: str, default_kind: str | None = "service") -> Entity:
+    """Look an entity up by reference; a bare name means a service in the default namespace."""
+    parsed = parse_ref(ref, default_kind=default_kind, default_namespace="default", field="ref")
+    entity = find(session, parsed)
+    if entity is None:
+        raise NotFound(f"no catalog entity {parsed}")
+    return entity
+
+
+def relations_of(*, session: Session, entity_id: int) -> dict[str, list[Entity]]:
+    """Direct relations both ways, keyed by how they read from this entity."""
+    result: dict[str, list[Entity]] = {
+        name: [] for pair in RELATION_NAMES.values() for name in pair
+    }
+    outgoing = session.execute(
+        sa.select(Relation.type, Entity)
+        .join(Entity, Entity.id == Relation.target_id)
+        .where(Relation.source_id == entity_id)
+        .order_by(Entity.kind, Entity.name_key)
+    ).all()
+    incoming = session.execute(
+        sa.select(Relation.type, Entity)
+        .join(Entity, Entity.id == Relation.source_id)
+        .where(Relation.target_id == entity_id)
+        .order_by(Entity.kind, Entity.name_key)
+    ).all()
+    for relation_type, other in outgoing:
+        result[RELATION_NAMES[relation_type][0]].append(other)
+    for relation_type, other in incoming:
+        result[RELATION_NAMES[relation_type][1]].append(other)
+    return result
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    kind: str | None = None
+    type: str | None = None
+    owner_team_id: int | None = None
+    lifecycle: str | None = None
+    tier: int | None = None
+    tag: str | None = None
+
+
+def apply_filters(query: sa.Select[Any], filters: ListFilters) -> sa.Select[Any]:
+    if filters.kind:
+        query = query.where(Entity.kind == filters.kind)
+    if filters.type:
+        query = query.where(Entity.type == filters.type)
+    if filters.owner_team_id is not None:
+        query = query.where(Entity.owner_team_id == filters.owner_team_id)
+    if filters.lifecycle:
+        query = query.where(Entity.lifecycle == filters.lifecycle)
+    if filters.tier is not None:
+        query = query.where(Entity.tier == filters.tier)
+    if filters.tag:
+        query = query.where(
+            Entity.id.in_(sa.select(EntityTag.entity_id).where(EntityTag.tag == filters.tag))
+        )
+    return query
+
+
+def list_(
+    *, session: Session, filters: ListFilters, after_id: int | None, limit: int
+) -> list[Entity]:
+    query = apply_filters(sa.select(Entity), filters)
+    return list(session.scalars(keyset(query, Entity.id, position=after_id, limit=limit)))
+
+
+def hygiene(*, session: Session, after_id: int | None, limit: int) -> list[tuple[Entity, str]]:
+    """Entities without a valid owner: no team, an empty team, no accountable person, or an
+    accountable person who is no longer in the owning team."""
+    member = sa.select(TeamMember.user_id).where(
+        TeamMember.team_id == Entity.owner_team_id,
+        TeamMember.user_id == Entity.accountable_user_id,
+    )
+    any_member = sa.select(TeamMember.user_id).where(TeamMember.team_id == Entity.owner_team_id)
+    reason = sa.case(
+        (Entity.owner_team_id.is_(None), "no owning team (it was deleted)"),
+        (~sa.exists(any_member), "the owning team has no members"),
+        (Entity.accountable_user_id.is_(None), "no accountable person"),
+        (~sa.exists(member), "the accountable person is no longer in the owning team"),
+        else_="",
+    )
+    query = sa.select(Entity, reason.label("reason")).where(reason != "")
+    rows = session.execute(keyset(query, Entity.id, position=after_id, limit=limit)).all()
+    return [(entity, str(why)) for entity, why in rows]
+
+
+@dataclass(frozen=True)
+class Ownership:
+    entity: Entity
+    team: Team | None
+    accountable: User | None
+    lead: User | None
+    problems: list[str]
+
+
+def who_owns(*, session: Session, ref: str) -> Ownership:
+    entity = get_by_ref(session=session, ref=ref)
+    team = session.get(Team, entity.owner_team_id) if entity.owner_team_id else None
+    accountable = (
+        session.get(User, entity.accountable_user_id) if entity.accountable_user_id else None
+    )
+    problems = []
+    if team is None:
+        problems.append("no owning team")
+    if accountable is None:
+        problems.append("no accountable person")
+    elif team is not None and session.get(TeamMember, (team.id, accountable.id)) is None:
+        problems.append(f"{accountable.email} is no longer a member of {team.slug}")
+    if accountable is not None and not accountable.is_active:
+        problems.append(f"{accountable.email} is deactivated")
+    return Ownership(
+        entity=entity,
+        team=team,
+        accountable=accountable,
+        lead=team.lead if team else None,
+        problems=problems,
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------
+def snapshot(
+    entity: Entity, relations: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    data = {
+        "title": entity.title,
+        "description": entity.description,
+        "type": entity.type,
+        "owner_team_id": entity.owner_team_id,
+        "accountable_user_id": entity.accountable_user_id,
+        "lifecycle": entity.lifecycle,
+        "tier": entity.tier,
+        "tags": list(entity.tags),
+        "labels": dict(entity.labels),
+        "annotations": dict(entity.annotations),
+        "links": list(entity.links),
+        "cost_centre": entity.cost_centre,
+        "version": entity.version,
+    }
+    if relations is not None:
+        data |= {key: sorted(value) for key, value in relations.items()}
+    return data
+
+
+def content_hash(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+def search_body(entity: Entity) -> str:
+    parts = [
+        entity.kind,
+        entity.namespace,
+        entity.name,
+        entity.title,
+        entity.description,
+        entity.type or "",
+    ]
+    parts.extend(entity.tags)
+    return " ".join(p for p in parts if p)
+
+
+@dataclass
+class Resolved:
+    team: Team
+    accountable: User
+    relations: dict[str, list[int]]  # relation type → target ids
+    relation_refs: dict[str, list[str]]  # API field → canonical refs (for audit and export)
+
+
+def resolve(
+    session: Session,
+    data: EntityInput,
+    *,
+    lookup: Mapping[tuple[str, str, str], int] | None = None,
+    prefix: str = "body",
+) -> Resolved:
+    """Check an input's owner, accountable person and references; collect every error."""
+    errors: list[FieldError] = []
+    team = session.scalar(sa.select(Team).where(Team.slug == data.owner.strip().lower()))
+    accountable: User | None = None
+    if team is None:
+        errors.append(FieldError(f"{prefix}.owner", f"no team with slug {data.owner!r}"))
+    else:
+        if data.accountable:
+            accountable = identity.get_user_by_email(session=session, email=data.accountable)
+            if accountable is None:
+                errors.append(
+                    FieldError(f"{prefix}.accountable", f"no user with email {data.accountable}")
+                )
+            elif session.get(TeamMember, (team.id, accountable.id)) is None:
+                errors.append(
+                    FieldError(
+                        f"{prefix}.accountable",
+                        f"{accountable.email} is not a member of the owning team {team.slug}",
+                    )
+                )
+        else:
+            accountable = team.lead
+    relations: dict[str, list[int]] = {}
+    relation_refs: dict[str, list[str]] = {}
+    wanted: list[
+        tuple[str, str, str | None, str]
+    ] = []  # (api field, relation type, default kind, text)
+    for api_field, (relation_type, default_kind) in RELATION_FIELDS.items():
+        for text in getattr(data, api_field):
+            wanted.append((api_field, relation_type, default_kind, text))
+    if data.system:
+        wanted.append(("system", RelationType.PART_OF.value, "system", data.system))
+    if data.domain:
+        wanted.append(("domain", RelationType.PART_OF.value, "domain", data.domain))
+    counters: dict[str, int] = {}
+    for api_field, relation_type, default_kind, text in wanted:
+        index = counters.get(api_field, 0)
+        counters[api_field] = index + 1
+        where = f"{prefix}.{api_field}" + (f".{index}" if api_field in RELATION_FIELDS else "")
+        try:
+            ref = parse_ref(
+                text,
+                default_kind=default_kind,
+                default_namespace=data.namespace.lower(),
+                field=where,
+            )
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+            continue
+        target_id = lookup.get(ref.key) if lookup is not None else None
+        if target_id is None:
+            target = find(session, ref)
+            target_id = target.id if target is not None else None
+        if target_id is None:
+            errors.append(FieldError(where, f"no catalog entity {ref}"))
+            continue
+        relations.setdefault(relation_type, []).append(target_id)
+        relation_refs.setdefault(api_field, []).append(str(ref))
+    if errors:
+        raise ValidationFailed(
+            "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]), errors=errors
+        )
+    assert team is not None and accountable is not None
+    return Resolved(
+        team=team, accountable=accountable, relations=relations, relation_refs=relation_refs
+    )
+
+
+def validate_shape(
+    data: EntityInput, *, name_rules: Mapping[str, str] | None, prefix: str = "body"
+) -> None:
+    """Field checks that need no database."""
+    errors: list[FieldError] = []
+    for value, where, what in (
+        (data.name, f"{prefix}.name", "name"),
+        (data.namespace, f"{prefix}.namespace", "namespace"),
+    ):
+        try:
+            check_name(value, where, what)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if data.kind not in {k.value for k in Kind}:
+        errors.append(
+            FieldError(f"{prefix}.kind", f"must be one of {', '.join(k.value for k in Kind)}")
+        )
+    for index, tag in enumerate(data.tags):
+        try:
+            check_tag(tag, f"{prefix}.tags.{index}")
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if not errors:
+        try:
+            check_policy(
+                data.kind, data.name, data.owner.strip().lower(), name_rules, f"{prefix}.name"
+            )
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ValidationFailed(
+            "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]), errors=errors
+        )
+
+
+def _apply(entity: Entity, data: EntityInput, resolved: Resolved) -> None:
+    entity.title = data.title
+    entity.description = data.description
+    entity.type = data.type
+    entity.owner_team_id = resolved.team.id
+    entity.accountable_user_id = resolved.accountable.id
+    entity.lifecycle = data.lifecycle
+    entity.tier = data.tier
+    entity.tags = sorted(set(data.tags))
+    entity.labels = dict(data.labels or {})
+    entity.annotations = dict(data.annotations or {})
+    entity.links = [dict(link) for link in data.links]
+    entity.cost_centre = data.cost_centre
+    entity.version = data.version
+    entity.spec_extra = dict(data.spec_extra or {})
+
+
+def _write_dependents(session: Session, entity: Entity, resolved: Resolved, *, fresh: bool) -> None:
+    if not fresh:
+        session.execute(sa.delete(Relation).where(Relation.source_id == entity.id))
+        session.execute(sa.delete(EntityTag).where(EntityTag.entity_id == entity.id))
+    rows = {
+        (entity.id, relation_type, target)
+        for relation_type, targets in resolved.relations.items()
+        for target in targets
+    }
+    if rows:
+        session.execute(
+            sa.insert(Relation),
+            [{"source_id": s, "type": t, "target_id": d} for s, t, d in sorted(rows)],
+        )
+    if entity.tags:
+        session.execute(
+            sa.insert(EntityTag), [{"entity_id": entity.id, "tag": tag} for tag in entity.tags]
+        )
+    document = session.get(SearchDocument, entity.id)
+    if document is None:
+        session.add(SearchDocument(entity_id=entity.id, body=search_body(entity)))
+    else:
+        document.body = search_body(entity)
+
+
+def create(
+    *,
+    session: Session,
+    actor: Actor,
+    data: EntityInput,
+    name_rules: Mapping[str, str] | None = None,
+    provenance: str = Provenance.MANUAL.value,
+    location: str | None = None,
+) -> Entity:
+    """Register an entity, owned by a team the actor may write for."""
+    validate_shape(data, name_rules=name_rules)
+    resolved = resolve(session, data)
+    require_owned_write(actor, resolved.team.id, f"what team {resolved.team.slug} owns")
+    ref = Ref(kind=data.kind, namespace=data.namespace.lower(), name=data.name)
+    if find(session, ref) is not None:
+        raise Conflict(
+            f"{ref} exists already (names are unique per kind and namespace, ignoring case)"
+        )
+    entity = Entity(
+        kind=data.kind,
+        namespace=ref.namespace,
+        name=data.name,
+        name_key=data.name.lower(),
+        provenance=provenance,
+        location=location,
+    )
+    _apply(entity, data, resolved)
+    entity.content_hash = content_hash(snapshot(entity, resolved.relation_refs))
+    session.add(entity)
+    session.flush()
+    _write_dependents(session, entity, resolved, fresh=True)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="catalog.create",
+        object_type=OBJECT_TYPE,
+        object_id=entity.ref,
+        after=snapshot(entity, resolved.relation_refs),
+    )
+    events.emit(
+        session=session,
+        type="catalog.entity_created",
+        subject=entity.ref,
+        payload={"ref": entity.ref, "owner": resolved.team.slug},
+    )
+    return entity
+
+
+def input_of(session: Session, entity: Entity) -> EntityInput:
+    """The entity as input again (references as canonical text), for partial updates."""
+    relations = relations_of(session=session, entity_id=entity.id)
+    team = session.get(Team, entity.owner_team_id) if entity.owner_team_id else None
+    accountable = (
+        session.get(User, entity.accountable_user_id) if entity.accountable_user_id else None
+    )
+    part_of = relations["part_of"]
+    return EntityInput(
+        kind=entity.kind,
+        name=entity.name,
+        namespace=entity.namespace,
+        owner=team.slug if team else "",
+        accountable=accountable.email if accountable else None,
+        title=entity.title,
+        description=entity.description,
+        type=entity.type,
+        lifecycle=entity.lifecycle,
+        tier=entity.tier,
+        tags=list(entity.tags),
+        labels=dict(entity.labels),
+        annotations=dict(entity.annotations),
+        links=list(entity.links),
+        system=next((e.ref for e in part_of if e.kind == "system"), None),
+        domain=next((e.ref for e in part_of if e.kind == "domain"), None),
+        depends_on=[e.ref for e in relations["depends_on"]],
+        provides_apis=[e.ref for e in relations["provides_apis"]],
+        consumes_apis=[e.ref for e in relations["consumes_apis"]],
+        cost_centre=entity.cost_centre,
+        version=entity.version,
+        spec_extra=dict(entity.spec_extra),
+    )
+
+
+def update(
+    *,
+    session: Session,
+    actor: Actor,
+    ref: str,
+    changes: Mapping[str, Any],
+    name_rules: Mapping[str, str] | None = None,
+) -> Entity:
+    """Change an entity; only fields present in ``changes`` change."""
+    entity = get_by_ref(session=session, ref=ref)
+    require_owned_write(actor, entity.owner_team_id, entity.ref)
+    current = input_of(session, entity)
+    before = snapshot(entity, _relation_refs(current))
+    for key, value in changes.items():
+        if key == "owner" and value is not None:
+            current.owner = value
+            if "accountable" not in changes:
+                current.accountable = None  # a new team: its lead, unless someone is named
+        elif key == "links" and value is not None:
+            current.links = [dict(v) for v in value]
+        elif value is not None or key in {
+            "type",
+            "system",
+            "domain",
+            "cost_centre",
+            "version",
+            "accountable",
+        }:
+            setattr(current, key, value)
+    validate_shape(current, name_rules=name_rules)
+    resolved = resolve(session, current)
+    _apply(entity, current, resolved)
+    entity.content_hash = content_hash(snapshot(entity, resolved.relation_refs))
+    session.flush()
+    _write_dependents(session, entity, resolved, fresh=False)
+    after = snapshot(entity, resolved.relation_refs)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="catalog.update",
+        object_type=OBJECT_TYPE,
+        object_id=entity.ref,
+        before=before,
+        after=after,
+    )
+    events.emit(
+        session=session,
+        type="catalog.entity_updated",
+        subject=entity.ref,
+        payload={"ref": entity.ref},
+    )
+    return entity
+
+
+def _relation_refs(data: EntityInput) -> dict[str, list[str]]:
+    refs = {field: list(getattr(data, field)) for field in RELATION_FIELDS if getattr(data, field)}
+    if data.system:
+        refs["system"] = [data.system]
+    if data.domain:
+        refs["domain"] = [data.domain]
+    return refs
+
+
+def delete(*, session: Session, actor: Actor, ref: str) -> None:
+    entity = get_by_ref(session=session, ref=ref)
+    require_owned_write(actor, entity.owner_team_id, entity.ref)
+    before = snapshot(entity)
+    entity_ref = entity.ref
+    session.delete(entity)
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="catalog.delete",
+        object_type=OBJECT_TYPE,
+        object_id=entity_ref,
+        before=before,
+    )
+    events.emit(
+        session=session,
+        type="catalog.entity_deleted",
+        subject=entity_ref,
+        payload={"ref": entity_ref},
+    )
+
+
+def history(*, session: Session, ref: str, limit: int = 50) -> list[Any]:
+    entity = get_by_ref(session=session, ref=ref)
+    return list(
+        audit.iter_filtered(
+            session=session, object_type=OBJECT_TYPE, object_id=entity.ref, limit=limit
+        )
+    )
+
+
+def owned_by(*, session: Session, team_id: int, after_id: int | None, limit: int) -> list[Entity]:
+    return list_(
+        session=session, filters=ListFilters(owner_team_id=team_id), after_id=after_id, limit=limit
+    )
+
+
+def teams_by_id(session: Session, ids: Iterable[int | None]) -> dict[int, Team]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {team.id: team for team in session.scalars(sa.select(Team).where(Team.id.in_(wanted)))}
+
+
+def users_by_id(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {user.id: user for user in session.scalars(sa.select(User).where(User.id.in_(wanted)))}
