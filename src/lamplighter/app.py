@@ -21,6 +21,8 @@ from prometheus_client.registry import Collector
 import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
 from lamplighter import __version__
 from lamplighter.catalog import api as catalog_api
+from lamplighter.catalog import exchange_api as catalog_exchange_api
+from lamplighter.catalog import pages as catalog_pages
 from lamplighter.core import api as core_api
 from lamplighter.core import jobs, migrate, oidc, webui
 from lamplighter.core import pages as core_pages
@@ -104,7 +106,9 @@ def create_app(
 
     app.include_router(core_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
+    app.include_router(catalog_exchange_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
+    app.include_router(catalog_pages.router)  # before the core pages and their placeholders
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, webui.render_error_page)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from lamplighter.catalog import cli as catalog_cli
 from lamplighter.core import cli as core_cli
 from lamplighter.core.clikit import CliState
 
@@ -36,6 +37,7 @@ def main_callback(
 
 
 core_cli.register(app)
+catalog_cli.register(app)
 
 
 def main() -> None:

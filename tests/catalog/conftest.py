@@ -10,8 +10,12 @@ from lamplighter.core.db import Database
 from tests.conftest import SYSTEM
 
 
-def make_entity(db: Database, name: str, owner: str, kind: str = "service", **fields: Any) -> Entity:
+def make_entity(
+    db: Database, name: str, owner: str, kind: str = "service", **fields: Any
+) -> Entity:
     with db.transaction() as session:
         return service.create(
-            session=session, actor=SYSTEM, data=service.EntityInput(kind=kind, name=name, owner=owner, **fields)
+            session=session,
+            actor=SYSTEM,
+            data=service.EntityInput(kind=kind, name=name, owner=owner, **fields),
         )

@@ -67,10 +67,20 @@ def test_names_are_unique_ignoring_case_and_follow_the_rules(db: Any, org: dict[
 def test_naming_policy_per_kind(db: Any, org: dict[str, Any]) -> None:
     rules = {"resource": "^{team}-"}
     with db.transaction() as session, pytest.raises(ValidationFailed) as caught:
-        service.create(session=session, actor=SYSTEM, data=service.EntityInput(kind="resource", name="orders-db", owner="payments"), name_rules=rules)
+        service.create(
+            session=session,
+            actor=SYSTEM,
+            data=service.EntityInput(kind="resource", name="orders-db", owner="payments"),
+            name_rules=rules,
+        )
     assert "^{team}-" in caught.value.errors[0].reason
     with db.transaction() as session:
-        service.create(session=session, actor=SYSTEM, data=service.EntityInput(kind="resource", name="payments-db", owner="payments"), name_rules=rules)
+        service.create(
+            session=session,
+            actor=SYSTEM,
+            data=service.EntityInput(kind="resource", name="payments-db", owner="payments"),
+            name_rules=rules,
+        )
 
 
 def test_only_the_owning_team_may_change_it(db: Any, org: dict[str, Any]) -> None:
@@ -81,7 +91,9 @@ def test_only_the_owning_team_may_change_it(db: Any, org: dict[str, Any]) -> Non
     with db.transaction() as session, pytest.raises(Forbidden):
         service.update(session=session, actor=outsider, ref="ledger", changes={"title": "mine"})
     with db.transaction() as session:
-        service.update(session=session, actor=dev, ref="ledger", changes={"title": "Ledger v2", "tier": 1})
+        service.update(
+            session=session, actor=dev, ref="ledger", changes={"title": "Ledger v2", "tier": 1}
+        )
     with db.sessionmaker() as session:
         entity = service.get_by_ref(session=session, ref="service:default/LEDGER")
         assert (entity.title, entity.tier) == ("Ledger v2", 1)
@@ -93,8 +105,16 @@ def test_only_the_owning_team_may_change_it(db: Any, org: dict[str, Any]) -> Non
 def test_relations_both_ways(db: Any, org: dict[str, Any]) -> None:
     make_entity(db, "payments-db", "payments", kind="resource", type="database")
     make_entity(db, "payments-api", "payments", kind="api", type="openapi")
-    make_entity(db, "ledger", "payments", depends_on=["resource:payments-db"], provides_apis=["payments-api"])
-    make_entity(db, "checkout", "search", consumes_apis=["payments-api"], depends_on=["service:ledger"])
+    make_entity(
+        db,
+        "ledger",
+        "payments",
+        depends_on=["resource:payments-db"],
+        provides_apis=["payments-api"],
+    )
+    make_entity(
+        db, "checkout", "search", consumes_apis=["payments-api"], depends_on=["service:ledger"]
+    )
     with db.sessionmaker() as session:
         db_entity = service.get_by_ref(session=session, ref="resource:payments-db")
         rel = service.relations_of(session=session, entity_id=db_entity.id)
@@ -111,24 +131,46 @@ def test_reverse_traversal_with_depth_and_cycles(db: Any, org: dict[str, Any]) -
     make_entity(db, "b", "payments", depends_on=["service:a"])
     make_entity(db, "c", "payments", depends_on=["service:b"])
     with db.transaction() as session:  # a depends on c: the cycle a -> c -> b -> a
-        service.update(session=session, actor=SYSTEM, ref="a", changes={"depends_on": ["resource:db", "service:c"]})
+        service.update(
+            session=session,
+            actor=SYSTEM,
+            ref="a",
+            changes={"depends_on": ["resource:db", "service:c"]},
+        )
     with db.sessionmaker() as session:
         root = service.get_by_ref(session=session, ref="resource:db")
         walk = graph.traverse(session=session, root_id=root.id, reverse=True, depth=5)
-        names = {i: e.name for i, e in graph.entities(session, {r.entity_id for r in walk.reached} | {i for c in walk.cycles for i in c}).items()}
-        assert [(names[r.entity_id], r.depth) for r in walk.reached] == [("a", 1), ("b", 2), ("c", 3)]
+        names = {
+            i: e.name
+            for i, e in graph.entities(
+                session, {r.entity_id for r in walk.reached} | {i for c in walk.cycles for i in c}
+            ).items()
+        }
+        assert [(names[r.entity_id], r.depth) for r in walk.reached] == [
+            ("a", 1),
+            ("b", 2),
+            ("c", 3),
+        ]
         assert [[names[i] for i in cycle] for cycle in walk.cycles] == [["a", "b", "c", "a"]]
         shallow = graph.traverse(session=session, root_id=root.id, reverse=True, depth=1)
         assert len(shallow.reached) == 1
 
 
 def test_search_by_words_with_filters(db: Any, org: dict[str, Any]) -> None:
-    make_entity(db, "payments-api", "payments", kind="api", description="Charges cards", tags=["pci"])
+    make_entity(
+        db, "payments-api", "payments", kind="api", description="Charges cards", tags=["pci"]
+    )
     make_entity(db, "ledger", "payments", title="General ledger", tags=["pci", "money"])
     make_entity(db, "search-ui", "search", description="Finds products")
     with db.sessionmaker() as session:
+
         def names(text: str, **filters: Any) -> list[str]:
-            return [e.name for e in search.search(session=session, text=text, filters=service.ListFilters(**filters))]
+            return [
+                e.name
+                for e in search.search(
+                    session=session, text=text, filters=service.ListFilters(**filters)
+                )
+            ]
 
         assert names("pay") == ["payments-api"]
         assert names("charge card") == ["payments-api"]
@@ -144,10 +186,14 @@ def test_hygiene_lists_entities_without_a_valid_owner(db: Any, org: dict[str, An
     make_entity(db, "fine", "payments")
     with db.transaction() as session:
         team = identity.get_team(session=session, slug="payments")
-        identity.remove_member(session=session, actor=SYSTEM, slug="payments", user_id=org["dev"].id)
+        identity.remove_member(
+            session=session, actor=SYSTEM, slug="payments", user_id=org["dev"].id
+        )
         assert team is not None
     with db.sessionmaker() as session:
-        problems = {e.name: why for e, why in service.hygiene(session=session, after_id=None, limit=50)}
+        problems = {
+            e.name: why for e, why in service.hygiene(session=session, after_id=None, limit=50)
+        }
         assert problems == {"ledger": "the accountable person is no longer in the owning team"}
         owner = service.who_owns(session=session, ref="ledger")
         assert owner.problems == ["dev@example.com is no longer a member of payments"]

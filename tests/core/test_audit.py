@@ -207,3 +207,22 @@ def test_audit_api_filters_and_paginates(client: Any, db: Any) -> None:
 
 def _token_id(client: Any, token: str) -> int:
     return int(client.get("/api/v1/tokens", headers=auth(token)).json()["items"][0]["id"])
+
+
+def test_bulk_entries_join_the_chain(db: Any) -> None:
+    make_user(db)
+    changes = [audit.Change("bulk.import", "thing", str(n), after={"n": n}) for n in range(250)]
+    with db.transaction() as session:
+        assert audit.record_many(session=session, actor=SYSTEM, changes=changes) == 250
+    make_user(db)  # a single entry after the bulk ones
+    with db.sessionmaker() as session:
+        result = audit.verify(session=session)
+        ids = list(
+            session.scalars(
+                sa.select(AuditEntry.object_id)
+                .where(AuditEntry.action == "bulk.import")
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert result.ok, result
+    assert ids == [str(n) for n in range(250)]

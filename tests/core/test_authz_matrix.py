@@ -97,7 +97,39 @@ def _dead_job(world: World, client: Any) -> int:
         return int(job.id)
 
 
+def _catalog_entity(world: World, client: Any) -> str:
+    from lamplighter.catalog import service as catalog
+
+    name = f"svc-{len(world.ids)}-{id(client) % 1000}"
+    with world.db.transaction() as session:
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="service", name=name, owner="team-a"),
+        )
+    world.ids["entities"] = world.ids.get("entities", 0) + 1
+    return f"/api/v1/catalog/entities/service/default/{name}"
+
+
 SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/api/v1/catalog/entities"): Scenario(
+        lambda w, c: (
+            "/api/v1/catalog/entities",
+            {"kind": "service", "name": "new-svc", "owner": "team-a"},
+        ),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("PATCH", "/api/v1/catalog/entities/{kind}/{namespace}/{name}"): Scenario(
+        lambda w, c: (_catalog_entity(w, c), {"title": "Changed"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("DELETE", "/api/v1/catalog/entities/{kind}/{namespace}/{name}"): Scenario(
+        lambda w, c: (_catalog_entity(w, c), None),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
     ("POST", "/api/v1/users"): Scenario(
         lambda w, c: ("/api/v1/users", {"email": f"new{id(w)}@example.com", "display_name": "New"}),
         owner="admin",
@@ -239,6 +271,9 @@ def test_every_read_route_needs_authentication(app: Any, client: Any, db: Any) -
             .replace("{subscription_id}", "1")
             .replace("{token_id}", "1")
             .replace("{job_id}", "1")
+            .replace("{kind}", "service")
+            .replace("{namespace}", "default")
+            .replace("{name}", "x")
         )
         response = client.get(concrete)
         assert response.status_code == 401, (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,22 +44,45 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
     return orjson.loads(orjson.dumps(result, default=str))  # type: ignore[no-any-return]
 
 
-def _entry_hash(entry: AuditEntry) -> str:
-    material = {
-        "id": entry.id,
-        "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        "actor_type": entry.actor_type,
-        "actor_id": entry.actor_id,
-        "actor_label": entry.actor_label,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "diff": entry.diff,
-        "request_id": entry.request_id,
-        "client_addr": entry.client_addr,
-        "prev_hash": entry.prev_hash,
-    }
+HASHED_FIELDS = (
+    "at",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "diff",
+    "request_id",
+    "client_addr",
+    "prev_hash",
+)
+
+
+def _hash(values: Mapping[str, Any]) -> str:
+    material = {key: values[key] for key in HASHED_FIELDS}
+    material["at"] = values["at"].astimezone(dt.UTC).isoformat(timespec="microseconds")
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _entry_hash(entry: AuditEntry) -> str:
+    return _hash({key: getattr(entry, key) for key in HASHED_FIELDS})
+
+
+def _last_hash(session: Session) -> str:
+    last = session.scalar(sa.select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+    return last or GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change for :func:`record_many`."""
+
+    action: str
+    object_type: str
+    object_id: str | int
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
 
 
 def record(
@@ -74,33 +97,48 @@ def record(
 ) -> AuditEntry:
     """Append one audit entry in the caller's transaction, chained to the previous one."""
     lock_journal(session)
-    info = request_info.get()
-    entry = AuditEntry(
-        at=utcnow(),
-        actor_type=actor.kind,
-        actor_id=actor.audit_id,
-        actor_label=actor.label,
-        action=action,
-        object_type=object_type,
-        object_id=str(object_id),
-        diff=diff(before, after),
-        request_id=info.request_id,
-        client_addr=info.client_addr,
-        prev_hash="",
-        hash="",
+    values = _values(
+        actor, Change(action, object_type, object_id, before, after), _last_hash(session)
     )
+    entry = AuditEntry(**values)
     session.add(entry)
-    session.flush()  # holds SQLite's write lock from here on; gives the entry its id
-    prev = session.scalar(
-        sa.select(AuditEntry.hash)
-        .where(AuditEntry.id < entry.id)
-        .order_by(AuditEntry.id.desc())
-        .limit(1)
-    )
-    entry.prev_hash = prev or GENESIS_HASH
-    entry.hash = _entry_hash(entry)
     session.flush()
     return entry
+
+
+def record_many(*, session: Session, actor: Actor, changes: Sequence[Change]) -> int:
+    """Append many entries at once (bulk imports), chained in the order given."""
+    if not changes:
+        return 0
+    lock_journal(session)
+    previous = _last_hash(session)
+    rows = []
+    for change in changes:
+        values = _values(actor, change, previous)
+        previous = values["hash"]
+        rows.append(values)
+    for start in range(0, len(rows), 5000):
+        session.execute(sa.insert(AuditEntry), rows[start : start + 5000])
+    return len(rows)
+
+
+def _values(actor: Actor, change: Change, prev_hash: str) -> dict[str, Any]:
+    info = request_info.get()
+    values: dict[str, Any] = {
+        "at": utcnow(),
+        "actor_type": actor.kind,
+        "actor_id": actor.audit_id,
+        "actor_label": actor.label,
+        "action": change.action,
+        "object_type": change.object_type,
+        "object_id": str(change.object_id),
+        "diff": diff(change.before, change.after),
+        "request_id": info.request_id,
+        "client_addr": info.client_addr,
+        "prev_hash": prev_hash,
+    }
+    values["hash"] = _hash(values)
+    return values
 
 
 @dataclass(frozen=True)

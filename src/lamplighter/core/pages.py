@@ -37,6 +37,7 @@ from lamplighter.core.settings import Settings
 from lamplighter.core.webui import (
     DOMAINS,
     LOGIN_CSRF_COOKIE,
+    TEAM_PANELS,
     Domain,
     FormField,
     FormState,
@@ -246,6 +247,11 @@ def _team(
         "form": form or blank_form("email"),
         "notice": notice,
         "lead_row": lambda member: "is-lead" if member.user_id == team.lead_user_id else "",
+        "panels": [
+            html
+            for panel in TEAM_PANELS
+            if (html := panel(request, session, team, viewer)) is not None
+        ],
     }
     fragment = is_htmx(request) and request.method == "POST"
     template = "core/_members.html" if fragment else "core/team.html"

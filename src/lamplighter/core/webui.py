@@ -511,3 +511,16 @@ def problem_type_page(request: Request, slug: str, title: str | None) -> Respons
     help_text = PROBLEM_HELP.get(slug, "Lamplighter does not know this problem type.")
     context = {"slug": slug, "title": title or "Unknown problem type", "help": help_text}
     return render(request, "core/problem_type.html", context, status=200 if title else 404)
+
+
+# -- panels other domains add to core pages -----------------------------------------------------
+# The team page belongs to the core, which knows no higher domain; a domain that has something to
+# show there (the catalog: what the team owns) registers a panel that renders its own HTML.
+TeamPanel = Callable[[Request, Any, Any, Viewer], "markupsafe.Markup | None"]
+TEAM_PANELS: list[TeamPanel] = []
+
+
+def team_panel(func: TeamPanel) -> TeamPanel:
+    """Register a section for the team page: ``func(request, session, team, viewer)``."""
+    TEAM_PANELS.append(func)
+    return func
