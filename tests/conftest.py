@@ -22,6 +22,7 @@ from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, Database
 from lamplighter.core.models import Team, User
 from lamplighter.core.settings import Settings
+from lamplighter.tickets import service as ticket_service
 
 PG_URL = os.environ.get("LAMPLIGHTER_TEST_DATABASE_URL")
 REQUIRE_ALL = os.environ.get("LAMPLIGHTER_TEST_REQUIRE_ALL") == "1"
@@ -88,6 +89,8 @@ def db(database: Database) -> Iterator[Database]:
     identity.LOGIN_THROTTLE = identity.LoginThrottle()
     yield database
     truncate_all(database)
+    with database.transaction() as session:  # the migration's shipped data, back for the next test
+        ticket_service.ensure_default_types(session=session)
     identity.AUTH_CACHE.clear()
 
 

@@ -2,5 +2,6 @@
 
 from lamplighter.catalog import models as catalog_models
 from lamplighter.core import models as core_models
+from lamplighter.tickets import models as ticket_models
 
-__all__ = ["catalog_models", "core_models"]
+__all__ = ["catalog_models", "core_models", "ticket_models"]

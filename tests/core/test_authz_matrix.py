@@ -111,7 +111,66 @@ def _catalog_entity(world: World, client: Any) -> str:
     return f"/api/v1/catalog/entities/service/default/{name}"
 
 
+def _team_a_ticket(world: World, client: Any) -> int:
+    from lamplighter.core import identity
+    from lamplighter.tickets import service as tickets
+
+    with world.db.transaction() as session:
+        ticket = tickets.create(
+            session=session,
+            actor=SYSTEM,
+            data=tickets.TicketInput(type="database", title="A database please"),
+        )
+        ticket.assignee_team_id = identity.get_team(session=session, slug="team-a").id
+        return int(ticket.id)
+
+
+def _inbox_item(world: World, client: Any) -> int:
+    from lamplighter.core import inbox
+
+    with world.db.transaction() as session:
+        return int(inbox.notify(session=session, user_id=world.ids["member_a"], title="hello").id)
+
+
 SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/api/v1/tickets"): Scenario(
+        lambda w, c: ("/api/v1/tickets", {"type": "database", "title": "Need a database"}),
+        owner="member_a",
+        outsiders=("viewer",),
+    ),
+    ("PATCH", "/api/v1/tickets/{ticket_id}"): Scenario(
+        lambda w, c: (f"/api/v1/tickets/{_team_a_ticket(w, c)}", {"priority": "P1"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/api/v1/tickets/{ticket_id}/transitions"): Scenario(
+        lambda w, c: (f"/api/v1/tickets/{_team_a_ticket(w, c)}/transitions", {"status": "triaged"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/api/v1/tickets/{ticket_id}/comments"): Scenario(
+        lambda w, c: (f"/api/v1/tickets/{_team_a_ticket(w, c)}/comments", {"body": "On it"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/api/v1/tickets/{ticket_id}/work-logs"): Scenario(
+        lambda w, c: (f"/api/v1/tickets/{_team_a_ticket(w, c)}/work-logs", {"minutes": 25}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/api/v1/inbox/{item_id}/read"): Scenario(
+        lambda w, c: (f"/api/v1/inbox/{_inbox_item(w, c)}/read", None),
+        owner="member_a",
+        outsiders=("member_b", "sre", "viewer"),
+    ),
+    ("PUT", "/api/v1/ticket-types/{slug}"): Scenario(
+        lambda w, c: (
+            "/api/v1/ticket-types/kafka-acl",
+            {"name": "Kafka ACL", "expected_effort_minutes": 15},
+        ),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
     ("POST", "/api/v1/catalog/entities"): Scenario(
         lambda w, c: (
             "/api/v1/catalog/entities",
@@ -274,6 +333,8 @@ def test_every_read_route_needs_authentication(app: Any, client: Any, db: Any) -
             .replace("{kind}", "service")
             .replace("{namespace}", "default")
             .replace("{name}", "x")
+            .replace("{ticket_id}", "1")
+            .replace("{item_id}", "1")
         )
         response = client.get(concrete)
         assert response.status_code == 401, (

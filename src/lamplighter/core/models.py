@@ -198,3 +198,18 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     duration_ms: Mapped[float]
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class InboxItem(Base):
+    """An in-app notification: where notices go until (and besides) email, chat and paging."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (sa.Index("ix_inbox_items_user_unread", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text, default="")
+    link: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[dt.datetime | None]

@@ -1,0 +1,264 @@
+"""Ticket REST routes: intake, queue views, life cycle, comments, work logs, request types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog.models import Entity
+from lamplighter.core import identity, inbox
+from lamplighter.core.deps import CurrentActor, PageDep, SessionDep
+from lamplighter.core.errors import ValidationFailed
+from lamplighter.core.models import Team, User
+from lamplighter.core.pagination import page_of
+from lamplighter.core.schemas import Page
+from lamplighter.tickets import service
+from lamplighter.tickets.models import RequestType, Ticket
+from lamplighter.tickets.schemas import (
+    CommentCreate,
+    CommentRead,
+    InboxItemRead,
+    RequestTypeRead,
+    RequestTypeWrite,
+    StatusChangeRead,
+    TicketCreate,
+    TicketDetail,
+    TicketRead,
+    TicketUpdate,
+    Transition,
+    WorkLogCreate,
+    WorkLogRead,
+)
+
+router = APIRouter(tags=["tickets"])
+
+
+def read_many(session: Session, tickets: list[Ticket]) -> list[TicketRead]:
+    """Ticket rows with their names resolved in a handful of queries, not one per ticket."""
+    types = {t.id: t.slug for t in service.list_types(session=session, include_inactive=True)}
+    user_ids = {i for t in tickets for i in (t.requester_user_id, t.assignee_user_id) if i}
+    team_ids = {i for t in tickets for i in (t.requesting_team_id, t.assignee_team_id) if i}
+    entity_ids = {t.entity_id for t in tickets if t.entity_id}
+    users = (
+        {u.id: u.email for u in session.query(User).filter(User.id.in_(user_ids))}
+        if user_ids
+        else {}
+    )
+    teams = (
+        {t.id: t.slug for t in session.query(Team).filter(Team.id.in_(team_ids))}
+        if team_ids
+        else {}
+    )
+    entities = (
+        {e.id: e.ref for e in session.query(Entity).filter(Entity.id.in_(entity_ids))}
+        if entity_ids
+        else {}
+    )
+    return [
+        TicketRead(
+            id=t.id,
+            type=types.get(t.type_id, "?"),
+            title=t.title,
+            description=t.description,
+            priority=t.priority,
+            status=t.status,
+            labels=list(t.labels),
+            requester=users.get(t.requester_user_id or 0),
+            requesting_team=teams.get(t.requesting_team_id or 0),
+            entity=entities.get(t.entity_id or 0),
+            assignee=users.get(t.assignee_user_id or 0),
+            team=teams.get(t.assignee_team_id or 0),
+            resolution=t.resolution,
+            resolved_by=t.resolved_by,
+            effort_minutes=t.effort_minutes,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            first_response_at=t.first_response_at,
+            done_at=t.done_at,
+            first_response_due_at=t.first_response_due_at,
+            done_due_at=t.done_due_at,
+            breach=service.breach(t),
+        )
+        for t in tickets
+    ]
+
+
+def detail(session: Session, ticket: Ticket) -> TicketDetail:
+    changes, comments, logs = service.history(session=session, ticket_id=ticket.id)
+    return TicketDetail(
+        **read_many(session, [ticket])[0].model_dump(),
+        status_changes=[StatusChangeRead.model_validate(c) for c in changes],
+        comments=[CommentRead.model_validate(c) for c in comments],
+        work_logs=[WorkLogRead.model_validate(w) for w in logs],
+    )
+
+
+@router.get("/tickets", response_model=Page[TicketRead])
+def list_tickets(
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
+    view: Annotated[
+        str, Query(pattern="^(all|triage|mine|team|breaching)$", description="Queue view")
+    ] = "all",
+    team: Annotated[
+        str | None, Query(max_length=63, description="Assigned team slug (view=team)")
+    ] = None,
+    type: Annotated[str | None, Query(max_length=63)] = None,
+    status_: Annotated[
+        str | None,
+        Query(alias="status", pattern="^(new|triaged|in_progress|waiting|done|rejected)$"),
+    ] = None,
+    priority: Annotated[str | None, Query(pattern="^P[1-4]$")] = None,
+    label: Annotated[str | None, Query(pattern="^[a-z0-9:._-]{1,50}$")] = None,
+    requesting_team: Annotated[str | None, Query(max_length=63)] = None,
+) -> Page[TicketRead]:
+    """The SRE queues: triage (new), mine, a team's, breaching (past targets), or all; oldest first."""
+    if view == "team" and not team:
+        raise ValidationFailed.one("query.team", "view=team needs ?team=<slug>")
+    filters = service.QueueFilters(
+        view=view,
+        user_id=actor.user_id,
+        team_id=identity.get_team(session=session, slug=team).id if team else None,
+        type_id=service.get_type(session=session, slug=type, field="query.type").id
+        if type
+        else None,
+        status=status_,
+        priority=priority,
+        label=label,
+        requesting_team_id=identity.get_team(session=session, slug=requesting_team).id
+        if requesting_team
+        else None,
+    )
+    rows = service.queue(
+        session=session, filters=filters, after_id=page.position, limit=page.limit + 1
+    )
+    items, cursor = page_of(rows, page.limit, lambda t: t.id)
+    return Page[TicketRead](items=read_many(session, items), next_cursor=cursor)
+
+
+@router.post("/tickets", response_model=TicketDetail, status_code=status.HTTP_201_CREATED)
+def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) -> TicketDetail:
+    """Ask the SRE team for something. Every request is journaled, however small."""
+    ticket = service.create(
+        session=session, actor=actor, data=service.TicketInput(**body.model_dump())
+    )
+    session.commit()
+    return detail(session, ticket)
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketDetail)
+def read_ticket(ticket_id: int, session: SessionDep, actor: CurrentActor) -> TicketDetail:
+    return detail(session, service.get(session=session, ticket_id=ticket_id))
+
+
+@router.patch("/tickets/{ticket_id}", response_model=TicketDetail)
+def update_ticket(
+    ticket_id: int, body: TicketUpdate, session: SessionDep, actor: CurrentActor
+) -> TicketDetail:
+    ticket = service.update(
+        session=session,
+        actor=actor,
+        ticket_id=ticket_id,
+        changes=body.model_dump(exclude_unset=True),
+    )
+    session.commit()
+    return detail(session, ticket)
+
+
+@router.post("/tickets/{ticket_id}/transitions", response_model=TicketDetail)
+def transition_ticket(
+    ticket_id: int, body: Transition, session: SessionDep, actor: CurrentActor
+) -> TicketDetail:
+    """Move the ticket: new → triaged → in_progress → waiting → done (or rejected); 409 if not allowed."""
+    ticket = service.transition(
+        session=session,
+        actor=actor,
+        ticket_id=ticket_id,
+        to_status=body.status,
+        resolution=body.resolution,
+        note=body.note,
+    )
+    session.commit()
+    return detail(session, ticket)
+
+
+@router.post(
+    "/tickets/{ticket_id}/comments", response_model=CommentRead, status_code=status.HTTP_201_CREATED
+)
+def comment_ticket(
+    ticket_id: int, body: CommentCreate, session: SessionDep, actor: CurrentActor
+) -> CommentRead:
+    comment = service.add_comment(session=session, actor=actor, ticket_id=ticket_id, body=body.body)
+    session.commit()
+    return CommentRead.model_validate(comment)
+
+
+@router.post(
+    "/tickets/{ticket_id}/work-logs",
+    response_model=WorkLogRead,
+    status_code=status.HTTP_201_CREATED,
+)
+def log_work(
+    ticket_id: int, body: WorkLogCreate, session: SessionDep, actor: CurrentActor
+) -> WorkLogRead:
+    """Record minutes spent on the ticket (1 to 1,440 per entry)."""
+    entry = service.log_work(
+        session=session,
+        actor=actor,
+        ticket_id=ticket_id,
+        minutes=body.minutes,
+        logged_at=body.logged_at,
+        note=body.note,
+    )
+    session.commit()
+    return WorkLogRead.model_validate(entry)
+
+
+@router.get("/ticket-types", response_model=list[RequestTypeRead])
+def list_types(
+    session: SessionDep, actor: CurrentActor, include_inactive: bool = False
+) -> list[RequestTypeRead]:
+    """The managed list of request types (a short list: not paginated beyond its size)."""
+    return [
+        RequestTypeRead.model_validate(t)
+        for t in service.list_types(session=session, include_inactive=include_inactive)
+    ]
+
+
+@router.put("/ticket-types/{slug}", response_model=RequestTypeRead)
+def save_type(
+    slug: str, body: RequestTypeWrite, session: SessionDep, actor: CurrentActor
+) -> RequestType:
+    """Create or change a request type (SREs and admins)."""
+    request_type = service.save_type(session=session, actor=actor, slug=slug, **body.model_dump())
+    session.commit()
+    return request_type
+
+
+@router.get("/inbox", response_model=Page[InboxItemRead], tags=["inbox"])
+def list_inbox(
+    session: SessionDep, actor: CurrentActor, page: PageDep, unread: bool = False
+) -> Page[InboxItemRead]:
+    """Your in-app notices, newest first."""
+    assert actor.user_id is not None
+    rows = inbox.list_for(
+        session=session,
+        user_id=actor.user_id,
+        unread_only=unread,
+        before_id=page.position,
+        limit=page.limit + 1,
+    )
+    items, cursor = page_of(rows, page.limit, lambda i: i.id)
+    return Page[InboxItemRead](
+        items=[InboxItemRead.model_validate(i) for i in items], next_cursor=cursor
+    )
+
+
+@router.post("/inbox/{item_id}/read", response_model=InboxItemRead, tags=["inbox"])
+def read_inbox_item(item_id: int, session: SessionDep, actor: CurrentActor) -> InboxItemRead:
+    item = inbox.mark_read(session=session, actor=actor, item_id=item_id)
+    session.commit()
+    return InboxItemRead.model_validate(item)
