@@ -9,6 +9,7 @@ import typer
 from lamplighter.catalog import cli as catalog_cli
 from lamplighter.core import cli as core_cli
 from lamplighter.core.clikit import CliState
+from lamplighter.demo import demo_app
 
 app = typer.Typer(
     name="lamplighter",
@@ -38,6 +39,7 @@ def main_callback(
 
 core_cli.register(app)
 catalog_cli.register(app)
+app.add_typer(demo_app, name="demo")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Core CLI commands: serve, worker, db, user, team, token, audit, jobs, demo, version."""
+"""Core CLI commands: serve, worker, db, user, team, token, audit, jobs, version."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ team_app = typer.Typer(help="Teams.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The job queue.", no_args_is_help=True)
-demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +33,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
     app.add_typer(audit_app, name="audit")
     app.add_typer(jobs_app, name="jobs")
-    app.add_typer(demo_app, name="demo")
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -372,20 +370,3 @@ def jobs_list(
         ]
     )
     emit(rows, output, columns=columns)
-
-
-@demo_app.command("load")
-def demo_load(output: OutputOpt = Output.TABLE) -> None:
-    """Load the demo organisation once (teams, leads, members, an admin) and print how to log in."""
-    from lamplighter.core import demo
-
-    db = local_db()
-    try:
-        created = demo.load(db)
-    finally:
-        db.dispose()
-    emit(
-        {"loaded": created, **demo.CREDENTIALS, "url": get_settings().base_url},
-        output,
-        title="Demo organisation",
-    )
