@@ -7,7 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from lamplighter import demo
-from lamplighter.catalog import graph, service as catalog
+from lamplighter.catalog import graph
+from lamplighter.catalog import service as catalog
 from lamplighter.core import audit
 from lamplighter.tickets.models import Ticket
 
