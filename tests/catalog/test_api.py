@@ -228,3 +228,11 @@ def test_delete(client: Any, db: Any, org: dict[str, Any]) -> None:
     assert (
         client.get(f"{BASE}/entities/service/default/ledger", headers=org["dev"]).status_code == 404
     )
+
+
+def test_links_must_be_web_addresses(client: Any, db: Any, org: dict[str, Any]) -> None:
+    body = {"kind": "service", "name": "x", "owner": "payments", "links": [{"url": "javascript:alert(1)"}]}
+    response = client.post(f"{BASE}/entities", json=body, headers=org["dev"])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.links.0.url"
+    assert _count(db) == 0

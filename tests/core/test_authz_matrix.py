@@ -411,7 +411,48 @@ def _page_token_of(world: World, app: Any) -> int:
         return int(token.id)
 
 
+def _page_entity(world: World, app: Any) -> str:
+    from lamplighter.catalog import service as catalog
+
+    world.ids["page_entities"] = world.ids.get("page_entities", 0) + 1
+    name = f"page-svc-{world.ids['page_entities']}"
+    with world.db.transaction() as session:
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="service", name=name, owner="team-a"),
+        )
+    return f"/catalog/service/default/{name}"
+
+
 PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/catalog"): Scenario(
+        lambda w, a: (
+            "/catalog",
+            {
+                "kind": "service",
+                "name": "from-page",
+                "owner": "team-a",
+                "lifecycle": "production",
+                "tier": "3",
+            },
+        ),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/catalog/{kind}/{namespace}/{name}/edit"): Scenario(
+        lambda w, a: (
+            _page_entity(w, a) + "/edit",
+            {"title": "Changed", "owner": "team-a", "lifecycle": "production", "tier": "3"},
+        ),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/catalog/{kind}/{namespace}/{name}/delete"): Scenario(
+        lambda w, a: (_page_entity(w, a) + "/delete", {}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
     ("POST", "/teams"): Scenario(
         lambda w, a: (
             "/teams",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lamplighter.core.schemas import ReadModel, UserBrief, WriteModel
 
@@ -24,6 +24,13 @@ class Link(BaseModel):
         description="runbook, dashboard, repository, docs or other",
     )
     icon: str | None = Field(default=None, max_length=50)
+
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        if not value.lower().startswith(("https://", "http://")):
+            raise ValueError("links must be http or https addresses")
+        return value
 
 
 class EntityCreate(WriteModel):

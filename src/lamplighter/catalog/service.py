@@ -20,6 +20,7 @@ from lamplighter.catalog.models import (
     Entity,
     EntityTag,
     Kind,
+    Lifecycle,
     Provenance,
     Relation,
     RelationType,
@@ -350,6 +351,17 @@ def validate_shape(
         errors.append(
             FieldError(f"{prefix}.kind", f"must be one of {', '.join(k.value for k in Kind)}")
         )
+    if data.lifecycle not in {item.value for item in Lifecycle}:
+        errors.append(
+            FieldError(f"{prefix}.lifecycle", "must be experimental, production or deprecated")
+        )
+    if isinstance(data.tier, bool) or not isinstance(data.tier, int) or not 1 <= data.tier <= 4:
+        errors.append(FieldError(f"{prefix}.tier", "must be 1 (most critical) to 4"))
+    for index, link in enumerate(data.links):
+        if not str(link.get("url", "")).lower().startswith(("https://", "http://")):
+            errors.append(
+                FieldError(f"{prefix}.links.{index}.url", "links must be http or https addresses")
+            )
     for index, tag in enumerate(data.tags):
         try:
             check_tag(tag, f"{prefix}.tags.{index}")

@@ -78,6 +78,7 @@ DOMAINS: tuple[Domain, ...] = (
         "/catalog",
         "Catalog",
         "Every service, API and resource, with its owning team, accountable person and dependencies.",
+        built=True,
     ),
     Domain(
         "/tickets",
