@@ -24,7 +24,7 @@ from lamplighter.catalog import api as catalog_api
 from lamplighter.catalog import exchange_api as catalog_exchange_api
 from lamplighter.catalog import pages as catalog_pages
 from lamplighter.core import api as core_api
-from lamplighter.core import jobs, migrate, oidc, webui
+from lamplighter.core import inbox_pages, jobs, migrate, oidc, webui
 from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
@@ -33,6 +33,7 @@ from lamplighter.core.plugins import load_plugins
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
 from lamplighter.tickets import api as tickets_api
+from lamplighter.tickets import pages as tickets_pages
 
 log = logging.getLogger("lamplighter")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -111,6 +112,8 @@ def create_app(
     app.include_router(tickets_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(catalog_pages.router)  # before the core pages and their placeholders
+    app.include_router(tickets_pages.router)
+    app.include_router(inbox_pages.router)
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, webui.render_error_page)

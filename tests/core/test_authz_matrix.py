@@ -425,7 +425,65 @@ def _page_entity(world: World, app: Any) -> str:
     return f"/catalog/service/default/{name}"
 
 
+TYPE_FORM = {
+    "name": "Kafka ACL",
+    "expected_effort": "15m",
+    "is_active": "on",
+    **{f"p{n}_first": "1h" for n in range(1, 5)},
+    **{f"p{n}_done": "1d" for n in range(1, 5)},
+}
+
+
+def _page_inbox_item(world: World, app: Any) -> int:
+    from lamplighter.core import inbox
+
+    with world.db.transaction() as session:
+        return int(
+            inbox.notify(session=session, user_id=world.ids["member_a"].id, title="hello").id
+        )
+
+
 PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/tickets"): Scenario(
+        lambda w, a: ("/tickets", {"type": "database", "title": "From the page"}),
+        owner="member_a",
+        outsiders=("viewer",),
+    ),
+    ("POST", "/tickets/{ticket_id}/transitions"): Scenario(
+        lambda w, a: (f"/tickets/{_team_a_ticket(w, a)}/transitions", {"status": "triaged"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/tickets/{ticket_id}/update"): Scenario(
+        lambda w, a: (f"/tickets/{_team_a_ticket(w, a)}/update", {"priority": "P1"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/tickets/{ticket_id}/comments"): Scenario(
+        lambda w, a: (f"/tickets/{_team_a_ticket(w, a)}/comments", {"body": "On it"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/tickets/{ticket_id}/work-logs"): Scenario(
+        lambda w, a: (f"/tickets/{_team_a_ticket(w, a)}/work-logs", {"minutes": "25"}),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
+    ("POST", "/tickets/types"): Scenario(
+        lambda w, a: ("/tickets/types", TYPE_FORM | {"slug": "kafka-acl"}),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
+    ("POST", "/tickets/types/{slug}"): Scenario(
+        lambda w, a: ("/tickets/types/database", TYPE_FORM | {"name": "Database"}),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
+    ("POST", "/inbox/{item_id}/read"): Scenario(
+        lambda w, a: (f"/inbox/{_page_inbox_item(w, a)}/read", {}),
+        owner="member_a",
+        outsiders=("member_b", "sre", "viewer"),
+    ),
     ("POST", "/catalog"): Scenario(
         lambda w, a: (
             "/catalog",

@@ -84,6 +84,7 @@ DOMAINS: tuple[Domain, ...] = (
         "/tickets",
         "Tickets",
         "The journal of requests that still need a human, and the toil worth automating next.",
+        built=True,
     ),
     Domain(
         "/selfservice",
