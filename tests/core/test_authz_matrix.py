@@ -133,6 +133,19 @@ def _inbox_item(world: World, client: Any) -> int:
 
 
 SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/api/v1/catalog/import"): Scenario(
+        lambda w, c: (
+            "/api/v1/catalog/import",
+            {
+                "files": {
+                    "svc/catalog-info.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Component\n"
+                    "metadata:\n  name: imported-svc\nspec:\n  type: service\n  owner: team-a\n"
+                }
+            },
+        ),
+        owner="member_a",
+        outsiders=("member_b", "viewer"),
+    ),
     ("POST", "/api/v1/tickets"): Scenario(
         lambda w, c: ("/api/v1/tickets", {"type": "database", "title": "Need a database"}),
         owner="member_a",

@@ -26,7 +26,7 @@ def _tickets(db: Any) -> int:
 
 
 def test_full_journey(client: Any, db: Any, org: dict[str, Any]) -> None:
-    types = client.get("/api/v1/ticket-types", headers=org["dev"]).json()
+    types = client.get("/api/v1/ticket-types", headers=org["dev"]).json()["items"]
     assert {"new-repository", "database", "access-grant", "incident-follow-up", "other"} <= {
         t["slug"] for t in types
     }

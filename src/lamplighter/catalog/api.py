@@ -43,12 +43,29 @@ def brief(entity: Entity) -> EntityBrief:
     )
 
 
-def read(session: Session, entity: Entity) -> EntityRead:
-    team = service.teams_by_id(session, [entity.owner_team_id]).get(entity.owner_team_id or 0)
-    person = service.users_by_id(session, [entity.accountable_user_id]).get(
-        entity.accountable_user_id or 0
+def _brief_of_row(row: Any) -> EntityBrief:
+    return EntityBrief(
+        ref=f"{row.kind}:{row.namespace}/{row.name}",
+        kind=row.kind,
+        namespace=row.namespace,
+        name=row.name,
+        title=row.title,
+        type=row.type,
+        lifecycle=row.lifecycle,
+        tier=row.tier,
     )
-    relations = service.relations_of(session=session, entity_id=entity.id)
+
+
+def read(
+    session: Session, entity: Entity, team: Any = None, person: Any = None, *, loaded: bool = False
+) -> EntityRead:
+    """The full entity; pass ``loaded=True`` with the team and person already fetched."""
+    if not loaded:
+        team = service.teams_by_id(session, [entity.owner_team_id]).get(entity.owner_team_id or 0)
+        person = service.users_by_id(session, [entity.accountable_user_id]).get(
+            entity.accountable_user_id or 0
+        )
+    relations = service.relation_briefs(session=session, entity_id=entity.id)
     return EntityRead(
         **brief(entity).model_dump(),
         id=entity.id,
@@ -63,7 +80,7 @@ def read(session: Session, entity: Entity) -> EntityRead:
         version=entity.version,
         provenance=entity.provenance,
         location=entity.location,
-        relations={name: [brief(e) for e in items] for name, items in relations.items()},
+        relations={name: [_brief_of_row(row) for row in rows] for name, rows in relations.items()},
         created_at=entity.created_at,
         updated_at=entity.updated_at,
     )
@@ -155,7 +172,8 @@ async def read_entity(
     kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
 ) -> EntityRead:
     """One entity with its owner, accountable person and direct relations both ways."""
-    return read(session, service.get_by_ref(session=session, ref=f"{kind}:{namespace}/{name}"))
+    entity, team, person = service.get_with_owner(session=session, ref=f"{kind}:{namespace}/{name}")
+    return read(session, entity, team, person, loaded=True)
 
 
 @router.patch("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog.models import Entity, Relation, RelationType
@@ -59,12 +60,19 @@ def traverse(
     )
     parents: dict[int, int | None] = {root_id: None}
     frontier = [root_id]
+    postgres = session.get_bind().dialect.name == "postgresql"
     seen_cycles: set[tuple[int, ...]] = set()
     for level in range(1, depth + 1):
         if not frontier:
             break
+        if postgres:  # one array parameter instead of thousands of IN placeholders
+            members = near == sa.func.any(
+                sa.bindparam("frontier", frontier, type_=ARRAY(sa.Integer))
+            )
+        else:
+            members = near.in_(frontier)
         edges = session.execute(
-            sa.select(near, far).where(near.in_(frontier), Relation.type.in_(relation_types))
+            sa.select(near, far).where(members, Relation.type.in_(relation_types))
         ).all()
         next_frontier: list[int] = []
         for origin, target in sorted(edges):

@@ -12,7 +12,7 @@ from lamplighter.core import identity, inbox
 from lamplighter.core.deps import CurrentActor, PageDep, SessionDep
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.models import Team, User
-from lamplighter.core.pagination import page_of
+from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
 from lamplighter.tickets import service
 from lamplighter.tickets.models import RequestType, Ticket
@@ -217,15 +217,19 @@ def log_work(
     return WorkLogRead.model_validate(entry)
 
 
-@router.get("/ticket-types", response_model=list[RequestTypeRead])
+@router.get("/ticket-types", response_model=Page[RequestTypeRead])
 def list_types(
-    session: SessionDep, actor: CurrentActor, include_inactive: bool = False
-) -> list[RequestTypeRead]:
-    """The managed list of request types (a short list: not paginated beyond its size)."""
-    return [
-        RequestTypeRead.model_validate(t)
-        for t in service.list_types(session=session, include_inactive=include_inactive)
-    ]
+    session: SessionDep, actor: CurrentActor, page: PageDep, include_inactive: bool = False
+) -> Page[RequestTypeRead]:
+    """The managed list of request types, by name."""
+    rows = service.list_types(session=session, include_inactive=include_inactive)
+    start = page.position or 0
+    chunk = rows[start : start + page.limit]
+    more = len(rows) > start + page.limit
+    return Page[RequestTypeRead](
+        items=[RequestTypeRead.model_validate(t) for t in chunk],
+        next_cursor=encode_cursor(start + page.limit) if more else None,
+    )
 
 
 @router.put("/ticket-types/{slug}", response_model=RequestTypeRead)

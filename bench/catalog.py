@@ -1,0 +1,473 @@
+"""Benchmark: the service catalog at 10,000 and 100,000 entities (issue 3).
+
+Targets on the 2-core build machine, SQLite and PostgreSQL:
+- import 10,000 entities from catalog-info.yaml files in < 10 s, 100,000 in < 100 s;
+- re-import of the unchanged 10,000 in < 5 s;
+- with 100,000 entities: GET one entity p99 < 20 ms and >= 1,000 requests/s (wrk, separate
+  process, `lamplighter serve --no-worker --workers 2`), reverse dependency traversal to
+  depth 5 p95 < 50 ms, search p95 < 50 ms.
+
+    python bench/catalog.py [--entities 100000] [--backends sqlite,postgresql] [--pg-url URL]
+
+The synthetic catalog: a few hundred teams (Groups) with four members each (Users), ten domains,
+a system per 50 entities, resources, APIs and services in files of 100 entities under
+teams/<slug>/part-<n>/catalog-info.yaml (found by the directory walk) plus org/*.yaml and
+domains.yaml reached through the root Location. Each service depends on a resource of its team
+and on two other services, one in five of them among 50 platform "hubs", so reverse traversals
+fan out; one service in a hundred adds an edge back, so there are cycles. The imports run the
+real CLI in a separate process; the database is wiped first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import cli, free_port, machine, spawn_cli, wait_http
+from http_get import parse_wrk
+from jobs import DEFAULT_PG, reset
+
+WORDS = (  # noqa: SIM905 - a paragraph reads better than a list of 88 strings
+    "payments ledger billing invoice checkout cart orders returns refunds shipping tracking "
+    "inventory warehouse pricing discounts loyalty rewards identity auth sessions profiles "
+    "search ranking catalog reviews ratings media images video streaming notifications email "
+    "sms push analytics metrics events audit fraud risk compliance tax currency exchange "
+    "accounts onboarding kyc support tickets chat recommendations feed graph social messaging "
+    "scheduling calendar booking maps geo routing delivery fleet drivers partners vendors "
+    "marketplace listings ads campaigns experiments flags config secrets vault storage backup "
+    "archive export import reporting dashboards billing-engine gateway edge cache queue stream"
+).split()
+TAGS = ["java", "python", "go", "kotlin", "node", "rust", "pci", "gdpr", "critical", "batch"]
+PER_FILE = 100
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _dump(documents: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(documents, Dumper=DUMPER, sort_keys=False)
+
+
+def _doc(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    api_version = "lamplighter.io/v1alpha1" if kind == "Platform" else "backstage.io/v1alpha1"
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, **metadata},
+        "spec": spec,
+    }
+
+
+def generate(root: Path, entities: int, seed: int = 7) -> dict[str, Any]:
+    """Write a synthetic catalog of ``entities`` entities; return names to query."""
+    rng = random.Random(seed)
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "org").mkdir(parents=True)
+    team_count = max(20, entities // 300)
+    teams = [f"team-{i:03d}" for i in range(team_count)]
+    groups, users = [], []
+    for index, slug in enumerate(teams):
+        members = [f"u{index:03d}-{m}" for m in range(4)]
+        groups.append(
+            _doc(
+                "Group",
+                slug,
+                {
+                    "type": "team",
+                    "profile": {"displayName": f"Team {index}"},
+                    "children": [],
+                    "members": members,
+                },
+            )
+        )
+        users.extend(
+            _doc(
+                "User",
+                name,
+                {
+                    "profile": {"displayName": name.upper(), "email": f"{name}@example.com"},
+                    "memberOf": [slug],
+                },
+            )
+            for name in members
+        )
+    (root / "org" / "groups.yaml").write_text(_dump(groups))
+    (root / "org" / "users.yaml").write_text(_dump(users))
+    domains = [f"domain-{i}" for i in range(10)]
+    (root / "domains.yaml").write_text(
+        _dump([_doc("Domain", d, {"owner": teams[i % team_count]}) for i, d in enumerate(domains)])
+    )
+    (root / "catalog-info.yaml").write_text(
+        _dump(
+            [
+                _doc(
+                    "Location",
+                    "root",
+                    {"targets": ["./org/groups.yaml", "./org/users.yaml", "./domains.yaml"]},
+                )
+            ]
+        )
+    )
+    remaining = entities - len(domains)
+    systems = max(1, remaining // 50)
+    resources = remaining // 5
+    apis = remaining // 10
+    services = remaining - systems - resources - apis
+    # every entity belongs to a team; a team's entities share its systems
+    owner_of = lambda i: teams[i % team_count]  # noqa: E731
+    system_names = [f"{owner_of(i)}-sys-{i}" for i in range(systems)]
+    resource_names = [f"{owner_of(i)}-{rng.choice(WORDS)}-db-{i}" for i in range(resources)]
+    api_names = [f"{rng.choice(WORDS)}-api-{i}" for i in range(apis)]
+    service_names = [f"{rng.choice(WORDS)}-{rng.choice(WORDS)}-{i}" for i in range(services)]
+    hubs = service_names[:50]
+    docs: list[tuple[str, dict[str, Any]]] = []
+
+    def common(i: int) -> dict[str, Any]:
+        words = rng.sample(WORDS, 6)
+        return {
+            "title": f"{words[0].title()} {words[1]} {i}",
+            "description": " ".join(words[2:]) + ".",
+            "tags": sorted(rng.sample(TAGS, 2)),
+            "annotations": {
+                "github.com/project-slug": f"acme/{words[0]}-{i}",
+                "lamplighter.io/tier": str(1 + i % 4),
+            },
+        }
+
+    for i, name in enumerate(system_names):
+        docs.append(
+            (
+                owner_of(i),
+                _doc(
+                    "System", name, {"owner": owner_of(i), "domain": domains[i % 10]}, **common(i)
+                ),
+            )
+        )
+    for i, name in enumerate(resource_names):
+        team = owner_of(i)
+        spec = {
+            "type": rng.choice(["database", "topic", "queue", "bucket", "cache"]),
+            "owner": team,
+            "system": system_names[i % systems],
+        }
+        docs.append((team, _doc("Resource", name, spec, **common(i))))
+    for i, name in enumerate(api_names):
+        team = owner_of(i)
+        spec = {
+            "type": "openapi",
+            "lifecycle": "production",
+            "owner": team,
+            "system": system_names[i % systems],
+        }
+        docs.append((team, _doc("API", name, spec, **common(i))))
+    for i, name in enumerate(service_names):
+        team = owner_of(i)
+        depends = [f"resource:{resource_names[rng.randrange(resources)]}"]
+        for _ in range(2):
+            pool = hubs if rng.random() < 0.2 else service_names
+            other = rng.choice(pool)
+            if other != name:
+                depends.append(f"component:{other}")
+        if rng.random() < 0.01 and i > 0:  # an edge back: cycles exist
+            depends.append(f"component:{service_names[rng.randrange(i)]}")
+        spec = {
+            "type": "service",
+            "lifecycle": rng.choice(["production", "production", "experimental", "deprecated"]),
+            "owner": team,
+            "system": system_names[i % systems],
+            "dependsOn": sorted(set(depends)),
+            "providesApis": [api_names[i % apis]] if i < apis else [],
+            "consumesApis": [api_names[rng.randrange(apis)]],
+        }
+        docs.append((team, _doc("Component", name, spec, **common(i))))
+    by_team: dict[str, list[dict[str, Any]]] = {}
+    for team, doc in docs:
+        by_team.setdefault(team, []).append(doc)
+    files = 0
+    for team, team_docs in by_team.items():
+        for part in range(0, len(team_docs), PER_FILE):
+            path = root / "teams" / team / f"part-{part // PER_FILE}" / "catalog-info.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_dump(team_docs[part : part + PER_FILE]))
+            files += 1
+    return {
+        "files": files + 4,
+        "services": service_names,
+        "resources": resource_names,
+        "hubs": hubs,
+        "emails": [u["spec"]["profile"]["email"] for u in users],
+    }
+
+
+# -- measuring -------------------------------------------------------------------------------------
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def timed_import(env: dict[str, str], path: Path) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    report = json.loads(cli(env, "catalog", "import", str(path), "--output", "json"))
+    elapsed = time.perf_counter() - started
+    if report["errors"]:
+        raise SystemExit(f"the import reported errors: {report['errors'][:3]}")
+    return elapsed, report
+
+
+def query_latencies(url: str, info: dict[str, Any], samples: int) -> dict[str, float]:
+    """Reverse traversals to depth 5 and searches, in this process, as the API would run them."""
+    import sqlalchemy as sa
+
+    import lamplighter.models_registry  # noqa: F401
+    from lamplighter.catalog import graph, search, service
+    from lamplighter.catalog.models import Entity
+    from lamplighter.core.db import Database
+
+    rng = random.Random(11)
+    db = Database(url)
+    figures: dict[str, float] = {}
+    with db.sessionmaker() as session:
+        ids = dict(
+            session.execute(
+                sa.select(Entity.name, Entity.id).where(Entity.kind.in_(["service", "resource"]))
+            )
+            .tuples()
+            .all()
+        )
+        names = list(ids)
+
+        def walk(roots: list[int]) -> tuple[list[float], list[int]]:
+            timings, sizes = [], []
+            for root in roots:
+                started = time.perf_counter()
+                result = graph.traverse(session=session, root_id=root, reverse=True, depth=5)
+                timings.append((time.perf_counter() - started) * 1000)
+                sizes.append(len(result.reached))
+            return timings, sizes
+
+        walk([ids[n] for n in rng.sample(names, 20)])  # warm-up
+        timings, sizes = walk([ids[n] for n in rng.sample(names, samples)])
+        figures |= {
+            "traverse_p50_ms": percentile(timings, 50),
+            "traverse_p95_ms": percentile(timings, 95),
+            "traverse_mean_reached": statistics.mean(sizes),
+            "traverse_max_reached": max(sizes),
+        }
+        hub_timings, hub_sizes = walk([ids[n] for n in info["hubs"][:20]])
+        figures |= {
+            "hub_traverse_p50_ms": percentile(hub_timings, 50),
+            "hub_traverse_p95_ms": percentile(hub_timings, 95),
+            "hub_traverse_mean_reached": statistics.mean(hub_sizes),
+        }
+        queries = []
+        for _ in range(samples):
+            word = rng.choice(WORDS)
+            roll = rng.random()
+            if roll < 0.5:
+                queries.append(word)
+            elif roll < 0.8:
+                queries.append(f"{word} {rng.choice(WORDS)}")
+            else:
+                queries.append(word[:4])  # a prefix, as typed
+        found, timings = [], []
+        for text in queries[:20]:  # warm-up
+            search.search(session=session, text=text, filters=service.ListFilters())
+        for text in queries:
+            started = time.perf_counter()
+            rows = search.search(session=session, text=text, filters=service.ListFilters())
+            timings.append((time.perf_counter() - started) * 1000)
+            found.append(len(rows))
+        figures |= {
+            "search_p50_ms": percentile(timings, 50),
+            "search_p95_ms": percentile(timings, 95),
+            "search_mean_results": statistics.mean(found),
+        }
+        # what people mostly type: words of the one thing they look for ("Payments ledger 4711")
+        titles = session.scalars(
+            sa.select(Entity.title).where(Entity.id.in_(rng.sample(list(ids.values()), samples)))
+        ).all()
+        timings = []
+        for title in titles:
+            started = time.perf_counter()
+            search.search(session=session, text=title, filters=service.ListFilters())
+            timings.append((time.perf_counter() - started) * 1000)
+        figures |= {
+            "search_specific_p50_ms": percentile(timings, 50),
+            "search_specific_p95_ms": percentile(timings, 95),
+        }
+    db.dispose()
+    return figures
+
+
+def http_get(
+    env: dict[str, str], info: dict[str, Any], work: Path, seconds: int, connections: int
+) -> dict[str, float]:
+    """wrk against `serve --no-worker --workers 2`, GET of random entities with their relations."""
+    token = json.loads(
+        cli(
+            env,
+            "token",
+            "create",
+            "--user",
+            info["emails"][0],
+            "--name",
+            "bench",
+            "--output",
+            "json",
+        )
+    )["token"]
+    rng = random.Random(5)
+    paths = [
+        f"/api/v1/catalog/entities/service/default/{n}" for n in rng.sample(info["services"], 500)
+    ]
+    paths += [
+        f"/api/v1/catalog/entities/resource/default/{n}" for n in rng.sample(info["resources"], 200)
+    ]
+    script = work / "paths.lua"
+    script.write_text(
+        "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
+        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n"
+    )
+    port = free_port()
+    server = spawn_cli(
+        env, "serve", "--no-worker", "--port", str(port), "--workers", "2", log=work / "server.log"
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        base = f"http://127.0.0.1:{port}"
+        header = f"Authorization: Bearer {token}"
+        subprocess.run(
+            ["wrk", "-t1", "-c4", "-d3s", "-s", str(script), "-H", header, base],
+            check=True,
+            capture_output=True,
+        )
+        result = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                "-H",
+                header,
+                base,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return parse_wrk(result.stdout)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def run_backend(
+    backend: str,
+    url: str | None,
+    trees: dict[int, tuple[Path, dict[str, Any]]],
+    args: argparse.Namespace,
+    work: Path,
+) -> dict[str, float]:
+    data_dir = work / backend
+    env = os.environ | {
+        "LAMPLIGHTER_DATA_DIR": str(data_dir),
+        "LAMPLIGHTER_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+        "LAMPLIGHTER_LOG_LEVEL": "WARNING",
+    }
+    env.pop("LAMPLIGHTER_DATABASE_URL", None)
+    if url:
+        env["LAMPLIGHTER_DATABASE_URL"] = url
+
+    def fresh() -> None:
+        if url:
+            reset(url)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        cli(env, "db", "upgrade")
+
+    figures: dict[str, float] = {}
+    small_path, _ = trees[10_000]
+    fresh()
+    figures["import_10k_s"], report = timed_import(env, small_path)
+    assert len(report["created"]) == 10_000, len(report["created"])
+    figures["reimport_10k_s"], report = timed_import(env, small_path)
+    assert report["unchanged"] == 10_000 and not report["created"] and not report["updated"]
+    big_path, big = trees[args.entities]
+    fresh()
+    figures[f"import_{args.entities // 1000}k_s"], report = timed_import(env, big_path)
+    assert len(report["created"]) == args.entities
+    figures[f"reimport_{args.entities // 1000}k_s"], _ = timed_import(env, big_path)
+    effective_url = url or f"sqlite:///{(data_dir / 'lamplighter.db').resolve()}"
+    figures |= query_latencies(effective_url, big, args.samples)
+    figures |= {
+        f"get_{k}": v for k, v in http_get(env, big, work, args.seconds, args.connections).items()
+    }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--entities", type=int, default=100_000, help="the large catalog's size")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("LAMPLIGHTER_BENCH_DATABASE_URL", DEFAULT_PG),
+        help="wiped",
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="wrk duration")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=300, help="traversals and searches timed")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    work = Path(tempfile.mkdtemp(prefix="lamplighter-catalog-bench-"))
+    try:
+        trees = {}
+        for size in sorted({10_000, args.entities}):
+            started = time.perf_counter()
+            info = generate(work / f"catalog-{size}", size)
+            trees[size] = (work / f"catalog-{size}", info)
+            print(
+                f"generated {size:,} entities in {info['files']:,} files ({time.perf_counter() - started:.1f} s)"
+            )
+        print(f"machine: {machine()}")
+        for backend in args.backends.split(","):
+            url = args.pg_url if backend == "postgresql" else None
+            load_before = os.getloadavg()[0]
+            figures = run_backend(backend, url, trees, args, work)
+            print(
+                f"{backend}: (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)"
+            )
+            for key, value in figures.items():
+                print(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")
+            big = args.entities // 1000
+            checks = [
+                ("import 10k < 10 s", figures["import_10k_s"] < 10),
+                (f"import {big}k < 100 s", figures[f"import_{big}k_s"] < 100),
+                ("re-import unchanged 10k < 5 s", figures["reimport_10k_s"] < 5),
+                ("GET p99 < 20 ms", figures.get("get_p99_ms", 1e9) < 20),
+                ("GET >= 1,000 req/s", figures["get_requests_per_s"] >= 1000),
+                ("reverse traversal depth 5 p95 < 50 ms", figures["traverse_p95_ms"] < 50),
+                ("search p95 < 50 ms", figures["search_p95_ms"] < 50),
+            ]
+            for label, met in checks:
+                print(f"  target {label}: {'met' if met else 'NOT met'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

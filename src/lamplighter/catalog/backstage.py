@@ -1,0 +1,158 @@
+"""Backstage compatibility: import ``catalog-info.yaml`` files, export the catalog as them.
+
+    report = backstage.import_path(session=s, actor=a, path=Path("repo"), settings=settings)
+    text = backstage.export_yaml(session=s)
+
+An import reads a file or a directory (recursively, following Location targets), resolves every
+reference with Backstage's defaults, and writes each file whole or not at all: a file with any
+problem is skipped, and so is every file that needs an entity only that file defines. The rest is
+written in the caller's transaction; the caller commits once. Reading is in
+``backstage_parse``, deciding in ``backstage_import``, writing in ``backstage_write`` and the way
+back in ``backstage_export``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog.backstage_export import export_yaml, iter_documents
+from lamplighter.catalog.backstage_import import (
+    Batch,
+    Progress,
+    Resolver,
+    authorize,
+    plan_changes,
+    prefetch,
+)
+from lamplighter.catalog.backstage_sources import (
+    FileSystemSource,
+    MappingSource,
+    Source,
+    SourceError,
+    read_all,
+)
+from lamplighter.catalog.backstage_write import write_plan
+from lamplighter.catalog.errors import ImportFailed
+from lamplighter.catalog.schemas import ImportError_, ImportReport
+from lamplighter.core.authz import require_writer
+from lamplighter.core.context import Actor
+from lamplighter.core.errors import FieldError
+from lamplighter.core.settings import Settings
+
+__all__ = [
+    "FileSystemSource",
+    "MappingSource",
+    "export_yaml",
+    "import_files",
+    "import_path",
+    "import_source",
+    "iter_documents",
+]
+
+
+def import_source(
+    *,
+    session: Session,
+    actor: Actor,
+    source: Source,
+    prune: bool = False,
+    dry_run: bool = False,
+    name_rules: Mapping[str, str] | None = None,
+    max_file_bytes: int = 1024 * 1024,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import catalog-info.yaml files; ``progress(phase, done, total)`` hears about each step."""
+    require_writer(actor, "import into the catalog")
+    on_file = (lambda done, total: progress("parse", done, total)) if progress else None
+    files = read_all(source, max_bytes=max_file_bytes, name_rules=name_rules, on_file=on_file)
+    batch = Batch(files)
+    batch.check_duplicates()
+    world = prefetch(session, batch, prefix=source.prefix)
+    resolver = Resolver(batch, world, prune=prune)
+    resolver.groups()
+    resolver.entities()
+    resolver.fail_dependents()
+    plan = plan_changes(batch, world)
+    authorize(session, actor, batch, world, plan, prune)
+    if not dry_run:
+        write_plan(
+            session=session,
+            actor=actor,
+            plan=plan,
+            world=world,
+            prune=prune,
+            root=source.root,
+            files=len(files),
+            errors=len(batch.problems),
+            progress=progress,
+        )
+    problems = sorted(
+        set(batch.problems),
+        key=lambda p: (p.file, -1 if p.document is None else p.document, p.field, p.reason),
+    )
+    return ImportReport(
+        created=[r.draft.ref for r in plan.creates],
+        updated=[r.draft.ref for r, _ in plan.updates],
+        unchanged=plan.unchanged,
+        removed=[e.ref for e in plan.removed],
+        pruned=prune and not dry_run,
+        teams_created=[t.draft.slug for t in plan.teams],
+        users_created=[u.email for u in plan.users],
+        errors=[
+            ImportError_(file=p.file, document=p.document, field=p.field, reason=p.reason)
+            for p in problems
+        ],
+    )
+
+
+def import_path(
+    *,
+    session: Session,
+    actor: Actor,
+    path: Path,
+    settings: Settings,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a catalog-info.yaml file or a directory of them; locations are absolute paths."""
+    try:
+        source = FileSystemSource(path)
+    except SourceError as exc:
+        raise ImportFailed(str(exc), errors=[FieldError("path", str(exc))]) from exc
+    return import_source(
+        session=session,
+        actor=actor,
+        source=source,
+        prune=prune,
+        dry_run=dry_run,
+        name_rules=settings.catalog_name_rules,
+        max_file_bytes=settings.catalog_max_file_bytes,
+        progress=progress,
+    )
+
+
+def import_files(
+    *,
+    session: Session,
+    actor: Actor,
+    files: Mapping[str, str],
+    settings: Settings,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import files sent as text (name → content); locations are the names as sent."""
+    if not files:
+        raise ImportFailed("no files to import", errors=[FieldError("body.files", "is empty")])
+    return import_source(
+        session=session,
+        actor=actor,
+        source=MappingSource(files),
+        prune=prune,
+        dry_run=dry_run,
+        name_rules=settings.catalog_name_rules,
+        max_file_bytes=settings.catalog_max_file_bytes,
+    )

@@ -1,0 +1,524 @@
+"""Reading Backstage ``catalog-info.yaml``: bounded YAML, one draft per document, Location targets.
+
+Nothing here touches the database. Every problem is collected (never raised) with the file, the
+0-based document index and the field it concerns, so one import reports all of them at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lamplighter.catalog.backstage_yaml import load_all
+from lamplighter.catalog.models import Lifecycle, RelationType
+from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
+from lamplighter.core.errors import ValidationFailed
+from lamplighter.core.identity import RESERVED_SLUGS, SLUG_RE
+
+ACCOUNTABLE = "lamplighter.io/accountable"
+TIER = "lamplighter.io/tier"
+COST_CENTRE = "lamplighter.io/cost-centre"
+LEAD = "lamplighter.io/lead"
+FIELD_ANNOTATIONS = (ACCOUNTABLE, TIER, COST_CENTRE)  # kept as entity fields, not annotations
+
+ENTITY_KINDS = {
+    "component": "service",
+    "api": "api",
+    "resource": "resource",
+    "system": "system",
+    "domain": "domain",
+    "platform": "platform",
+}
+LINK_TYPES = frozenset({"runbook", "dashboard", "repository", "docs"})
+LIFECYCLES = frozenset(item.value for item in Lifecycle)
+ENTITY_REF_KINDS = frozenset(ENTITY_KINDS.values())
+# spec field → (relation type, default kind, kinds it may point at, audit/snapshot name)
+REF_FIELDS: dict[str, tuple[str, str | None, frozenset[str], str]] = {
+    "dependsOn": (RelationType.DEPENDS_ON.value, None, ENTITY_REF_KINDS, "depends_on"),
+    "providesApis": (RelationType.PROVIDES_API.value, "api", frozenset({"api"}), "provides_apis"),
+    "consumesApis": (RelationType.CONSUMES_API.value, "api", frozenset({"api"}), "consumes_apis"),
+    "system": (RelationType.PART_OF.value, "system", frozenset({"system"}), "system"),
+    "domain": (RelationType.PART_OF.value, "domain", frozenset({"domain"}), "domain"),
+    "subcomponentOf": (
+        RelationType.PART_OF.value,
+        "service",
+        frozenset({"service"}),
+        "subcomponent_of",
+    ),
+}
+KNOWN_SPEC = frozenset({"owner", "type", "lifecycle", "version", *REF_FIELDS})
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why (part of) a file cannot be imported."""
+
+    file: str
+    document: int | None
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefUse:
+    field: str  # where in the document, e.g. spec.dependsOn.2
+    relation: str
+    name: str  # how the snapshot and the audit log call it (depends_on, system, …)
+    ref: Ref
+    key: tuple[str, str, str]  # ref.key, computed once
+
+
+@dataclass
+class EntityDraft:
+    file: str
+    index: int
+    kind: str
+    namespace: str
+    name: str
+    owner: str  # team slug
+    accountable: str | None  # email
+    title: str = ""
+    description: str = ""
+    type: str | None = None
+    lifecycle: str = Lifecycle.PRODUCTION.value
+    tier: int = 3
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    cost_centre: str | None = None
+    version: str | None = None
+    spec_extra: dict[str, Any] = field(default_factory=dict)
+    refs: list[RefUse] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name.lower())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.namespace}/{self.name}"
+
+
+@dataclass
+class GroupDraft:
+    file: str
+    index: int
+    slug: str
+    name: str
+    description: str
+    members: list[tuple[str, str]]  # (field, user name, lowercase)
+    lead: tuple[str, str] | None  # (field, email or user name)
+
+
+@dataclass
+class UserDraft:
+    file: str
+    index: int
+    name_key: str
+    email: str
+    display_name: str
+    member_of: list[tuple[str, str]]  # (field, team slug)
+
+
+@dataclass
+class ParsedFile:
+    name: str
+    entities: list[EntityDraft] = field(default_factory=list)
+    groups: list[GroupDraft] = field(default_factory=list)
+    users: list[UserDraft] = field(default_factory=list)
+    targets: list[tuple[int, str, str]] = field(default_factory=list)  # (doc, field, target)
+    problems: list[Problem] = field(default_factory=list)
+    documents: int = 0
+
+
+# -- files → documents ---------------------------------------------------------------------------
+def load_documents(name: str, data: bytes) -> tuple[list[Any], list[Problem]]:
+    """Decode and parse a file: its documents up to the first refused, and the problem."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        return [], [Problem(name, None, "file", reason)]
+    documents, refused = load_all(text.removeprefix("\ufeff"))
+    if refused is None:
+        return documents, []
+    return documents, [Problem(name, refused.document, "yaml", refused.reason)]
+
+
+# -- documents → drafts ---------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """The JSON-safe form of a YAML value (dates become ISO strings, keys strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as the string it reads as; None for mappings, lists and null."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return None
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse_ref(text: str, default_kind: str | None, namespace: str) -> Ref | None:
+    """References repeat a lot in a catalog (owners, systems, popular targets): parse once."""
+    try:
+        return parse_ref(text, default_kind=default_kind, default_namespace=namespace, field="")
+    except ValidationFailed:
+        return None
+
+
+class _Reader:
+    """Collects the problems of one document."""
+
+    def __init__(self, file: str, index: int) -> None:
+        self.file = file
+        self.index = index
+        self.problems: list[Problem] = []
+
+    def error(self, where: str, reason: str) -> None:
+        self.problems.append(Problem(self.file, self.index, where, reason))
+
+    def errors_from(self, exc: ValidationFailed) -> None:
+        for item in exc.errors:
+            self.error(item.field, item.reason)
+
+    def mapping(self, value: Any, where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(where, "must be a mapping")
+            return {}
+        return value
+
+    def string(
+        self, value: Any, where: str, *, required: bool = False, max_length: int | None = None
+    ) -> str | None:
+        if value is None or value == "":
+            if required:
+                self.error(where, "is required")
+            return None
+        if not isinstance(value, str):
+            self.error(where, "must be a string")
+            return None
+        if max_length is not None and len(value) > max_length:
+            self.error(where, f"must be at most {max_length} characters")
+            return None
+        return value
+
+    def strings(self, value: Any, where: str) -> list[tuple[str, str]]:
+        """A list of strings as (field, value) pairs."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(where, "must be a list")
+            return []
+        found = []
+        for position, item in enumerate(value):
+            if isinstance(item, str) and item.strip():
+                found.append((f"{where}.{position}", item))
+            else:
+                self.error(f"{where}.{position}", "must be a non-empty string")
+        return found
+
+    def text_map(self, value: Any, where: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for key, item in self.mapping(value, where).items():
+            text = _text(item)
+            if text is None:
+                self.error(f"{where}.{key}", "must be a string")
+            else:
+                result[str(key)] = text
+        return result
+
+    def ref(
+        self, text: str, where: str, default_kind: str | None, namespace: str, kinds: frozenset[str]
+    ) -> Ref | None:
+        parsed = _parse_ref(text, default_kind, namespace)
+        if parsed is None:  # parse again, uncached, for the errors with their field
+            try:
+                parse_ref(text, default_kind=default_kind, default_namespace=namespace, field=where)
+            except ValidationFailed as exc:
+                self.errors_from(exc)
+            return None
+        if parsed.kind not in kinds:
+            self.error(where, f"{text!r} must refer to a {' or '.join(sorted(kinds))}")
+            return None
+        return parsed
+
+
+def parse_file(name: str, data: bytes, *, name_rules: Mapping[str, str] | None) -> ParsedFile:
+    result = ParsedFile(name=name)
+    documents, result.problems = load_documents(name, data)
+    result.documents = len(documents)
+    for index, document in enumerate(documents):
+        if document is None:
+            continue  # empty (e.g. after a trailing ---), or refused above
+        reader = _Reader(name, index)
+        _parse_document(reader, document, result, name_rules)
+        result.problems.extend(reader.problems)
+    return result
+
+
+def _parse_document(
+    reader: _Reader, document: Any, result: ParsedFile, name_rules: Mapping[str, str] | None
+) -> None:
+    if not isinstance(document, dict):
+        what = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+        reader.error("document", f"must be a mapping, not a {what.get(type(document), 'value')}")
+        return
+    reader.string(document.get("apiVersion"), "apiVersion", required=True)
+    kind_text = reader.string(document.get("kind"), "kind", required=True)
+    metadata = reader.mapping(document.get("metadata"), "metadata")
+    spec = reader.mapping(document.get("spec"), "spec")
+    name = reader.string(metadata.get("name"), "metadata.name", required=True)
+    if kind_text is None:
+        return
+    kind = kind_text.lower()
+    if kind == "location":
+        _location(reader, spec, result)
+    elif kind == "group":
+        if name is not None:
+            _group(reader, name, metadata, spec, result)
+    elif kind == "user":
+        if name is not None:
+            _user(reader, name, spec, result)
+    elif kind in ENTITY_KINDS:
+        if name is not None:
+            _entity(reader, ENTITY_KINDS[kind], name, metadata, spec, result, name_rules)
+    else:
+        reader.error(
+            "kind",
+            f"kind {kind_text!r} is not supported (Component, API, Resource, System, Domain, "
+            "Platform, Group, User and Location are)",
+        )
+
+
+def _location(reader: _Reader, spec: dict[str, Any], result: ParsedFile) -> None:
+    if str(spec.get("type", "file")).lower() == "url":
+        reader.error("spec.type", "url locations are not followed; import the files themselves")
+        return
+    targets: list[tuple[str, str]] = []
+    if (single := reader.string(spec.get("target"), "spec.target")) is not None:
+        targets.append(("spec.target", single))
+    targets.extend(reader.strings(spec.get("targets"), "spec.targets"))
+    if not targets:
+        reader.error("spec.target", "a Location needs a target or targets")
+    for where, target in targets:
+        if re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I):
+            reader.error(where, f"URL target {target!r} is not followed; import files instead")
+        else:
+            result.targets.append((reader.index, where, target))
+
+
+def _group(
+    reader: _Reader, name: str, metadata: dict[str, Any], spec: dict[str, Any], result: ParsedFile
+) -> None:
+    slug = name.lower()
+    if not SLUG_RE.match(slug):
+        reader.error(
+            "metadata.name",
+            f"group {name!r} cannot be a team slug: use lowercase letters, digits and inner hyphens",
+        )
+        return
+    if slug in RESERVED_SLUGS:
+        reader.error("metadata.name", f"{slug!r} is reserved and cannot name a team")
+        return
+    profile = reader.mapping(spec.get("profile"), "spec.profile")
+    display = (
+        reader.string(profile.get("displayName"), "spec.profile.displayName", max_length=200)
+        or reader.string(metadata.get("title"), "metadata.title", max_length=200)
+        or name
+    )
+    members = []
+    for where, text in reader.strings(spec.get("members"), "spec.members"):
+        ref = reader.ref(text, where, "user", "default", frozenset({"user"}))
+        if ref is not None:
+            members.append((where, ref.name.lower()))
+    annotations = reader.text_map(metadata.get("annotations"), "metadata.annotations")
+    lead_text = annotations.get(LEAD, "").strip()
+    lead = (f"metadata.annotations.{LEAD}", lead_text) if lead_text else None
+    if lead is None and not members:
+        reader.error("spec.members", "a team needs a lead: list members or set " + LEAD)
+        return
+    description = reader.string(metadata.get("description"), "metadata.description") or ""
+    result.groups.append(
+        GroupDraft(reader.file, reader.index, slug, display, description, members, lead)
+    )
+
+
+def _user(reader: _Reader, name: str, spec: dict[str, Any], result: ParsedFile) -> None:
+    try:
+        check_name(name, "metadata.name")
+    except ValidationFailed as exc:
+        reader.errors_from(exc)
+        return
+    profile = reader.mapping(spec.get("profile"), "spec.profile")
+    email = reader.string(profile.get("email"), "spec.profile.email", required=True)
+    if email is None:
+        return
+    email = email.strip().lower()
+    if not EMAIL_RE.match(email) or len(email) > 320:
+        reader.error("spec.profile.email", f"{email!r} is not an email address")
+        return
+    display = (
+        reader.string(profile.get("displayName"), "spec.profile.displayName", max_length=200)
+        or name
+    )
+    member_of = []
+    for where, text in reader.strings(spec.get("memberOf"), "spec.memberOf"):
+        ref = reader.ref(text, where, "group", "default", frozenset({"group"}))
+        if ref is not None:
+            member_of.append((where, ref.name.lower()))
+    result.users.append(
+        UserDraft(reader.file, reader.index, name.lower(), email, display, member_of)
+    )
+
+
+def _links(reader: _Reader, value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        reader.error("metadata.links", "must be a list")
+        return []
+    links = []
+    for position, item in enumerate(value):
+        where = f"metadata.links.{position}"
+        link = reader.mapping(item, where)
+        url = reader.string(link.get("url"), f"{where}.url", required=True, max_length=2000)
+        title = reader.string(link.get("title"), f"{where}.title", max_length=200) or ""
+        icon = reader.string(link.get("icon"), f"{where}.icon", max_length=50)
+        link_type = str(link.get("type") or "").lower()
+        if url is not None:
+            links.append(
+                {
+                    "url": url,
+                    "title": title,
+                    "type": link_type if link_type in LINK_TYPES else "other",
+                    "icon": icon,
+                }
+            )
+    return links
+
+
+def _entity(
+    reader: _Reader,
+    kind: str,
+    name: str,
+    metadata: dict[str, Any],
+    spec: dict[str, Any],
+    result: ParsedFile,
+    name_rules: Mapping[str, str] | None,
+) -> None:
+    before = len(reader.problems)
+    namespace = reader.string(metadata.get("namespace"), "metadata.namespace") or "default"
+    for value, where, what in (
+        (name, "metadata.name", "name"),
+        (namespace, "metadata.namespace", "namespace"),
+    ):
+        try:
+            check_name(value, where, what)
+        except ValidationFailed as exc:
+            reader.errors_from(exc)
+    namespace = namespace.lower()
+    owner_text = reader.string(spec.get("owner"), "spec.owner", required=True)
+    owner = None
+    if owner_text is not None:
+        owner_ref = reader.ref(owner_text, "spec.owner", "group", namespace, frozenset({"group"}))
+        owner = owner_ref.name.lower() if owner_ref is not None else None
+    annotations = reader.text_map(metadata.get("annotations"), "metadata.annotations")
+    accountable = annotations.pop(ACCOUNTABLE, "").strip().lower() or None
+    if accountable is not None and not EMAIL_RE.match(accountable):
+        reader.error(f"metadata.annotations.{ACCOUNTABLE}", f"{accountable!r} is not an email")
+    tier_text = annotations.pop(TIER, "3").strip()
+    if tier_text not in {"1", "2", "3", "4"}:
+        reader.error(
+            f"metadata.annotations.{TIER}", f"tier must be 1, 2, 3 or 4, not {tier_text!r}"
+        )
+    cost_centre = annotations.pop(COST_CENTRE, "").strip() or None
+    if cost_centre is not None and len(cost_centre) > 100:
+        reader.error(f"metadata.annotations.{COST_CENTRE}", "must be at most 100 characters")
+    tags = []
+    for where, tag in reader.strings(metadata.get("tags"), "metadata.tags"):
+        try:
+            tags.append(check_tag(tag, where))
+        except ValidationFailed as exc:
+            reader.errors_from(exc)
+    lifecycle = reader.string(spec.get("lifecycle"), "spec.lifecycle") or Lifecycle.PRODUCTION.value
+    if lifecycle not in LIFECYCLES:
+        reader.error("spec.lifecycle", f"must be one of {', '.join(sorted(LIFECYCLES))}")
+    default_type = "service" if kind == "service" else None
+    version = _text(spec.get("version")) if spec.get("version") is not None else None
+    if version is not None and len(version) > 63:
+        reader.error("spec.version", "must be at most 63 characters")
+    refs = []
+    for spec_field, (relation, default_kind, kinds, snapshot_name) in REF_FIELDS.items():
+        raw = spec.get(spec_field)
+        if spec_field in {"system", "domain", "subcomponentOf"}:
+            single = reader.string(raw, f"spec.{spec_field}")
+            pairs = [(f"spec.{spec_field}", single)] if single is not None else []
+        else:
+            pairs = reader.strings(raw, f"spec.{spec_field}")
+        for where, text in pairs:
+            ref = reader.ref(text, where, default_kind, namespace, kinds)
+            if ref is not None:
+                refs.append(RefUse(where, relation, snapshot_name, ref, ref.key))
+    if owner is not None and len(reader.problems) == before:
+        try:
+            check_policy(kind, name, owner, name_rules, "metadata.name")
+        except ValidationFailed as exc:
+            reader.errors_from(exc)
+    result.entities.append(
+        EntityDraft(
+            file=reader.file,
+            index=reader.index,
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            owner=owner or "",
+            accountable=accountable,
+            title=reader.string(metadata.get("title"), "metadata.title", max_length=200) or "",
+            description=reader.string(metadata.get("description"), "metadata.description") or "",
+            type=reader.string(spec.get("type"), "spec.type", max_length=63) or default_type,
+            lifecycle=lifecycle,
+            tier=int(tier_text) if tier_text in {"1", "2", "3", "4"} else 3,
+            tags=sorted(set(tags)),
+            labels=reader.text_map(metadata.get("labels"), "metadata.labels"),
+            annotations=annotations,
+            links=_links(reader, metadata.get("links")),
+            cost_centre=cost_centre,
+            version=version,
+            spec_extra={k: _plain(v) for k, v in spec.items() if k not in KNOWN_SPEC},
+            refs=refs,
+        )
+    )
+
+
+def iter_drafts(files: list[ParsedFile]) -> Iterator[EntityDraft]:
+    for parsed in files:
+        yield from parsed.entities

@@ -1,0 +1,166 @@
+"""Where catalog-info.yaml files come from: a directory tree, or the files of a request.
+
+A source lists the files to start from, reads one (within the size limit) and resolves a
+Location's targets relative to the file that names them, never outside what was imported.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from lamplighter.catalog.backstage_parse import ParsedFile, Problem, parse_file
+
+CATALOG_FILE_NAMES = frozenset({"catalog-info.yaml", "catalog-info.yml"})
+SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
+
+
+class SourceError(Exception):
+    """A file or a Location target that cannot be read; the message is user-facing."""
+
+
+class Source(Protocol):
+    root: str
+    prefix: str | None  # locations under it that the import no longer finds were deleted
+
+    def initial(self) -> list[str]: ...
+
+    def read(self, name: str, max_bytes: int) -> bytes: ...
+
+    def targets(self, base: str, target: str) -> list[str]: ...
+
+
+def _has_glob(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+class FileSystemSource:
+    """A catalog-info.yaml file, or a directory searched recursively; locations are absolute paths."""
+
+    def __init__(self, path: Path) -> None:
+        resolved = path.resolve()
+        if not resolved.exists():
+            raise SourceError(f"{path} does not exist")
+        self.root = str(resolved if resolved.is_dir() else resolved.parent)
+        self.prefix: str | None = self.root + os.sep if resolved.is_dir() else None
+        if resolved.is_dir():
+            found: list[str] = []
+            for directory, dirs, files in os.walk(resolved):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+                found.extend(os.path.join(directory, f) for f in files if f in CATALOG_FILE_NAMES)
+            self._initial = sorted(found)
+        else:
+            self._initial = [str(resolved)]
+
+    def initial(self) -> list[str]:
+        return list(self._initial)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        path = Path(name)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise SourceError(f"the file is {size:,} bytes; the limit is {max_bytes:,}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"cannot read the file: {exc.strerror or exc}") from exc
+        if len(data) > max_bytes:
+            raise SourceError(f"the file is over the limit of {max_bytes:,} bytes")
+        return data
+
+    def targets(self, base: str, target: str) -> list[str]:
+        directory = Path(base).parent
+        root = Path(self.root)
+        if _has_glob(target):  # a pattern may match nothing (yet); a named file must exist
+            try:
+                candidates = [p for p in sorted(directory.glob(target)) if p.is_file()]
+            except (NotImplementedError, ValueError) as exc:
+                raise SourceError(f"target {target!r} is not a relative pattern") from exc
+        else:
+            candidates = [directory / target]
+        names = []
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(root):
+                raise SourceError(f"target {target!r} is outside the imported directory {root}")
+            if not resolved.is_file():
+                raise SourceError(f"target {target!r} does not exist")
+            names.append(str(resolved))
+        return names
+
+
+def normalise_name(name: str) -> str:
+    cleaned = posixpath.normpath(name.replace("\\", "/"))
+    return cleaned[2:] if cleaned.startswith("./") else cleaned
+
+
+class MappingSource:
+    """Files sent in a request body (name → text); locations are the names as sent."""
+
+    root = "(request)"
+    prefix: str | None = None  # nothing outside the files sent is known to be gone
+
+    def __init__(self, files: Mapping[str, str]) -> None:
+        self.files = {normalise_name(name): text for name, text in files.items()}
+
+    def initial(self) -> list[str]:
+        return sorted(self.files)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        try:
+            data = self.files[name].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SourceError(f"the file is not valid UTF-8 text ({exc.reason})") from exc
+        if len(data) > max_bytes:
+            raise SourceError(f"the file is {len(data):,} bytes; the limit is {max_bytes:,}")
+        return data
+
+    def targets(self, base: str, target: str) -> list[str]:
+        joined = normalise_name(posixpath.join(posixpath.dirname(base), target))
+        if joined == ".." or joined.startswith("../"):
+            raise SourceError(f"target {target!r} is outside the files sent")
+        if _has_glob(target):
+            return sorted(n for n in self.files if fnmatch.fnmatchcase(n, joined))
+        if joined not in self.files:
+            raise SourceError(f"target {target!r} is not among the files sent")
+        return [joined]
+
+
+def read_all(
+    source: Source,
+    *,
+    max_bytes: int,
+    name_rules: Mapping[str, str] | None,
+    on_file: Callable[[int, int], None] | None = None,
+) -> list[ParsedFile]:
+    """Parse every file, following Location targets; ``on_file(done, known)`` reports progress."""
+    queue = deque(source.initial())
+    seen = set(queue)
+    parsed: list[ParsedFile] = []
+    while queue:
+        name = queue.popleft()
+        try:
+            data = source.read(name, max_bytes)
+        except SourceError as exc:
+            result = ParsedFile(name=name, problems=[Problem(name, None, "file", str(exc))])
+        else:
+            result = parse_file(name, data, name_rules=name_rules)
+        for index, where, target in result.targets:
+            try:
+                names = source.targets(name, target)
+            except SourceError as exc:
+                result.problems.append(Problem(name, index, where, str(exc)))
+                continue
+            for found in names:
+                if found not in seen:
+                    seen.add(found)
+                    queue.append(found)
+        parsed.append(result)
+        if on_file is not None:
+            on_file(len(parsed), len(seen))
+    return parsed

@@ -1,0 +1,334 @@
+"""The write half of an import: bulk inserts and updates of a plan, in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog.backstage_import import (
+    Existing,
+    Key,
+    Plan,
+    Progress,
+    Resolved,
+    World,
+    chunks,
+    entity_hash,
+    entity_values,
+)
+from lamplighter.catalog.models import Entity, EntityTag, Provenance, Relation, SearchDocument
+from lamplighter.catalog.service import OBJECT_TYPE
+from lamplighter.core import audit, events, identity
+from lamplighter.core.context import Actor
+from lamplighter.core.db import utcnow
+from lamplighter.core.journal import lock_journal
+from lamplighter.core.models import Role, Team, TeamMember, User
+
+WRITE_CHUNK = 1000
+ANALYZE_AFTER = 5000  # entities written, on PostgreSQL
+SNAPSHOT_FIELDS = (
+    "title",
+    "description",
+    "type",
+    "owner_team_id",
+    "accountable_user_id",
+    "lifecycle",
+    "tier",
+    "tags",
+    "labels",
+    "annotations",
+    "links",
+    "cost_centre",
+    "version",
+    "spec_extra",
+)
+PART_OF_NAMES = {"system": "system", "domain": "domain", "service": "subcomponent_of"}
+RELATION_SNAPSHOT_NAMES = {
+    "depends_on": "depends_on",
+    "provides_api": "provides_apis",
+    "consumes_api": "consumes_apis",
+}
+
+
+def snapshot(
+    values: Mapping[str, Any], relation_refs: Mapping[str, list[str]] | None
+) -> dict[str, Any]:
+    """The shape of ``service.snapshot`` (plus spec_extra), built from row values."""
+    data = {name: values.get(name) for name in SNAPSHOT_FIELDS}
+    if relation_refs is not None:
+        data |= {name: sorted(refs) for name, refs in relation_refs.items()}
+    return data
+
+
+def search_body(values: Mapping[str, Any]) -> str:
+    """What ``service.search_body`` indexes, from row values."""
+    parts = [
+        values["kind"],
+        values["namespace"],
+        values["name"],
+        values["title"],
+        values["description"],
+        values["type"] or "",
+        *values["tags"],
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def _before(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Snapshots of entities about to change, relations included, for the audit log."""
+    found: dict[int, dict[str, Any]] = {}
+    relations: dict[int, dict[str, list[str]]] = {}
+    target = sa.orm.aliased(Entity)
+    for part in chunks(ids):
+        for entity in session.scalars(sa.select(Entity).where(Entity.id.in_(part))):
+            found[entity.id] = {name: getattr(entity, name) for name in SNAPSHOT_FIELDS}
+        rows = session.execute(
+            sa.select(Relation.source_id, Relation.type, target.kind, target.namespace, target.name)
+            .join(target, target.id == Relation.target_id)
+            .where(Relation.source_id.in_(part))
+        ).all()
+        for source_id, relation, kind, namespace, name in rows:
+            label = RELATION_SNAPSHOT_NAMES.get(relation) or PART_OF_NAMES.get(kind, "part_of")
+            relations.setdefault(source_id, {}).setdefault(label, []).append(
+                f"{kind}:{namespace}/{name}"
+            )
+    for entity_id, data in found.items():
+        data |= {k: sorted(v) for k, v in relations.get(entity_id, {}).items()}
+    return found
+
+
+def _allocate_ids(session: Session, model: Any, count: int) -> list[int]:
+    """Ids for rows about to be inserted: taken up front, no RETURNING is needed, so psycopg
+    runs one prepared statement in pipeline mode instead of parsing huge multi-VALUES texts,
+    and everything (hashes included) can be computed before the first insert."""
+    if count == 0:
+        return []
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        query = "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+        return list(session.scalars(sa.text(query), {"table": table.name, "n": count}))
+    lock_journal(session)  # SQLite's write lock first, so no one else takes these ids
+    start = session.scalar(sa.select(sa.func.max(table.c.id))) or 0
+    return list(range(start + 1, start + 1 + count))
+
+
+def _insert_with_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    ids = _allocate_ids(session, model, len(rows))
+    for row, row_id in zip(rows, ids, strict=True):
+        row["id"] = row_id
+    _insert(session, model, rows)
+    return ids
+
+
+def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    statement = model.__table__.insert()
+    for part in chunks(rows, WRITE_CHUNK):
+        session.execute(statement, part)
+
+
+def _delete_dependents(session: Session, ids: Iterable[int]) -> None:
+    for part in chunks(sorted(ids)):
+        session.execute(sa.delete(Relation).where(Relation.source_id.in_(part)))
+        session.execute(sa.delete(EntityTag).where(EntityTag.entity_id.in_(part)))
+        session.execute(sa.delete(SearchDocument).where(SearchDocument.entity_id.in_(part)))
+
+
+def write_plan(
+    *,
+    session: Session,
+    actor: Actor,
+    plan: Plan,
+    world: World,
+    prune: bool,
+    root: str,
+    files: int,
+    errors: int,
+    progress: Progress | None,
+) -> None:
+    """Write a plan: users, teams, entities, relations, tags, search text, audit, one event."""
+    now = utcnow()
+    changes: list[audit.Change] = []
+    user_ids = dict(world.users)
+    if plan.users:
+        user_rows: list[dict[str, Any]] = [
+            {
+                "email": u.email,
+                "display_name": u.display_name,
+                "time_zone": "UTC",
+                "role": Role.MEMBER.value,
+                "password_hash": None,
+                "is_active": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for u in plan.users
+        ]
+        ids = _insert_with_ids(session, User, user_rows)
+        for row, user_id in zip(user_rows, ids, strict=True):
+            user_ids[row["email"]] = user_id
+            changes.append(
+                audit.Change(
+                    "user.create",
+                    "user",
+                    user_id,
+                    after={
+                        k: row[k]
+                        for k in ("email", "display_name", "time_zone", "role", "is_active")
+                    },
+                )
+            )
+    team_ids = {slug: team_id for slug, (team_id, _) in world.teams.items()}
+    if plan.teams:
+        team_rows: list[dict[str, Any]] = [
+            {
+                "slug": t.draft.slug,
+                "name": t.draft.name,
+                "description": t.draft.description,
+                "lead_user_id": user_ids[t.lead],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for t in plan.teams
+        ]
+        ids = _insert_with_ids(session, Team, team_rows)
+        members: list[dict[str, Any]] = []
+        for team, row, team_id in zip(plan.teams, team_rows, ids, strict=True):
+            team_ids[team.draft.slug] = team_id
+            members.extend(
+                {"team_id": team_id, "user_id": user_ids[email], "added_at": now}
+                for email in sorted(team.members)
+                if email in user_ids  # a User whose own file failed does not join
+            )
+            changes.append(
+                audit.Change(
+                    "team.create",
+                    "team",
+                    team.draft.slug,
+                    after={k: row[k] for k in ("slug", "name", "description", "lead_user_id")},
+                )
+            )
+        _insert(session, TeamMember, members)
+        identity.AUTH_CACHE.clear()  # cached actors carry their team ids
+
+    total = len(plan.creates) + len(plan.updates) + (len(plan.removed) if prune else 0)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress("write", done, total)
+
+    key_ids: dict[Key, int] = {key: e.id for key, e in world.entities.items()}
+    new_ids = _allocate_ids(session, Entity, len(plan.creates))
+    for resolved, entity_id in zip(plan.creates, new_ids, strict=True):
+        key_ids[resolved.draft.key] = entity_id
+
+    def values_of(resolved: Resolved) -> dict[str, Any]:
+        draft = resolved.draft
+        values = entity_values(resolved, team_ids[draft.owner], user_ids[resolved.accountable])
+        relations = [(relation, key_ids[key]) for relation, key in resolved.relations]
+        values["content_hash"] = entity_hash(values, relations)
+        values["provenance"] = Provenance.IMPORT.value
+        values["location"] = draft.file
+        values["updated_at"] = now
+        values["id"] = key_ids[draft.key]
+        return values
+
+    written: list[tuple[int, Resolved, dict[str, Any]]] = []
+    for part in chunks(plan.creates, WRITE_CHUNK):
+        rows = [values_of(r) | {"created_at": now} for r in part]
+        _insert(session, Entity, rows)
+        for resolved, row in zip(part, rows, strict=True):
+            written.append((row["id"], resolved, row))
+            changes.append(
+                audit.Change(
+                    "catalog.create",
+                    OBJECT_TYPE,
+                    resolved.draft.ref,
+                    after=snapshot(row, resolved.relation_refs),
+                )
+            )
+        advance(len(part))
+    before = _before(session, [existing.id for _, existing in plan.updates])
+    for part in chunks(plan.updates, WRITE_CHUNK):
+        rows = [values_of(r) for r, _ in part]
+        session.execute(sa.update(Entity).execution_options(synchronize_session=False), rows)
+        for (resolved, existing), row in zip(part, rows, strict=True):
+            written.append((existing.id, resolved, row))
+            changes.append(
+                audit.Change(
+                    "catalog.update",
+                    OBJECT_TYPE,
+                    resolved.draft.ref,
+                    before=before.get(existing.id),
+                    after=snapshot(row, resolved.relation_refs),
+                )
+            )
+        advance(len(part))
+    if plan.relocations:
+        session.execute(
+            sa.update(Entity).execution_options(synchronize_session=False),
+            [{"id": entity_id, "location": location} for entity_id, location in plan.relocations],
+        )
+    _delete_dependents(session, [existing.id for _, existing in plan.updates])
+    relation_rows = [
+        {"source_id": entity_id, "type": relation, "target_id": key_ids[key]}
+        for entity_id, resolved, _ in written
+        for relation, key in resolved.relations
+    ]
+    _insert(session, Relation, relation_rows)
+    tag_rows = [
+        {"entity_id": entity_id, "tag": tag} for entity_id, _, row in written for tag in row["tags"]
+    ]
+    _insert(session, EntityTag, tag_rows)
+    search_rows = [
+        {"entity_id": entity_id, "body": search_body(row)} for entity_id, _, row in written
+    ]
+    _insert(session, SearchDocument, search_rows)
+    if prune and plan.removed:
+        _prune(session, plan.removed, changes)
+        advance(len(plan.removed))
+    counts = {
+        "files": files,
+        "created": len(plan.creates),
+        "updated": len(plan.updates),
+        "unchanged": plan.unchanged,
+        "removed": len(plan.removed),
+        "pruned": prune,
+        "teams_created": len(plan.teams),
+        "users_created": len(plan.users),
+        "errors": errors,
+    }
+    if not changes:
+        return  # nothing changed: no audit entry, no event
+    bulk = len(plan.creates) + len(plan.updates) + len(plan.removed)
+    if bulk >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics now, not when autovacuum next looks: the first searches and
+        # lookups after a large import would otherwise be planned for the old, small tables.
+        for model in (Entity, Relation, EntityTag, SearchDocument):
+            session.execute(sa.text(f"ANALYZE {model.__tablename__}"))
+    changes.append(audit.Change("catalog.import", "catalog_import", root[:200], after=counts))
+    audit.record_many(session=session, actor=actor, changes=changes)
+    events.emit(session=session, type="catalog.imported", subject=root[:200], payload=counts)
+
+
+def _prune(session: Session, removed: list[Existing], changes: list[audit.Change]) -> None:
+    before = _before(session, [e.id for e in removed])
+    for part in chunks([e.id for e in removed]):
+        # Search rows first and explicitly, so SQLite's FTS triggers see every delete.
+        session.execute(sa.delete(SearchDocument).where(SearchDocument.entity_id.in_(part)))
+        session.execute(
+            sa.delete(Entity)
+            .where(Entity.id.in_(part))
+            .execution_options(synchronize_session=False)
+        )
+    for existing in removed:
+        changes.append(
+            audit.Change(
+                "catalog.delete", OBJECT_TYPE, existing.ref, before=before.get(existing.id)
+            )
+        )
