@@ -1,7 +1,7 @@
 """Full-text search over names, titles, descriptions and tags.
 
 SQLite uses the FTS5 table ``catalog_search_fts`` (kept in step with ``catalog_search`` by
-triggers); PostgreSQL a GIN index over ``to_tsvector('simple', body)``. Every word of the query
+triggers); PostgreSQL a stored ``search_vector`` column with a GIN index. Every word of the query
 must match, as a prefix: ``pay api`` finds ``payments-api``.
 """
 
@@ -32,7 +32,8 @@ def search(
         return []
     if session.get_bind().dialect.name == "postgresql":
         query_text = " & ".join(f"{term}:*" for term in terms)
-        vector = sa.func.to_tsvector(sa.literal_column("'simple'"), SearchDocument.body)
+        # A stored column (migration 0004), GIN-indexed: no to_tsvector per row at query time.
+        vector = sa.literal_column("catalog_search.search_vector")
         tsquery = sa.func.to_tsquery(sa.literal_column("'simple'"), query_text)
         matches = (
             sa.select(SearchDocument.entity_id, sa.func.ts_rank(vector, tsquery).label("rank"))
