@@ -32,6 +32,7 @@ from lamplighter.core.errors import PROBLEM_TYPES
 from lamplighter.core.plugins import load_plugins
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
+from lamplighter.tickets import analytics_api as tickets_analytics_api
 from lamplighter.tickets import api as tickets_api
 from lamplighter.tickets import pages as tickets_pages
 
@@ -109,6 +110,8 @@ def create_app(
     app.include_router(core_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(catalog_exchange_api.router, prefix="/api/v1")
+    # Before the ticket routes: /tickets/analytics must not be taken for /tickets/{ticket_id}.
+    app.include_router(tickets_analytics_api.router, prefix="/api/v1")
     app.include_router(tickets_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(catalog_pages.router)  # before the core pages and their placeholders

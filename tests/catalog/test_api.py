@@ -231,7 +231,12 @@ def test_delete(client: Any, db: Any, org: dict[str, Any]) -> None:
 
 
 def test_links_must_be_web_addresses(client: Any, db: Any, org: dict[str, Any]) -> None:
-    body = {"kind": "service", "name": "x", "owner": "payments", "links": [{"url": "javascript:alert(1)"}]}
+    body = {
+        "kind": "service",
+        "name": "x",
+        "owner": "payments",
+        "links": [{"url": "javascript:alert(1)"}],
+    }
     response = client.post(f"{BASE}/entities", json=body, headers=org["dev"])
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.links.0.url"

@@ -133,6 +133,17 @@ def _inbox_item(world: World, client: Any) -> int:
 
 
 SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/api/v1/tickets/import"): Scenario(
+        lambda w, c: (
+            "/api/v1/tickets/import",
+            {
+                "format": "csv",
+                "content": "source_id,type,title,created_at\nm-1,database,From the matrix,2026-03-02T09:00:00Z\n",
+            },
+        ),
+        owner="sre",
+        outsiders=("member_a", "viewer"),
+    ),
     ("POST", "/api/v1/catalog/import"): Scenario(
         lambda w, c: (
             "/api/v1/catalog/import",

@@ -196,7 +196,9 @@ def test_every_list_is_cursor_paginated(client: Any, db: Any) -> None:
     for path, operations in spec["paths"].items():
         get = operations.get("get")
         single = (
-            path.endswith(("/verify", "/me", "/owner", "/deps", "/export", "/analytics", "/history"))
+            path.endswith(
+                ("/verify", "/me", "/owner", "/deps", "/export", "/analytics", "/history")
+            )
             or path.endswith(".csv")
             or "{" in path.rsplit("/", 1)[-1]
         )

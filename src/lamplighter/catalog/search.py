@@ -8,6 +8,7 @@ must match, as a prefix: ``pay api`` finds ``payments-api``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ def search(
     if session.get_bind().dialect.name == "postgresql":
         query_text = " & ".join(f"{term}:*" for term in terms)
         # A stored column (migration 0004), GIN-indexed: no to_tsvector per row at query time.
-        vector = sa.literal_column("catalog_search.search_vector")
+        vector: sa.ColumnElement[Any] = sa.literal_column("catalog_search.search_vector")
         tsquery = sa.func.to_tsquery(sa.literal_column("'simple'"), query_text)
         matches = (
             sa.select(SearchDocument.entity_id, sa.func.ts_rank(vector, tsquery).label("rank"))
