@@ -172,8 +172,38 @@ async def read_entity(
     kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
 ) -> EntityRead:
     """One entity with its owner, accountable person and direct relations both ways."""
-    entity, team, person = service.get_with_owner(session=session, ref=f"{kind}:{namespace}/{name}")
-    return read(session, entity, team, person, loaded=True)
+    row, relations = service.read_view(session=session, ref=f"{kind}:{namespace}/{name}")
+    return EntityRead(
+        ref=f"{row.kind}:{row.namespace}/{row.name}",
+        kind=row.kind,
+        namespace=row.namespace,
+        name=row.name,
+        title=row.title,
+        type=row.type,
+        lifecycle=row.lifecycle,
+        tier=row.tier,
+        id=row.id,
+        description=row.description,
+        owner=TeamBrief(id=row.team_id, slug=row.team_slug, name=row.team_name)
+        if row.team_id
+        else None,
+        accountable=UserBrief(
+            id=row.user_id, email=row.user_email, display_name=row.user_display_name
+        )
+        if row.user_id
+        else None,
+        tags=list(row.tags or []),
+        labels=dict(row.labels or {}),
+        annotations=dict(row.annotations or {}),
+        links=list(row.links or []),
+        cost_centre=row.cost_centre,
+        version=row.version,
+        provenance=row.provenance,
+        location=row.location,
+        relations={key: [_brief_of_row(r) for r in rows] for key, rows in relations.items()},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 @router.patch("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
