@@ -156,24 +156,6 @@ def relation_briefs(*, session: Session, entity_id: int) -> dict[str, list[sa.Ro
     return result
 
 
-def get_with_owner(*, session: Session, ref: str) -> tuple[Entity, Team | None, User | None]:
-    """An entity with its owning team and accountable person, in one query."""
-    parsed = parse_ref(ref, default_kind="service", default_namespace="default", field="ref")
-    row = session.execute(
-        sa.select(Entity, Team, User)
-        .outerjoin(Team, Team.id == Entity.owner_team_id)
-        .outerjoin(User, User.id == Entity.accountable_user_id)
-        .where(
-            Entity.kind == parsed.kind,
-            Entity.namespace == parsed.namespace,
-            Entity.name_key == parsed.name.lower(),
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no catalog entity {parsed}")
-    return row[0], row[1], row[2]
-
-
 # The hot read path (GET one entity) as plain SQL: building and cache-keying an ORM statement
 # cost more than running it. Typed columns give the same Python values on both engines.
 _ENTITY_VIEW = sa.text(
