@@ -16,7 +16,6 @@ import typer
 import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import backstage, search, service
@@ -34,8 +33,8 @@ from lamplighter.core.clikit import (
     emit,
     err_console,
     fail,
-    local_db,
     remote,
+    run_local,
 )
 from lamplighter.core.errors import LamplighterError
 from lamplighter.core.settings import get_settings
@@ -53,21 +52,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(catalog_app, name="catalog")
 
 
-def _local(func: Callable[[Session], T], *, commit: bool = True) -> T:
-    db = local_db()
-    try:
-        with db.sessionmaker() as session:
-            result = func(session)
-            if commit:
-                session.commit()
-            return result
-    except LamplighterError as exc:
-        errors = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
-        fail(exc.detail + (f" ({errors})" if errors and errors not in exc.detail else ""))
-    except IntegrityError:  # another writer got there first; nothing was written
-        fail("the catalog changed while this command ran; nothing was changed, run it again")
-    finally:
-        db.dispose()
+_local = run_local  # one use case against the local database
 
 
 def _api() -> Any:

@@ -10,8 +10,16 @@ import typer
 
 from lamplighter import __version__
 from lamplighter.core import audit, identity, jobs, migrate
-from lamplighter.core.clikit import Output, OutputOpt, cli_actor, emit, fail, local_db, remote
-from lamplighter.core.errors import LamplighterError
+from lamplighter.core.clikit import (
+    Output,
+    OutputOpt,
+    cli_actor,
+    emit,
+    fail,
+    local_db,
+    remote,
+    run_local,
+)
 from lamplighter.core.schemas import JobRead, TeamRead, TokenRead, UserBrief, UserRead
 from lamplighter.core.settings import get_settings
 
@@ -138,15 +146,7 @@ def db_upgrade(output: OutputOpt = Output.TABLE) -> None:
 
 
 def _run_local(func: Any) -> Any:
-    db = local_db()
-    try:
-        with db.transaction() as session:
-            return func(session)
-    except LamplighterError as exc:
-        errors = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
-        fail(exc.detail + (f" ({errors})" if errors and errors not in exc.detail else ""))
-    finally:
-        db.dispose()
+    return run_local(func)
 
 
 @user_app.command("create")

@@ -5,19 +5,24 @@ from __future__ import annotations
 import enum
 import getpass
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database
+from lamplighter.core.errors import LamplighterError
 from lamplighter.core.settings import Settings, get_settings
 
+T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -134,3 +139,21 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return orjson.dumps(value, default=str).decode()
     return str(value)
+
+
+def run_local(func: Callable[[Session], T], *, commit: bool = True) -> T:
+    """Run one use case against the local database; a domain error becomes a clean exit 1."""
+    db = local_db()
+    try:
+        with db.sessionmaker() as session:
+            result = func(session)
+            if commit:
+                session.commit()
+            return result
+    except LamplighterError as exc:
+        errors = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
+        fail(exc.detail + (f" ({errors})" if errors and errors not in exc.detail else ""))
+    except IntegrityError:  # another writer got there first; nothing was written
+        fail("the data changed while this command ran; nothing was changed, run it again")
+    finally:
+        db.dispose()
