@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start Debian's PostgreSQL cluster and create the test role and database (idempotent).
 # Prints the export line for LAMPLIGHTER_TEST_DATABASE_URL.
+#
+# Run it as a plain command, never inside "$(...)": the server it starts is a daemon, and a daemon
+# that inherits the pipe of a command substitution keeps it open, so the substitution never ends.
+# For the same reason the server is started with every standard stream pointed away from ours.
 set -euo pipefail
-exec 3>&1 1>&2  # everything below talks to stderr; only the export line goes to stdout
 if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
@@ -10,7 +13,7 @@ version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h | grep -q "^$version main"; then
   pg_createcluster "$version" main >/dev/null
 fi
-pg_ctlcluster "$version" main start 2>/dev/null || true
+pg_ctlcluster "$version" main start </dev/null >/dev/null 2>&1 || true
 for _ in $(seq 1 30); do
   su postgres -c "pg_isready -q" && break
   sleep 1
@@ -21,4 +24,4 @@ for name in lamplighter_test lamplighter_bench; do
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='$name'\"" | grep -q 1 \
     || su postgres -c "createdb -O lamplighter $name"
 done
-echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test" >&3
+echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test"
