@@ -55,6 +55,9 @@ def test_full_journey(client: Any, db: Any, org: dict[str, Any]) -> None:
         "payments",
     )
     tid = ticket["id"]
+    # The create response is what a read returns: the same history, not a partial view.
+    assert client.get(f"/api/v1/tickets/{tid}", headers=org["dev"]).json() == ticket
+    assert [c["to_status"] for c in ticket["status_changes"]] == ["new"]
     triage = client.get("/api/v1/tickets", params={"view": "triage"}, headers=org["sre"]).json()
     assert [t["id"] for t in triage["items"]] == [tid]
     assert (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
@@ -85,8 +85,22 @@ def read_many(session: Session, tickets: list[Ticket]) -> list[TicketRead]:
     ]
 
 
-def detail(session: Session, ticket: Ticket) -> TicketDetail:
-    changes, comments, logs = service.history(session=session, ticket_id=ticket.id)
+def detail(session: Session, ticket: Ticket, *, new: bool = False) -> TicketDetail:
+    """The ticket with its history. ``new``: the ticket was created in this request, so its
+    history is the one status change to ``new`` and nothing need be read back."""
+    if new:
+        changes: list[Any] = [
+            StatusChangeRead(
+                from_status=None,
+                to_status=ticket.status,
+                by_user_id=ticket.requester_user_id,
+                at=ticket.created_at,
+            )
+        ]
+        comments: list[Any] = []
+        logs: list[Any] = []
+    else:
+        changes, comments, logs = service.history(session=session, ticket_id=ticket.id)
     return TicketDetail(
         **read_many(session, [ticket])[0].model_dump(),
         status_changes=[StatusChangeRead.model_validate(c) for c in changes],
@@ -146,7 +160,7 @@ def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) 
         session=session, actor=actor, data=service.TicketInput(**body.model_dump())
     )
     session.commit()
-    return detail(session, ticket)
+    return detail(session, ticket, new=True)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail)
