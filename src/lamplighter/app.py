@@ -33,6 +33,7 @@ from lamplighter.core.plugins import load_plugins
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
 from lamplighter.tickets import analytics_api as tickets_analytics_api
+from lamplighter.tickets import analytics_pages as tickets_analytics_pages
 from lamplighter.tickets import api as tickets_api
 from lamplighter.tickets import pages as tickets_pages
 
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(tickets_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(catalog_pages.router)  # before the core pages and their placeholders
+    app.include_router(tickets_analytics_pages.router)  # before /tickets/{ticket_id}
     app.include_router(tickets_pages.router)
     app.include_router(inbox_pages.router)
     app.include_router(core_pages.router)

@@ -205,3 +205,38 @@ def test_request_moved_to_done_reaches_the_requesters_inbox(
         phone.close()
     ada.close()
     sam.close()
+
+
+def test_toil_analytics_draws_charts_and_filters_by_team(
+    desk: Desk, browser: Browser, artifacts: Path
+) -> None:
+    sam = signed_in(browser, desk, desk.sre, "/tickets/analytics", 1280)
+    page = sam.pages[0]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Toil analytics")
+    expect(page.get_by_role("img", name=re.compile(r"^Tickets opened per week"))).to_be_visible()
+    effort = page.get_by_role("img", name=re.compile(r"^Effort per request type"))
+    expect(effort).to_be_visible()
+    expect(effort).to_contain_text("DNS or certificate chan")  # the label is cut to fit
+    section = page.get_by_role("region", name="Effort per request type")
+    section.get_by_text("The numbers behind the chart").click()
+    expect(section.get_by_role("region", name="Per request type", exact=True)).to_contain_text(
+        "DNS or certificate change"
+    )
+    csv = page.get_by_role("link", name="Download CSV")
+    expect(csv).to_have_attribute("href", re.compile(r"\.csv\?since=[\d-]{10}&until=[\d-]{10}$"))
+    shot(page, artifacts / "tickets-analytics-1280.png")
+
+    # The desk's requests are assigned to no team: the platform team's period is empty.
+    page.get_by_label("Assigned team").select_option("platform")
+    page.get_by_role("button", name="Show analytics").click()
+    expect(page).to_have_url(re.compile(r"/tickets/analytics\?.*team=platform"))
+    expect(
+        page.get_by_text(re.compile(r"No tickets were opened .* for the team platform"))
+    ).to_be_visible()
+    expect(page.locator("svg.tk-chart")).to_have_count(0)
+    expect(page.get_by_label("Assigned team")).to_have_value("platform")
+    expect(csv).to_have_attribute("href", re.compile(r"&team=platform$"))
+    download = sam.request.get(desk.base_url + (csv.get_attribute("href") or ""))
+    assert download.ok and download.headers["content-type"].startswith("text/csv")
+    assert download.text().splitlines()[1:] == []  # the header, and no request type
+    sam.close()

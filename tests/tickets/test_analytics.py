@@ -280,3 +280,7 @@ def test_analytics_json_and_csv_over_http(
         headers=headers,
     )
     assert bad.status_code == 422
+    for path in ("/api/v1/tickets/analytics", "/api/v1/tickets/analytics.csv"):
+        far = api.get(path, params={"until": "9999-12-31"}, headers=headers)
+        assert far.status_code == 422, far.text
+        assert far.json()["errors"][0]["field"] == "query.until"

@@ -187,10 +187,18 @@ def offset_segments(
     return segments
 
 
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
+
+
 def day_range(
     since: dt.date | None, until: dt.date | None, today: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """Default to the last 90 days; both ends included."""
+    for field, value in (("query.since", since), ("query.until", until)):
+        if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+            raise ValidationFailed.one(
+                field, f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}"
+            )
     today = today or dt.datetime.now(dt.UTC).date()
     until = until or today
     since = since or until - dt.timedelta(days=DEFAULT_DAYS - 1)
