@@ -94,16 +94,13 @@ def record(
     object_id: str | int,
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
-) -> AuditEntry:
+) -> None:
     """Append one audit entry in the caller's transaction, chained to the previous one."""
     lock_journal(session)
     values = _values(
         actor, Change(action, object_type, object_id, before, after), _last_hash(session)
     )
-    entry = AuditEntry(**values)
-    session.add(entry)
-    session.flush()
-    return entry
+    session.execute(sa.insert(AuditEntry).values(values))
 
 
 def record_many(*, session: Session, actor: Actor, changes: Sequence[Change]) -> int:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog.models import Entity
 from lamplighter.core import identity, inbox
 from lamplighter.core.deps import CurrentActor, PageDep, SessionDep
 from lamplighter.core.errors import ValidationFailed
-from lamplighter.core.models import Team, User
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
 from lamplighter.tickets import service
@@ -35,54 +34,58 @@ from lamplighter.tickets.schemas import (
 router = APIRouter(tags=["tickets"])
 
 
+_NAMES = sa.text(
+    "SELECT t.id, rt.slug AS type, ru.email AS requester, au.email AS assignee, "
+    "rteam.slug AS requesting_team, ateam.slug AS team, "
+    "e.kind AS entity_kind, e.namespace AS entity_namespace, e.name AS entity_name "
+    "FROM tickets t JOIN ticket_types rt ON rt.id = t.type_id "
+    "LEFT JOIN users ru ON ru.id = t.requester_user_id "
+    "LEFT JOIN users au ON au.id = t.assignee_user_id "
+    "LEFT JOIN teams rteam ON rteam.id = t.requesting_team_id "
+    "LEFT JOIN teams ateam ON ateam.id = t.assignee_team_id "
+    "LEFT JOIN catalog_entities e ON e.id = t.entity_id "
+    "WHERE t.id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
+
+
 def read_many(session: Session, tickets: list[Ticket]) -> list[TicketRead]:
-    """Ticket rows with their names resolved in a handful of queries, not one per ticket."""
-    types = {t.id: t.slug for t in service.list_types(session=session, include_inactive=True)}
-    user_ids = {i for t in tickets for i in (t.requester_user_id, t.assignee_user_id) if i}
-    team_ids = {i for t in tickets for i in (t.requesting_team_id, t.assignee_team_id) if i}
-    entity_ids = {t.entity_id for t in tickets if t.entity_id}
-    users = (
-        {u.id: u.email for u in session.query(User).filter(User.id.in_(user_ids))}
-        if user_ids
-        else {}
+    """Ticket rows with their names resolved in one query, not one per ticket."""
+    if not tickets:
+        return []
+    names = {row.id: row for row in session.execute(_NAMES, {"ids": [t.id for t in tickets]})}
+    return [_read(t, names[t.id]) for t in tickets]
+
+
+def _read(t: Ticket, names: Any) -> TicketRead:
+    entity = (
+        f"{names.entity_kind}:{names.entity_namespace}/{names.entity_name}"
+        if names.entity_kind is not None
+        else None
     )
-    teams = (
-        {t.id: t.slug for t in session.query(Team).filter(Team.id.in_(team_ids))}
-        if team_ids
-        else {}
+    return TicketRead(
+        id=t.id,
+        type=names.type,
+        title=t.title,
+        description=t.description,
+        priority=t.priority,
+        status=t.status,
+        labels=list(t.labels),
+        requester=names.requester,
+        requesting_team=names.requesting_team,
+        entity=entity,
+        assignee=names.assignee,
+        team=names.team,
+        resolution=t.resolution,
+        resolved_by=t.resolved_by,
+        effort_minutes=t.effort_minutes,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        first_response_at=t.first_response_at,
+        done_at=t.done_at,
+        first_response_due_at=t.first_response_due_at,
+        done_due_at=t.done_due_at,
+        breach=service.breach(t),
     )
-    entities = (
-        {e.id: e.ref for e in session.query(Entity).filter(Entity.id.in_(entity_ids))}
-        if entity_ids
-        else {}
-    )
-    return [
-        TicketRead(
-            id=t.id,
-            type=types.get(t.type_id, "?"),
-            title=t.title,
-            description=t.description,
-            priority=t.priority,
-            status=t.status,
-            labels=list(t.labels),
-            requester=users.get(t.requester_user_id or 0),
-            requesting_team=teams.get(t.requesting_team_id or 0),
-            entity=entities.get(t.entity_id or 0),
-            assignee=users.get(t.assignee_user_id or 0),
-            team=teams.get(t.assignee_team_id or 0),
-            resolution=t.resolution,
-            resolved_by=t.resolved_by,
-            effort_minutes=t.effort_minutes,
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            first_response_at=t.first_response_at,
-            done_at=t.done_at,
-            first_response_due_at=t.first_response_due_at,
-            done_due_at=t.done_due_at,
-            breach=service.breach(t),
-        )
-        for t in tickets
-    ]
 
 
 def detail(session: Session, ticket: Ticket, *, new: bool = False) -> TicketDetail:

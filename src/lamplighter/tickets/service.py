@@ -256,9 +256,10 @@ def create(
     if not data.title.strip():
         raise ValidationFailed.one("body.title", "must not be empty")
     request_type, team_id, entity_id, assignee_id = _resolve_common(session, data)
-    if team_id is None and actor.user_id is not None:
-        mine = identity.list_teams(session=session, after_id=None, limit=1, user_id=actor.user_id)
-        team_id = mine[0].id if mine else None
+    if team_id is None and actor.user_id is not None:  # the requester's first team
+        team_id = session.scalar(
+            sa.select(sa.func.min(TeamMember.team_id)).where(TeamMember.user_id == actor.user_id)
+        )
     now = now or utcnow()
     first_due, done_due = _due(request_type, data.priority, now)
     ticket = Ticket(
@@ -280,8 +281,8 @@ def create(
     )
     session.add(ticket)
     session.flush()
-    session.add(
-        StatusChange(
+    session.execute(
+        sa.insert(StatusChange).values(
             ticket_id=ticket.id,
             from_status=None,
             to_status=Status.NEW.value,
