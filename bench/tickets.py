@@ -458,8 +458,10 @@ wrk.headers["Authorization"] = "Bearer TOKEN"
 
 
 PACE_LUA = """
--- a person filling in the form: think between requests, so the offered load stays below saturation
-function delay() return PACE_MS end
+-- people filling in a form: each thinks between requests for a random time (exponential, mean
+-- PACE_MS ms), so the offered load stays below saturation and the clients do not march in step
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+function delay() return math.floor(-PACE_MS * math.log(1 - math.random())) end
 """
 
 
@@ -577,7 +579,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, work_dir: Path) -
         loads = [(1, 0), (args.paced_users, args.think_ms), (args.connections, 0)]
         names = [
             "one client, back to back",
-            f"{args.paced_users} people, each thinking {args.think_ms} ms between requests",
+            f"{args.paced_users} people, each thinking {args.think_ms} ms on average between requests",
             f"{args.connections} clients back to back (saturation)",
         ]
         results = time_api(None if name == "SQLite" else url, args.seconds, loads, args.workers)
