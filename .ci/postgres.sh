@@ -20,8 +20,13 @@ for _ in $(seq 1 30); do
 done
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='lamplighter'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"CREATE ROLE lamplighter LOGIN PASSWORD 'lamplighter' CREATEDB;\""
+# The self-service postgres.database action creates databases and roles: its tests connect as
+# this administrator (LAMPLIGHTER_TEST_PG_ADMIN_URL).
+su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='lamplighter_admin'\"" | grep -q 1 \
+  || su postgres -c "psql -qc \"CREATE ROLE lamplighter_admin LOGIN PASSWORD 'lamplighter_admin' CREATEDB CREATEROLE;\""
 for name in lamplighter_test lamplighter_bench; do
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='$name'\"" | grep -q 1 \
     || su postgres -c "createdb -O lamplighter $name"
 done
 echo "export LAMPLIGHTER_TEST_DATABASE_URL=postgresql+psycopg://lamplighter:lamplighter@127.0.0.1:5432/lamplighter_test"
+echo "export LAMPLIGHTER_TEST_PG_ADMIN_URL=postgresql://lamplighter_admin:lamplighter_admin@127.0.0.1:5432/postgres"

@@ -10,7 +10,10 @@ _LOADED: set[str] = set()
 
 
 def load_plugins(settings: Settings) -> None:
-    import lamplighter.core.webhooks  # noqa: F401 - registers the webhook delivery handler
+    if "lamplighter.registry" not in _LOADED:
+        # The built-in job handlers and actions; by name, as core does not import the domains.
+        importlib.import_module("lamplighter.registry").load()
+        _LOADED.add("lamplighter.registry")
 
     for name in filter(None, (part.strip() for part in settings.plugins.split(","))):
         if name not in _LOADED:

@@ -48,6 +48,22 @@ class Settings(BaseSettings):
         description='Extra naming rule per kind, e.g. {"resource": "^{team}-"}.',
     )
     catalog_max_file_bytes: int = 1024 * 1024
+    selfservice_git_provider_url: str = Field(
+        default="", description="API base URL of the GitHub/GitLab/Gitea host for repo.create."
+    )
+    selfservice_git_provider_token: SecretStr | None = None
+    selfservice_git_provider_org: str = ""
+    selfservice_postgres_admin_url: SecretStr | None = Field(
+        default=None, description="Admin connection URL of the server postgres.database uses."
+    )
+    selfservice_kafka_bootstrap: str = ""
+    templates_dir: Path | None = Field(
+        default=None, description="Directory of template YAML files the template sync reads."
+    )
+    selfservice_http_allowlist: str = Field(
+        default="",
+        description="Comma-separated URL prefixes http.request may call; empty = none.",
+    )
 
     @property
     def effective_database_url(self) -> str:

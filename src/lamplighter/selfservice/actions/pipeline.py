@@ -1,0 +1,216 @@
+"""``pipeline.create``: add a CI pipeline definition to a repository made by ``repo.create``.
+
+Two flavours: ``github-actions`` (``.github/workflows/ci.yml``) and ``gitlab-ci``
+(``.gitlab-ci.yml``). The file is committed on the default branch as a new commit whose message
+carries ``Lamplighter-Run: <ctx.key>``; that trailer is the mark compensate looks for before it
+commits the file's removal. A second attempt finds the file with the same content and makes no
+new commit. Only the local provider's repositories (under ``<data_dir>/git``) are supported so far.
+
+Example step::
+
+    - id: ci
+      action: pipeline.create
+      input:
+        clone_url: "${{ steps.repo.output.clone_url }}"
+        flavour: github-actions
+        python_version: "3.12"
+        test_command: python -m pytest
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from lamplighter.selfservice.actions.base import (
+    Action,
+    ActionError,
+    ActionInput,
+    ActionOutput,
+    StepContext,
+    register,
+)
+from lamplighter.selfservice.actions.git import DEFAULT_BRANCH, GitError, local_git_root, run_git
+
+Flavour = Literal["github-actions", "gitlab-ci"]
+PATHS: dict[str, str] = {
+    "github-actions": ".github/workflows/ci.yml",
+    "gitlab-ci": ".gitlab-ci.yml",
+}
+_ONE_LINE = r"^[^\r\n]+$"
+
+_RELEASE_GATE = {
+    "github-actions": """
+  # Release gate (coming with Lamplighter's release gates): before deploying, ask Lamplighter
+  # whether this release may go out, and stop when the answer is no.
+  # release-gate:
+  #   needs: test
+  #   runs-on: ubuntu-latest
+  #   steps:
+  #     - run: lamplighter gate check --service "$SERVICE" --version "$GITHUB_SHA"
+""",
+    "gitlab-ci": """
+# Release gate (coming with Lamplighter's release gates): before deploying, ask Lamplighter
+# whether this release may go out, and stop when the answer is no.
+# release-gate:
+#   stage: test
+#   needs: [test]
+#   script:
+#     - lamplighter gate check --service "$SERVICE" --version "$CI_COMMIT_SHA"
+""",
+}
+
+
+class PipelineCreateInput(ActionInput):
+    clone_url: str = Field(min_length=1, description="The repository, as repo.create outputs it.")
+    flavour: Flavour = "github-actions"
+    python_version: str = Field(default="3.12", pattern=r"^3\.[0-9]{1,2}$")
+    install_command: str = Field(
+        default="python -m pip install -e '.[test]'", pattern=_ONE_LINE, max_length=500
+    )
+    test_command: str = Field(default="python -m pytest", pattern=_ONE_LINE, max_length=500)
+
+
+class PipelineCreateOutput(ActionOutput):
+    flavour: Flavour
+    path: str
+    commit: str
+
+
+def render_pipeline(data: PipelineCreateInput, *, branch: str) -> str:
+    """The pipeline file's text: YAML built as data, so it is always valid."""
+    header = "# CI pipeline added by Lamplighter. Edit freely: it is yours now.\n"
+    document: dict[str, Any]
+    if data.flavour == "github-actions":
+        document = {
+            "name": "CI",
+            "on": {"push": {"branches": [branch]}, "pull_request": {"branches": [branch]}},
+            "jobs": {
+                "test": {
+                    "runs-on": "ubuntu-latest",
+                    "steps": [
+                        {"uses": "actions/checkout@v4"},
+                        {
+                            "uses": "actions/setup-python@v5",
+                            "with": {"python-version": data.python_version},
+                        },
+                        {"run": data.install_command},
+                        {"run": data.test_command},
+                    ],
+                }
+            },
+        }
+    else:
+        document = {
+            "stages": ["test"],
+            "test": {
+                "stage": "test",
+                "image": f"python:{data.python_version}",
+                "script": [data.install_command, data.test_command],
+            },
+        }
+    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+    return header + body + _RELEASE_GATE[data.flavour]
+
+
+def _local_repository(ctx: StepContext, clone_url: str) -> Path:
+    """The bare repository ``clone_url`` names; only ones under ``<data_dir>/git``."""
+    root = local_git_root(ctx.settings)
+    if "://" in clone_url or clone_url.startswith("git@"):
+        raise ActionError(
+            "pipeline.create supports only local repositories so far", field="clone_url"
+        )
+    path = Path(clone_url).resolve()
+    if not path.is_relative_to(root) or not (path / "HEAD").is_file():
+        raise ActionError(
+            f"{clone_url!r} is not a repository created by repo.create", field="clone_url"
+        )
+    return path
+
+
+def _branch(work: Path) -> str:
+    try:
+        return run_git("symbolic-ref", "--short", "HEAD", cwd=work) or DEFAULT_BRANCH
+    except GitError:
+        return DEFAULT_BRANCH
+
+
+def _push(work: Path, branch: str) -> None:
+    try:
+        run_git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    except GitError as exc:  # someone pushed meanwhile: a retry starts from the new head
+        raise ActionError(f"the push was refused: {exc}", retryable=True) from exc
+
+
+def _last_commit_message(work: Path, path: str) -> str:
+    try:
+        return run_git("log", "-1", "--format=%B", "--", path, cwd=work)
+    except GitError:
+        return ""
+
+
+@register
+class PipelineCreate(Action):
+    """Add a CI pipeline to a repository.
+
+    Input ``{"clone_url": "<data_dir>/git/payments-api.git", "flavour": "github-actions"}`` adds
+    ``.github/workflows/ci.yml`` (checkout, set up Python, install, test) in a new commit and
+    outputs ``{"path": ".github/workflows/ci.yml", "commit": "<sha>", …}``.
+    """
+
+    name = "pipeline.create"
+    title = "Add a CI pipeline"
+    description = "Commit a GitHub Actions or GitLab CI pipeline to a repository."
+    Input = PipelineCreateInput
+    Output = PipelineCreateOutput
+
+    def run(self, ctx: StepContext, data: PipelineCreateInput) -> PipelineCreateOutput:
+        repo = _local_repository(ctx, data.clone_url)
+        relative = PATHS[data.flavour]
+        with tempfile.TemporaryDirectory(prefix="lamplighter-pipeline-") as tmp:
+            work = Path(tmp) / "work"
+            run_git("clone", "-q", str(repo), str(work))
+            branch = _branch(work)
+            content = render_pipeline(data, branch=branch)
+            target = work / relative
+            if target.is_file():
+                if target.read_text() != content:
+                    raise ActionError(
+                        f"the repository already has a different {relative}", field="clone_url"
+                    )
+                commit = run_git("log", "-1", "--format=%H", "--", relative, cwd=work)
+                return PipelineCreateOutput(flavour=data.flavour, path=relative, commit=commit)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            run_git("add", relative, cwd=work)
+            message = f"Add the {data.flavour} CI pipeline\n\nLamplighter-Run: {ctx.key}\n"
+            run_git("commit", "-q", "-m", message, cwd=work)
+            _push(work, branch)
+            commit = run_git("rev-parse", "HEAD", cwd=work)
+        ctx.log(f"committed {relative} to {repo.name} ({commit[:12]})")
+        return PipelineCreateOutput(flavour=data.flavour, path=relative, commit=commit)
+
+    def compensate(
+        self, ctx: StepContext, data: PipelineCreateInput, output: PipelineCreateOutput | None
+    ) -> None:
+        try:
+            repo = _local_repository(ctx, data.clone_url)
+        except ActionError:
+            return  # the repository is gone (or never was): nothing of ours is left in it
+        relative = PATHS[data.flavour]
+        with tempfile.TemporaryDirectory(prefix="lamplighter-pipeline-") as tmp:
+            work = Path(tmp) / "work"
+            run_git("clone", "-q", str(repo), str(work))
+            if not (work / relative).is_file():
+                return
+            if f"Lamplighter-Run: {ctx.key}" not in _last_commit_message(work, relative):
+                return  # changed since, or never ours: a person's work is not undone
+            run_git("rm", "-q", relative, cwd=work)
+            message = f"Remove the {data.flavour} CI pipeline\n\nLamplighter-Undo: {ctx.key}\n"
+            run_git("commit", "-q", "-m", message, cwd=work)
+            _push(work, _branch(work))
+        ctx.log(f"removed {relative} from {repo.name}")

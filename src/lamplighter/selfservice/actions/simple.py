@@ -1,0 +1,641 @@
+"""The actions that need no provider: access grants, catalog entries, hand-over tickets and calls
+to internal HTTP APIs. Each acts through its domain's service, so what it does is audited,
+emits events and obeys the same ownership rules as when a person does it by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from pydantic import BaseModel, Field
+
+from lamplighter.catalog import service as catalog
+from lamplighter.catalog.models import Provenance
+from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
+from lamplighter.core import identity, jobs, webhooks
+from lamplighter.core.context import Actor
+from lamplighter.core.errors import (
+    Conflict,
+    Forbidden,
+    LamplighterError,
+    NotFound,
+    ValidationFailed,
+)
+from lamplighter.core.models import Team
+from lamplighter.selfservice import grants
+from lamplighter.selfservice.actions.base import (
+    Action,
+    ActionError,
+    ActionInput,
+    ActionOutput,
+    StepContext,
+    register,
+)
+from lamplighter.tickets import service as tickets
+from lamplighter.tickets.models import OPEN_STATUSES, Status, Ticket
+
+RUN_ANNOTATION = "lamplighter.dev/run"
+RUN_LINK = "/selfservice/runs/{run_id}"
+MAX_RESPONSE_BYTES = 64 * 1024
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _parse(model: type[_Model], value: Any) -> _Model:
+    """The engine hands over validated models; a plain dict (a stored output) is validated here."""
+    return value if isinstance(value, model) else model.model_validate(value)
+
+
+def _as_action_error(
+    exc: LamplighterError, *, prefix: str = "", field: str | None = None
+) -> ActionError:
+    """A service's error in the words of the action's input: ``body.owner`` → ``entities.0.owner``."""
+    if exc.errors:
+        raw = exc.errors[0].field
+        tail = raw.split(".", 1)[1] if raw.startswith("body.") else raw
+        field = f"{prefix}{tail}"
+        return ActionError(f"{field}: {exc.errors[0].reason}", field=field)
+    return ActionError(exc.detail, field=field)
+
+
+def _team_slug(ctx: StepContext) -> str | None:
+    if ctx.requesting_team_id is None:
+        return None
+    team = ctx.session.get(Team, ctx.requesting_team_id)
+    return team.slug if team else None
+
+
+# -- access.grant ----------------------------------------------------------------------------
+class AccessGrantInput(ActionInput):
+    entity: str = Field(description="Catalog reference, e.g. resource:default/orders-db.")
+    grantee: str = Field(description="A user's email or a team's slug.")
+    access: Literal["read", "write", "admin"] = "read"
+    reason: str = Field(min_length=1, max_length=2000)
+    duration_days: int = Field(default=30, ge=1, le=365)
+
+
+class AccessGrantOutput(ActionOutput):
+    grant_id: int
+    status: str
+    expires_at: dt.datetime
+
+
+@register
+class AccessGrantAction(Action):
+    """Ask for access to a catalog resource; its accountable person (or team lead) decides.
+
+    The grant is active at once when the requester may approve it themself, pending otherwise
+    (the approvers find the request in their inbox). Compensation revokes it::
+
+        - id: access
+          action: access.grant
+          input:
+            entity: "resource:default/${{ parameters.database }}"
+            grantee: "${{ parameters.team }}"
+            access: write
+            reason: "${{ parameters.reason }}"
+            duration_days: 90
+    """
+
+    name = "access.grant"
+    title = "Grant access to a resource"
+    description = "Request read, write or admin access to a catalog entity for a user or a team."
+    Input = AccessGrantInput
+    Output = AccessGrantOutput
+
+    def run(self, ctx: StepContext, data: Any) -> AccessGrantOutput:
+        data = _parse(AccessGrantInput, data)
+        session = ctx.session
+        grant = grants.get_by_idempotency_key(session=session, key=ctx.key)
+        if grant is None:
+            try:
+                entity = catalog.get_by_ref(session=session, ref=data.entity)
+            except (NotFound, ValidationFailed) as exc:
+                raise ActionError(f"entity: {exc.detail}", field="entity") from exc
+            grantee = self._grantee(ctx, data.grantee)
+            try:
+                grant = grants.request_grant(
+                    session=session,
+                    actor=ctx.actor,
+                    entity_id=entity.id,
+                    grantee=grantee,
+                    access=data.access,
+                    reason=data.reason,
+                    duration=dt.timedelta(days=data.duration_days),
+                    run_id=ctx.run_id,
+                    idempotency_key=ctx.key,
+                )
+            except ValidationFailed as exc:
+                error = _as_action_error(exc)
+                if error.field == "expires_at":
+                    error.field = "duration_days"
+                raise error from exc
+            except Conflict as exc:  # the grantee has (or asked for) this access already
+                raise _as_action_error(exc, field="grantee") from exc
+            except LamplighterError as exc:
+                raise _as_action_error(exc) from exc
+            ctx.log(f"access grant #{grant.id} for {data.grantee} on {entity.ref}: {grant.status}")
+        return AccessGrantOutput(
+            grant_id=grant.id, status=grant.status, expires_at=grant.expires_at
+        )
+
+    @staticmethod
+    def _grantee(ctx: StepContext, text: str) -> grants.Grantee:
+        text = text.strip()
+        if "@" in text:
+            user = identity.get_user_by_email(session=ctx.session, email=text)
+            if user is None or not user.is_active:
+                raise ActionError(f"grantee: no active user with email {text}", field="grantee")
+            return grants.Grantee(user_id=user.id)
+        try:
+            return grants.Grantee(team_id=identity.get_team(session=ctx.session, slug=text).id)
+        except NotFound as exc:
+            raise ActionError(
+                f"grantee: no team with slug {text!r} (name a user by email)", field="grantee"
+            ) from exc
+
+    def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
+        grant = grants.get_by_idempotency_key(session=ctx.session, key=ctx.key)
+        if grant is None or grant.status not in grants.LIVE_STATUSES:
+            return
+        grants.revoke(
+            session=ctx.session,
+            actor=ctx.actor,
+            grant_id=grant.id,
+            reason=f"self-service run #{ctx.run_id} was rolled back",
+        )
+        ctx.log(f"access grant #{grant.id} revoked")
+
+
+# -- catalog.register ------------------------------------------------------------------------
+class LinkInput(ActionInput):
+    url: str
+    title: str = ""
+
+
+class EntityToRegister(ActionInput):
+    kind: str = "service"
+    name: str
+    namespace: str = "default"
+    title: str = ""
+    description: str = ""
+    type: str | None = None
+    lifecycle: str = "production"
+    owner: str | None = Field(
+        default=None, description="Owning team's slug; the requesting team when left out."
+    )
+    depends_on: list[str] = Field(default_factory=list)
+    links: list[LinkInput] = Field(default_factory=list)
+
+    def ref(self) -> Ref:
+        kind = KIND_ALIASES.get(self.kind.strip().lower(), self.kind)
+        return Ref(kind=kind, namespace=self.namespace.lower(), name=self.name)
+
+
+class CatalogRegisterInput(ActionInput):
+    entities: list[EntityToRegister] = Field(min_length=1, max_length=50)
+
+
+class CatalogRegisterOutput(ActionOutput):
+    refs: list[str]
+
+
+@register
+class CatalogRegisterAction(Action):
+    """Register what the run created in the catalog, owned by the requesting team.
+
+    Entities carry the annotation ``lamplighter.dev/run: <run key>``: a second attempt finds
+    them and changes nothing, and compensation deletes only entities with it. A name already
+    taken by anything else is refused before anything is created. Dependencies may name other
+    entities of the same step, in any order::
+
+        - id: register
+          action: catalog.register
+          input:
+            entities:
+              - kind: resource
+                name: "${{ parameters.name }}-db"
+                type: database
+              - name: "${{ parameters.name }}"
+                type: web-service
+                depends_on: ["resource:${{ parameters.name }}-db"]
+                links: [{url: "${{ steps.repo.output.url }}", title: Repository}]
+    """
+
+    name = "catalog.register"
+    title = "Register in the catalog"
+    description = "Create catalog entities owned by the requesting team, with their dependencies."
+    Input = CatalogRegisterInput
+    Output = CatalogRegisterOutput
+
+    def run(self, ctx: StepContext, data: Any) -> CatalogRegisterOutput:
+        data = _parse(CatalogRegisterInput, data)
+        session = ctx.session
+        refs = [spec.ref() for spec in data.entities]
+        seen: dict[tuple[str, str, str], int] = {}
+        to_create: dict[int, EntityToRegister] = {}
+        for index, (spec, ref) in enumerate(zip(data.entities, refs, strict=True)):
+            if ref.key in seen:
+                raise ActionError(
+                    f"entities.{index}.name: {ref} is listed twice", field=f"entities.{index}.name"
+                )
+            seen[ref.key] = index
+            existing = catalog.find(session, ref)
+            if existing is None:
+                to_create[index] = spec
+            elif existing.annotations.get(RUN_ANNOTATION) != ctx.key:
+                raise ActionError(
+                    f"entities.{index}.name: {ref} exists already in the catalog; choose another "
+                    "name",
+                    field=f"entities.{index}.name",
+                )
+        waiting = {
+            index: self._batch_dependencies(spec, index, seen) for index, spec in to_create.items()
+        }
+        while waiting:
+            ready = [index for index, needs in waiting.items() if not needs & waiting.keys()]
+            if not ready:
+                first = min(waiting)
+                raise ActionError(
+                    f"entities.{first}.depends_on: the entities depend on each other in a cycle",
+                    field=f"entities.{first}.depends_on",
+                )
+            for index in ready:
+                self._create(ctx, to_create[index], index)
+                del waiting[index]
+        return CatalogRegisterOutput(refs=[str(ref) for ref in refs])
+
+    @staticmethod
+    def _batch_dependencies(
+        spec: EntityToRegister, index: int, batch: dict[tuple[str, str, str], int]
+    ) -> set[int]:
+        """Which other entries of this step an entry depends on (they are created first)."""
+        needs = set()
+        for position, text in enumerate(spec.depends_on):
+            try:
+                ref = parse_ref(
+                    text,
+                    default_kind=None,
+                    default_namespace=spec.namespace.lower(),
+                    field=f"entities.{index}.depends_on.{position}",
+                )
+            except ValidationFailed as exc:
+                raise _as_action_error(exc) from exc
+            if ref.key in batch and batch[ref.key] != index:
+                needs.add(batch[ref.key])
+        return needs
+
+    @staticmethod
+    def _create(ctx: StepContext, spec: EntityToRegister, index: int) -> None:
+        owner = spec.owner or _team_slug(ctx)
+        if owner is None:
+            raise ActionError(
+                f"entities.{index}.owner: name the owning team; this run has no requesting team",
+                field=f"entities.{index}.owner",
+            )
+        entity_input = catalog.EntityInput(
+            kind=spec.ref().kind,
+            name=spec.name,
+            namespace=spec.namespace,
+            owner=owner,
+            title=spec.title,
+            description=spec.description,
+            type=spec.type,
+            lifecycle=spec.lifecycle,
+            annotations={RUN_ANNOTATION: ctx.key},
+            links=[link.model_dump() for link in spec.links],
+            depends_on=list(spec.depends_on),
+        )
+        try:
+            entity = catalog.create(
+                session=ctx.session,
+                actor=ctx.actor,
+                data=entity_input,
+                name_rules=ctx.settings.catalog_name_rules,
+                provenance=Provenance.TEMPLATE.value,
+            )
+        except Forbidden as exc:
+            raise _as_action_error(exc, field=f"entities.{index}.owner") from exc
+        except LamplighterError as exc:
+            raise _as_action_error(
+                exc, prefix=f"entities.{index}.", field=f"entities.{index}.name"
+            ) from exc
+        ctx.log(f"registered {entity.ref}, owned by {owner}")
+
+    def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
+        data = _parse(CatalogRegisterInput, data)
+        for spec in reversed(data.entities):  # dependents before what they depend on
+            entity = catalog.find(ctx.session, spec.ref())
+            if entity is None or entity.annotations.get(RUN_ANNOTATION) != ctx.key:
+                continue  # never created, or not ours: leave it
+            ref = entity.ref
+            catalog.delete(session=ctx.session, actor=ctx.actor, ref=ref)
+            ctx.log(f"removed {ref} from the catalog")
+
+
+# -- ticket.create ---------------------------------------------------------------------------
+class TicketCreateInput(ActionInput):
+    type: str = Field(description="Request type slug, e.g. access-request.")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    priority: Literal["P1", "P2", "P3", "P4"] = "P3"
+    entity: str | None = Field(default=None, description="Catalog reference the work is about.")
+
+
+class TicketCreateOutput(ActionOutput):
+    ticket_id: int
+    status: str
+    link: str
+
+
+def _run_label(ctx: StepContext) -> str:
+    label = f"run:{ctx.run_id}-{ctx.step_id}".lower()
+    if len(label) > 50 or any(c.isspace() for c in label):  # ticket labels are short words
+        label = f"run:{ctx.run_id}-" + hashlib.sha256(ctx.step_id.encode()).hexdigest()[:16]
+    return label
+
+
+def _ticket_of(ctx: StepContext) -> Ticket | None:
+    """The hand-over ticket a previous attempt of this step opened (ignoring rolled-back ones)."""
+    label = _run_label(ctx)
+    found = tickets.queue(
+        session=ctx.session,
+        filters=tickets.QueueFilters(label=label),
+        after_id=None,
+        limit=50,
+    )
+    for ticket in found:
+        if label in ticket.labels and ticket.status != Status.REJECTED.value:
+            return ticket
+    return None
+
+
+@register
+class TicketCreateAction(Action):
+    """Hand over to a person where automation stops: a ticket in the triage queue.
+
+    The ticket names the run it came from and carries the label ``run:<run>-<step>``, so a
+    second attempt finds it instead of opening another. Compensation rejects it with a note::
+
+        - id: firewall
+          action: ticket.create
+          input:
+            type: network-change
+            title: "Open port 5432 from ${{ parameters.name }} to the reporting cluster"
+            description: "Needed by the new service; see the run for details."
+    """
+
+    name = "ticket.create"
+    title = "Hand over to a person"
+    description = "Open a ticket for the part of the work that needs a person."
+    Input = TicketCreateInput
+    Output = TicketCreateOutput
+
+    def run(self, ctx: StepContext, data: Any) -> TicketCreateOutput:
+        data = _parse(TicketCreateInput, data)
+        ticket = _ticket_of(ctx)
+        if ticket is None:
+            link = RUN_LINK.format(run_id=ctx.run_id)
+            reference = f"Opened by self-service run #{ctx.run_id}, step `{ctx.step_id}`: {link}"
+            description = f"{data.description.rstrip()}\n\n{reference}".lstrip()
+            try:
+                ticket = tickets.create(
+                    session=ctx.session,
+                    actor=ctx.actor,
+                    data=tickets.TicketInput(
+                        type=data.type,
+                        title=data.title,
+                        description=description,
+                        priority=data.priority,
+                        requesting_team=_team_slug(ctx),
+                        entity=data.entity,
+                        labels=[_run_label(ctx), "self-service"],
+                    ),
+                )
+            except LamplighterError as exc:
+                raise _as_action_error(exc) from exc
+            ctx.log(f"ticket #{ticket.id} opened: {ticket.title}")
+        return TicketCreateOutput(
+            ticket_id=ticket.id, status=ticket.status, link=f"/tickets/{ticket.id}"
+        )
+
+    def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
+        ticket = _ticket_of(ctx)
+        if ticket is None:
+            return
+        if ticket.status not in {status.value for status in OPEN_STATUSES}:
+            ctx.log(f"ticket #{ticket.id} is {ticket.status} already; left as it is")
+            return
+        # The requester may not be in the team the ticket is assigned to; undoing the run's own
+        # hand-over is the platform's job.
+        actor = (
+            ctx.actor
+            if tickets.may_work_on(ctx.session, ctx.actor, ticket)
+            else Actor.system(f"self-service run #{ctx.run_id}")
+        )
+        tickets.transition(
+            session=ctx.session,
+            actor=actor,
+            ticket_id=ticket.id,
+            to_status=Status.REJECTED.value,
+            note=f"Self-service run #{ctx.run_id} was rolled back; this hand-over is no longer "
+            "needed.",
+        )
+        ctx.log(f"ticket #{ticket.id} rejected")
+
+
+# -- http.request ----------------------------------------------------------------------------
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+_RESERVED_HEADERS = {"host", "idempotency-key", "content-length", "transfer-encoding"}
+
+
+class HttpCall(ActionInput):
+    method: Method = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = Field(default=None, description="Sent as JSON when given.")
+    expected_status: list[int] = Field(
+        default_factory=list, description="Status codes that count as success; empty = any 2xx."
+    )
+
+
+class HttpRequestInput(HttpCall):
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+    compensate: HttpCall | None = Field(
+        default=None, description="The request that undoes this one, if anything needs undoing."
+    )
+
+
+class HttpRequestOutput(ActionOutput):
+    status: int
+    body: str = Field(description=f"The response, at most {MAX_RESPONSE_BYTES} bytes of it.")
+    truncated: bool = False
+    data: Any = Field(default=None, description="The response parsed as JSON, when it is JSON.")
+
+
+def http_client(timeout_s: float) -> httpx.Client:
+    """The client http.request sends with; tests swap in one with an ``httpx.MockTransport``."""
+    return httpx.Client(timeout=timeout_s, follow_redirects=False)
+
+
+def _prefix_matches(url: str, prefix: str) -> bool:
+    """Same scheme, host and port, and the path at or under the prefix's path."""
+    target, allowed = urlsplit(url), urlsplit(prefix)
+    if target.scheme.lower() != allowed.scheme.lower() or not allowed.hostname:
+        return False
+    if target.hostname != allowed.hostname:  # urlsplit lowercases host names
+        return False
+    default = {"http": 80, "https": 443}.get(allowed.scheme.lower())
+    if (target.port or default) != (allowed.port or default):
+        return False
+    base = allowed.path.rstrip("/")
+    return not base or target.path == base or target.path.startswith(base + "/")
+
+
+def check_target(url: str, allowlist: str, field: str) -> None:
+    """Refuse a URL outside the allowlist, with credentials or dot segments in it, or aimed at a
+    link-local or metadata address (by literal or by what its name resolves to)."""
+    prefixes = [p.strip() for p in allowlist.split(",") if p.strip()]
+    if not prefixes:
+        raise ActionError(
+            f"{field}: http.request may call nothing until LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST "
+            "names the allowed URL prefixes",
+            field=field,
+        )
+    try:
+        webhooks.check_url(url, field=field)
+    except ValidationFailed as exc:
+        raise _as_action_error(exc) from exc
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ActionError(f"{field}: put credentials in headers, not in the URL", field=field)
+    if any(unquote(segment) in {".", ".."} for segment in parts.path.split("/")):
+        raise ActionError(f"{field}: '.' and '..' path segments are not allowed", field=field)
+    if not any(_prefix_matches(url, prefix) for prefix in prefixes):
+        raise ActionError(
+            f"{field}: {parts.scheme}://{parts.netloc}{parts.path} is not under an allowed prefix "
+            f"({', '.join(prefixes)})",
+            field=field,
+        )
+    try:
+        webhooks.check_resolved(url)
+    except jobs.PermanentFailure as exc:
+        raise ActionError(f"{field}: {exc}", field=field) from exc
+
+
+def _check_headers(headers: dict[str, str], field: str) -> None:
+    for name in headers:
+        if name.strip().lower() in _RESERVED_HEADERS:
+            raise ActionError(
+                f"{field}.{name}: this header is set by Lamplighter", field=f"{field}.{name}"
+            )
+
+
+def _send(call: HttpCall, *, timeout_s: float, key: str) -> tuple[int, bytes, bool, str]:
+    headers = {**call.headers, "Idempotency-Key": key, "User-Agent": "Lamplighter-SelfService/1"}
+    parts = urlsplit(call.url)
+    where = (
+        f"{call.method} {parts.scheme}://{parts.netloc}{parts.path}"  # no query: it may hold keys
+    )
+    try:
+        with http_client(timeout_s) as client:
+            request = client.build_request(call.method, call.url, headers=headers, json=call.body)
+            response = client.send(request, stream=True)
+            try:
+                content = b""
+                truncated = False
+                for chunk in response.iter_bytes():
+                    content += chunk
+                    if len(content) > MAX_RESPONSE_BYTES:
+                        content, truncated = content[:MAX_RESPONSE_BYTES], True
+                        break
+            finally:
+                response.close()
+    except httpx.TimeoutException as exc:
+        raise ActionError(f"{where} timed out after {timeout_s:g} s", retryable=True) from exc
+    except httpx.HTTPError as exc:
+        raise ActionError(f"{where} failed: {type(exc).__name__}: {exc}", retryable=True) from exc
+    return response.status_code, content, truncated, response.headers.get("content-type", "")
+
+
+def _expected(call: HttpCall, status: int) -> bool:
+    return status in call.expected_status if call.expected_status else 200 <= status < 300
+
+
+@register
+class HttpRequestAction(Action):
+    """Call an internal API for anything no other action does.
+
+    The URL must be under a prefix of ``LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST`` and may never
+    reach link-local or cloud metadata addresses. The request carries ``Idempotency-Key: <run
+    key>`` so the API can recognise a second attempt; ``compensate`` is the request that undoes
+    it (a 404 or 410 there means nothing is left to undo)::
+
+        - id: dns
+          action: http.request
+          input:
+            method: POST
+            url: https://dns.internal.example/api/records
+            body: {name: "${{ parameters.name }}", type: CNAME, target: ingress.example.com}
+            expected_status: [201]
+            compensate:
+              method: DELETE
+              url: "https://dns.internal.example/api/records/${{ parameters.name }}"
+    """
+
+    name = "http.request"
+    title = "Call an internal API"
+    description = "Send one HTTP request to an allow-listed internal API."
+    Input = HttpRequestInput
+    Output = HttpRequestOutput
+
+    def run(self, ctx: StepContext, data: Any) -> HttpRequestOutput:
+        data = _parse(HttpRequestInput, data)
+        allowlist = ctx.settings.selfservice_http_allowlist
+        check_target(data.url, allowlist, "url")
+        _check_headers(data.headers, "headers")
+        if data.compensate is not None:  # refuse now what could not be undone later
+            check_target(data.compensate.url, allowlist, "compensate.url")
+            _check_headers(data.compensate.headers, "compensate.headers")
+        status, content, truncated, content_type = _send(
+            data, timeout_s=data.timeout_s, key=ctx.key
+        )
+        text = content.decode("utf-8", errors="replace")
+        ctx.log(f"{data.method} {urlsplit(data.url).path or '/'} answered HTTP {status}")
+        if not _expected(data, status):
+            wanted = ", ".join(map(str, data.expected_status)) or "2xx"
+            raise ActionError(
+                f"{data.method} {data.url} answered HTTP {status} (expected {wanted}): {text[:200]}",
+                retryable=status >= 500 or status == 429,
+            )
+        parsed: Any = None
+        if not truncated and "json" in content_type.lower() and content:
+            try:
+                parsed = json.loads(content)
+            except ValueError:
+                parsed = None
+        return HttpRequestOutput(status=status, body=text, truncated=truncated, data=parsed)
+
+    def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
+        data = _parse(HttpRequestInput, data)
+        call = data.compensate
+        if call is None:
+            ctx.log("no compensating request declared; nothing to undo")
+            return
+        check_target(call.url, ctx.settings.selfservice_http_allowlist, "compensate.url")
+        status, content, _, _ = _send(call, timeout_s=data.timeout_s, key=f"{ctx.key}-compensate")
+        if _expected(call, status):
+            ctx.log(f"{call.method} {urlsplit(call.url).path or '/'} answered HTTP {status}")
+            return
+        if status in (404, 410):
+            ctx.log(f"nothing to undo: HTTP {status}")
+            return
+        raise ActionError(
+            f"the compensating {call.method} {call.url} answered HTTP {status}: "
+            f"{content[:200].decode('utf-8', errors='replace')}",
+            retryable=status >= 500 or status == 429,
+        )

@@ -1,0 +1,730 @@
+"""Templates (golden paths): parsing, validation, sandboxed expressions and the template service.
+
+A template is YAML (or the same structure as JSON through the API)::
+
+    name: python-service
+    title: Python web service
+    description: A repository with CI and a database.
+    owner: platform                    # the owning team's slug
+    approval: none                     # none | team-lead | sre
+    allowed_teams: []                  # team slugs that may use it; empty: every team
+    request_type: new-service          # the ticket type a run replaces, for the journal
+    parameters:                        # a JSON Schema (Draft 2020-12) object
+      type: object
+      required: [name]
+      properties:
+        name: {type: string, pattern: "^[a-z][a-z0-9-]+$"}
+        partitions: {type: integer, default: 3}
+    steps:
+      - id: repo
+        action: repo.create
+        input:
+          name: ${{ parameters.name }}
+      - id: topic
+        action: kafka.topic
+        if: ${{ parameters.partitions > 0 }}
+        input:
+          name: ${{ parameters.name }}-events
+          partitions: ${{ parameters.partitions }}   # stays an integer
+          description: "for ${{ steps.repo.output.url }}"
+    output:
+      links: [{title: Repository, url: "${{ steps.repo.output.url }}"}]
+      entities: ["${{ steps.repo.output.entity_ref }}"]
+
+**Expressions** are written ``${{ … }}`` (as in GitHub Actions) so that plain ``{{ }}`` inside
+an input (a copier or CI file rendered later) passes through untouched. Each expression is a
+Jinja expression evaluated in :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` with
+:class:`jinja2.StrictUndefined` over ``parameters``, ``steps.<id>.output`` (earlier steps
+only) and ``run`` (``id``, ``dry_run``, ``requester``: an email, ``team``: the requesting
+team's slug). A value that is one whole expression keeps its type (a number stays a number, a
+list a list); an expression inside other text is rendered as text.
+A missing parameter or step output is an error naming the place and the expression; reaching
+for Python internals (``__class__``, ``mro``, ``__globals__``, ``__subclasses__`` …) is refused
+when the template is saved and again when it is rendered.
+
+Step ids are ``[a-z][a-z0-9_]*`` (no hyphen) so that ``steps.<id>`` reads as an attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlalchemy as sa
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jsonschema import Draft202012Validator
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog.backstage_yaml import load_all
+from lamplighter.core import audit, identity
+from lamplighter.core.authz import require_owned_write
+from lamplighter.core.context import Actor
+from lamplighter.core.errors import (
+    Conflict,
+    FieldError,
+    LamplighterError,
+    NotFound,
+    ValidationFailed,
+)
+from lamplighter.core.models import Team
+from lamplighter.selfservice.actions import base as actions
+from lamplighter.selfservice.models import Approval, Run, Template, TemplateSource
+from lamplighter.tickets import service as tickets
+
+OBJECT_TYPE = "selfservice_template"
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+STEP_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+EXPRESSION_RE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+WHOLE_RE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.DOTALL)
+FORBIDDEN_RE = re.compile(r"__|\bmro\b|\bfunc_globals\b|\bgi_frame\b|\bf_globals\b")
+MAX_STEPS = 50
+MAX_EXPRESSION_CHARS = 2000
+MAX_TEMPLATE_BYTES = 1024 * 1024
+KEYS = {
+    "name",
+    "title",
+    "description",
+    "owner",
+    "parameters",
+    "steps",
+    "output",
+    "approval",
+    "allowed_teams",
+    "request_type",
+}
+STEP_KEYS = {"id", "action", "input", "if", "title"}
+
+
+class _Parameters(dict[str, Any]):
+    """The run's parameters, named as such when one is missing."""
+
+
+class _Steps(dict[str, Any]):
+    """Earlier steps' outputs by step id."""
+
+
+class _StepOutput(dict[str, Any]):
+    def __init__(self, step_id: str, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.step_id = step_id
+
+
+class _Missing(jinja2.StrictUndefined):
+    """StrictUndefined whose message speaks of parameters and steps, not of dict objects."""
+
+    @property
+    def _undefined_message(self) -> str:
+        owner, name = self._undefined_obj, self._undefined_name
+        if self._undefined_hint:  # the sandbox's "access to attribute … is unsafe"
+            return str(self._undefined_hint)
+        if isinstance(owner, _Parameters):
+            known = ", ".join(sorted(owner)) or "none"
+            return f"there is no parameter {name!r} (parameters: {known})"
+        if isinstance(owner, _Steps):
+            return f"step {name!r} has no output: it is not an earlier step that succeeded"
+        if isinstance(owner, _StepOutput):
+            known = ", ".join(sorted(owner)) or "none"
+            return f"the output of step {owner.step_id!r} has no field {name!r} (fields: {known})"
+        return str(super()._undefined_message)
+
+
+_ENV = ImmutableSandboxedEnvironment(undefined=_Missing, autoescape=False)
+
+
+def expression_context(
+    parameters: Mapping[str, Any], outputs: Mapping[str, Any], run: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What expressions read: ``parameters``, ``steps.<id>.output`` and ``run``.
+
+    ``outputs`` maps a step id to its output (a mapping, or :func:`placeholder_output`)."""
+    steps = _Steps(
+        {
+            step_id: {
+                "output": _StepOutput(step_id, output) if isinstance(output, Mapping) else output
+            }
+            for step_id, output in outputs.items()
+        }
+    )
+    return {"parameters": _Parameters(parameters), "steps": steps, "run": dict(run)}
+
+
+def _plain(value: Any) -> Any:
+    """Expression results as JSON-ready values (no wrappers, tuples as lists)."""
+    if isinstance(value, _Placeholder):
+        return value.text
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+class ExpressionError(LamplighterError):
+    """An expression cannot be evaluated; the message names where and which expression."""
+
+    status = 422
+    slug = "expression-failed"
+    title = "Expression failed"
+
+
+# -- expressions -------------------------------------------------------------------------------
+def expressions_in(value: Any) -> Iterator[str]:
+    """Every ``${{ … }}`` expression in a value (strings inside mappings and lists too)."""
+    if isinstance(value, str):
+        for match in EXPRESSION_RE.finditer(value):
+            yield match.group(1).strip()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from expressions_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from expressions_in(item)
+
+
+def _referenced_steps(tree: nodes.Node) -> set[str]:
+    """Step ids an expression reads through ``steps.<id>`` or ``steps['<id>']``."""
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not (isinstance(target, nodes.Name) and target.name == "steps"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Getitem):
+            arg = node.arg
+            if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                found.add(arg.value)
+    return found
+
+
+def check_expression(expression: str, *, known_steps: set[str] | None = None) -> str | None:
+    """Why an expression is refused, or None when it may be saved."""
+    if not expression:
+        return "an empty expression ${{ }}"
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        return f"an expression longer than {MAX_EXPRESSION_CHARS} characters"
+    if FORBIDDEN_RE.search(expression):
+        return (
+            f"${{{{ {expression} }}}} reaches for Python internals (names with '__' or 'mro'); "
+            "expressions may only read parameters, steps and run"
+        )
+    try:
+        tree = _ENV.parse("{{ " + expression + " }}")
+    except jinja2.TemplateSyntaxError as exc:
+        return f"${{{{ {expression} }}}} is not a valid expression: {exc.message}"
+    for name in tree.find_all(nodes.Name):
+        if name.name not in {"parameters", "steps", "run", "true", "false", "none"}:
+            return (
+                f"${{{{ {expression} }}}} uses {name.name!r}; expressions may only read "
+                "parameters, steps and run"
+            )
+    if known_steps is not None:
+        for step_id in sorted(_referenced_steps(tree)):
+            if step_id not in known_steps:
+                return (
+                    f"${{{{ {expression} }}}} reads the output of step {step_id!r}, "
+                    "which is not an earlier step"
+                )
+    return None
+
+
+class _Placeholder:
+    """Stands for the output of a step that has not run (dry runs): any field reads as text."""
+
+    def __init__(self, step_id: str) -> None:
+        self.text = f"<output of step {step_id}>"
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.text
+
+    def __getitem__(self, name: str) -> str:
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def placeholder_output(step_id: str) -> Any:
+    return _Placeholder(step_id)
+
+
+def evaluate(expression: str, context: Mapping[str, Any], *, where: str) -> Any:
+    """Evaluate one expression; raise ExpressionError naming ``where`` and the expression."""
+    shown = f"${{{{ {expression} }}}}"
+    problem = check_expression(expression)
+    if problem is not None:
+        raise ExpressionError(f"{where}: {problem}", errors=[FieldError(where, problem)])
+    try:
+        result = _ENV.compile_expression(expression, undefined_to_none=False)(**context)
+        if isinstance(result, jinja2.Undefined):
+            str(result)  # a StrictUndefined raises here, naming what was missing
+        _check_defined(result)
+    except SecurityError as exc:
+        reason = f"{shown} was refused by the sandbox: {exc}"
+        raise ExpressionError(f"{where}: {reason}", errors=[FieldError(where, reason)]) from None
+    except jinja2.UndefinedError as exc:
+        reason = f"{shown} is undefined: {exc}"
+        raise ExpressionError(f"{where}: {reason}", errors=[FieldError(where, reason)]) from None
+    except Exception as exc:  # arithmetic on text, a bad filter argument …
+        reason = f"{shown} failed: {type(exc).__name__}: {exc}"
+        raise ExpressionError(f"{where}: {reason}", errors=[FieldError(where, reason)]) from None
+    return _plain(result)
+
+
+def _check_defined(value: Any) -> None:
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _check_defined(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_defined(item)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def render(value: Any, context: Mapping[str, Any], *, where: str) -> Any:
+    """Render every expression in ``value``; a string that is one whole expression keeps its type."""
+    if isinstance(value, str):
+        whole = WHOLE_RE.match(value)
+        if whole and "${{" not in whole.group(1):
+            return evaluate(whole.group(1).strip(), context, where=where)
+        return EXPRESSION_RE.sub(
+            lambda m: _text(evaluate(m.group(1).strip(), context, where=where)), value
+        )
+    if isinstance(value, Mapping):
+        return {key: render(item, context, where=f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, context, where=f"{where}.{i}") for i, item in enumerate(value)]
+    return value
+
+
+def condition(expression: Any, context: Mapping[str, Any], *, where: str) -> bool:
+    """Evaluate a step's ``if``: an expression (with or without ``${{ }}``) or a boolean."""
+    if isinstance(expression, bool):
+        return expression
+    text = str(expression)
+    whole = WHOLE_RE.match(text)
+    return bool(evaluate((whole.group(1) if whole else text).strip(), context, where=where))
+
+
+# -- parsing and validation --------------------------------------------------------------------
+def parse_yaml(text: str, *, field: str = "file") -> dict[str, Any]:
+    """Load one template document from YAML text, refusing bombs, aliases loops and huge files."""
+    if len(text) > MAX_TEMPLATE_BYTES:
+        raise ValidationFailed.one(field, f"larger than {MAX_TEMPLATE_BYTES:,} bytes")
+    documents, refused = load_all(text)
+    if refused is not None:
+        raise ValidationFailed.one(field, refused.reason)
+    documents = [d for d in documents if d is not None]
+    if len(documents) != 1:
+        raise ValidationFailed.one(field, f"holds {len(documents)} documents; a template is one")
+    if not isinstance(documents[0], dict):
+        raise ValidationFailed.one(field, "a template is a mapping (name, title, steps …)")
+    return documents[0]
+
+
+@dataclass
+class _Problems:
+    errors: list[FieldError] = field(default_factory=list)
+
+    def add(self, where: str, reason: str) -> None:
+        self.errors.append(FieldError(where, reason))
+
+
+def _schema_path(path: Any) -> str:
+    return ".".join(["parameters", *(str(p) for p in path)])
+
+
+def _check_parameters(schema: Any, problems: _Problems) -> dict[str, Any]:
+    if schema is None:
+        return {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        problems.add("parameters", "a JSON Schema object (type: object, properties: …)")
+        return {}
+    if schema.get("type", "object") != "object":
+        problems.add("parameters.type", "the parameters schema describes an object")
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    for error in sorted(meta.iter_errors(schema), key=lambda e: list(map(str, e.path))):
+        problems.add(_schema_path(error.absolute_path), error.message)
+    properties = schema.get("properties", {})
+    if isinstance(properties, dict):
+        for key in properties:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", str(key)):
+                problems.add(
+                    f"parameters.properties.{key}",
+                    "a parameter name is letters, digits and '_' (expressions read it as "
+                    "parameters.<name>)",
+                )
+    return schema
+
+
+def _check_steps(steps: Any, problems: _Problems) -> list[dict[str, Any]]:
+    if not isinstance(steps, list) or not steps:
+        problems.add("steps", "a non-empty list of steps (id, action, input)")
+        return []
+    if len(steps) > MAX_STEPS:
+        problems.add("steps", f"at most {MAX_STEPS} steps")
+    seen: set[str] = set()
+    result: list[dict[str, Any]] = []
+    for index, step in enumerate(steps):
+        where = f"steps.{index}"
+        if not isinstance(step, dict):
+            problems.add(where, "a mapping with id, action and input")
+            continue
+        for key in sorted(set(step) - STEP_KEYS):
+            problems.add(
+                f"{where}.{key}", f"unknown key; a step has {', '.join(sorted(STEP_KEYS))}"
+            )
+        step_id = step.get("id")
+        if not isinstance(step_id, str) or not STEP_ID_RE.match(step_id):
+            problems.add(f"{where}.id", "a step id is lowercase letters, digits and '_'")
+        elif step_id in seen:
+            problems.add(f"{where}.id", f"two steps are named {step_id!r}")
+        action_name = step.get("action")
+        action_type: type[actions.Action] | None = None
+        if not isinstance(action_name, str) or not action_name:
+            problems.add(f"{where}.action", "the name of an action, e.g. repo.create")
+        else:
+            try:
+                action_type = actions.get(action_name)
+            except actions.ActionError as exc:
+                problems.add(f"{where}.action", str(exc))
+        data = step.get("input", {})
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            problems.add(f"{where}.input", "a mapping of the action's input fields")
+            data = {}
+        if action_type is not None:
+            _check_input_fields(action_type, data, f"{where}.input", problems)
+        earlier = set(seen)
+        for expression in expressions_in(data):
+            problem = check_expression(expression, known_steps=earlier)
+            if problem:
+                problems.add(f"{where}.input", problem)
+        clean: dict[str, Any] = {"id": step_id, "action": action_name, "input": data}
+        if "title" in step:
+            clean["title"] = str(step["title"])
+        if "if" in step and step["if"] is not None:
+            raw = step["if"]
+            if not isinstance(raw, (str, bool)):
+                problems.add(f"{where}.if", "an expression, e.g. ${{ parameters.with_db }}")
+            elif isinstance(raw, str):
+                whole = WHOLE_RE.match(raw)
+                problem = check_expression(
+                    (whole.group(1) if whole else raw).strip(), known_steps=earlier
+                )
+                if problem:
+                    problems.add(f"{where}.if", problem)
+            clean["if"] = raw
+        if isinstance(step_id, str):
+            seen.add(step_id)
+        result.append(clean)
+    return result
+
+
+def _check_input_fields(
+    action_type: type[actions.Action], data: Mapping[str, Any], where: str, problems: _Problems
+) -> None:
+    """Unknown and missing input fields are known before any run (values may be expressions)."""
+    fields = action_type.Input.model_fields
+    for key in sorted(set(data) - set(fields)):
+        problems.add(
+            f"{where}.{key}",
+            f"{action_type.name} has no input {key!r}; its inputs: {', '.join(sorted(fields))}",
+        )
+    for key, info in fields.items():
+        if info.is_required() and key not in data:
+            problems.add(f"{where}.{key}", f"{action_type.name} needs this input")
+
+
+def _check_output(output: Any, step_ids: set[str], problems: _Problems) -> dict[str, Any]:
+    if output is None:
+        return {"links": [], "entities": []}
+    if not isinstance(output, dict):
+        problems.add("output", "a mapping with links and entities")
+        return {"links": [], "entities": []}
+    for key in sorted(set(output) - {"links", "entities"}):
+        problems.add(f"output.{key}", "unknown key; output has links and entities")
+    links = output.get("links") or []
+    entities = output.get("entities") or []
+    if not isinstance(links, list):
+        problems.add("output.links", "a list of {title, url}")
+        links = []
+    for index, link in enumerate(links):
+        if not isinstance(link, dict) or set(link) != {"title", "url"}:
+            problems.add(f"output.links.{index}", "a link is {title, url}")
+    if not isinstance(entities, list):
+        problems.add("output.entities", "a list of entity references")
+        entities = []
+    for where, value in (("output.links", links), ("output.entities", entities)):
+        for expression in expressions_in(value):
+            problem = check_expression(expression, known_steps=step_ids)
+            if problem:
+                problems.add(where, problem)
+    return {"links": links, "entities": entities}
+
+
+def validate(*, session: Session, definition: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a template definition; return its normalised spec or raise every problem at once."""
+    problems = _Problems()
+    for key in sorted(set(definition) - KEYS):
+        problems.add(key, f"unknown key; a template has {', '.join(sorted(KEYS))}")
+    name = definition.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.add("name", "a slug: lowercase letters, digits and '-', at most 63 characters")
+    title = definition.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title) > 200:
+        problems.add("title", "a title of 1 to 200 characters")
+    description = definition.get("description") or ""
+    if not isinstance(description, str):
+        problems.add("description", "text")
+        description = ""
+    owner = definition.get("owner")
+    if not isinstance(owner, str) or not owner:
+        problems.add("owner", "the slug of the owning team")
+    elif session.scalar(sa.select(Team.id).where(Team.slug == owner)) is None:
+        problems.add("owner", f"no team {owner!r}")
+    parameters = _check_parameters(definition.get("parameters"), problems)
+    steps = _check_steps(definition.get("steps"), problems)
+    step_ids = {s["id"] for s in steps if isinstance(s.get("id"), str)}
+    output = _check_output(definition.get("output"), step_ids, problems)
+    approval = definition.get("approval") or Approval.NONE.value
+    if approval not in {a.value for a in Approval}:
+        problems.add("approval", "one of none, team-lead, sre")
+    allowed = definition.get("allowed_teams") or []
+    if not isinstance(allowed, list) or not all(isinstance(s, str) for s in allowed):
+        problems.add("allowed_teams", "a list of team slugs")
+        allowed = []
+    else:
+        known = set(session.scalars(sa.select(Team.slug).where(Team.slug.in_(allowed))))
+        for index, slug in enumerate(allowed):
+            if slug not in known:
+                problems.add(f"allowed_teams.{index}", f"no team {slug!r}")
+    request_type = definition.get("request_type")
+    if request_type is not None:
+        if not isinstance(request_type, str):
+            problems.add("request_type", "a ticket type slug")
+        else:
+            try:
+                request_type = tickets.get_type(
+                    session=session, slug=request_type, field="request_type"
+                ).slug
+            except ValidationFailed as exc:
+                problems.errors.extend(exc.errors)
+    if problems.errors:
+        first = problems.errors[0]
+        more = f" (and {len(problems.errors) - 1} more)" if len(problems.errors) > 1 else ""
+        raise ValidationFailed(
+            f"the template is not valid: {first.field}: {first.reason}{more}",
+            errors=problems.errors,
+        )
+    return {
+        "name": name,
+        "title": str(title).strip(),
+        "description": description,
+        "owner": owner,
+        "parameters": parameters,
+        "steps": steps,
+        "output": output,
+        "approval": approval,
+        "allowed_teams": list(allowed),
+        "request_type": request_type,
+    }
+
+
+# -- service -----------------------------------------------------------------------------------
+def snapshot(template: Template) -> dict[str, Any]:
+    return {
+        "name": template.name,
+        "title": template.title,
+        "owner_team_id": template.owner_team_id,
+        "approval": template.approval,
+        "allowed_teams": template.allowed_teams,
+        "request_type": template.request_type,
+        "source": template.source,
+        "version": template.version,
+    }
+
+
+def get_by_name(*, session: Session, name: str) -> Template | None:
+    return session.scalar(sa.select(Template).where(Template.name == name))
+
+
+def get(*, session: Session, name: str) -> Template:
+    template = get_by_name(session=session, name=name)
+    if template is None:
+        raise NotFound(f"no template named {name!r}")
+    return template
+
+
+def list_(*, session: Session) -> list[Template]:
+    return list(session.scalars(sa.select(Template).order_by(Template.name)))
+
+
+def _owner_id(session: Session, spec: Mapping[str, Any]) -> int:
+    return identity.get_team(session=session, slug=spec["owner"]).id
+
+
+def _apply(template: Template, spec: dict[str, Any], owner_team_id: int) -> None:
+    template.title = spec["title"]
+    template.description = spec["description"]
+    template.owner_team_id = owner_team_id
+    template.spec = spec
+    template.request_type = spec["request_type"]
+    template.approval = spec["approval"]
+    template.allowed_teams = spec["allowed_teams"]
+
+
+def create(
+    *,
+    session: Session,
+    actor: Actor,
+    definition: Mapping[str, Any],
+    source: str = TemplateSource.API.value,
+    source_path: str | None = None,
+) -> Template:
+    """Register a template (owner team members, SREs and admins)."""
+    spec = validate(session=session, definition=definition)
+    owner_team_id = _owner_id(session, spec)
+    require_owned_write(actor, owner_team_id, "this team's templates")
+    if get_by_name(session=session, name=spec["name"]) is not None:
+        raise Conflict(f"a template named {spec['name']!r} exists already")
+    template = Template(name=spec["name"], source=source, source_path=source_path, version=1)
+    _apply(template, spec, owner_team_id)
+    session.add(template)
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="selfservice.template.create",
+        object_type=OBJECT_TYPE,
+        object_id=template.name,
+        after=snapshot(template),
+    )
+    return template
+
+
+def update(
+    *,
+    session: Session,
+    actor: Actor,
+    name: str,
+    definition: Mapping[str, Any],
+    source: str | None = None,
+    source_path: str | None = None,
+) -> Template:
+    """Replace a template's definition; its version goes up when anything changed."""
+    template = get(session=session, name=name)
+    require_owned_write(actor, template.owner_team_id, "this template")
+    spec = validate(session=session, definition=definition)
+    if spec["name"] != template.name:
+        raise ValidationFailed.one("name", "a template cannot be renamed; create a new one")
+    owner_team_id = _owner_id(session, spec)
+    require_owned_write(actor, owner_team_id, "the new owning team's templates")
+    if spec == template.spec and owner_team_id == template.owner_team_id:
+        return template
+    before = snapshot(template)
+    _apply(template, spec, owner_team_id)
+    template.version += 1
+    if source is not None:
+        template.source = source
+        template.source_path = source_path
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="selfservice.template.update",
+        object_type=OBJECT_TYPE,
+        object_id=template.name,
+        before=before,
+        after=snapshot(template),
+    )
+    return template
+
+
+def delete(*, session: Session, actor: Actor, name: str) -> None:
+    """Remove a template that was never run (runs keep their history)."""
+    template = get(session=session, name=name)
+    require_owned_write(actor, template.owner_team_id, "this template")
+    if session.scalar(sa.select(Run.id).where(Run.template_id == template.id).limit(1)):
+        raise Conflict(f"template {name!r} has runs; their history keeps it")
+    before = snapshot(template)
+    session.delete(template)
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="selfservice.template.delete",
+        object_type=OBJECT_TYPE,
+        object_id=name,
+        before=before,
+    )
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)  # field: "<file>: <path>"
+
+
+def sync_directory(*, session: Session, actor: Actor, path: Path) -> SyncResult:
+    """Create or update a template from every ``*.yaml`` in ``path``; report each file's errors.
+
+    Each file is applied in a savepoint, so one bad file does not stop the others."""
+    result = SyncResult()
+    if not path.is_dir():
+        raise ValidationFailed.one("templates_dir", f"{path} is not a directory")
+    for file in sorted(path.glob("*.yaml")):
+        try:
+            with session.begin_nested():
+                if file.stat().st_size > MAX_TEMPLATE_BYTES:
+                    raise ValidationFailed.one("file", f"larger than {MAX_TEMPLATE_BYTES:,} bytes")
+                text = file.read_text(encoding="utf-8")
+                definition = parse_yaml(text)
+                existing = get_by_name(session=session, name=str(definition.get("name")))
+                if existing is None:
+                    create(
+                        session=session,
+                        actor=actor,
+                        definition=definition,
+                        source=TemplateSource.FILE.value,
+                        source_path=str(file),
+                    )
+                    result.created.append(str(definition["name"]))
+                    continue
+                version = existing.version
+                update(
+                    session=session,
+                    actor=actor,
+                    name=existing.name,
+                    definition=definition,
+                    source=TemplateSource.FILE.value,
+                    source_path=str(file),
+                )
+                bucket = result.updated if existing.version != version else result.unchanged
+                bucket.append(existing.name)
+        except LamplighterError as exc:
+            found = exc.errors or [FieldError("file", exc.detail)]
+            result.errors.extend(FieldError(f"{file.name}: {e.field}", e.reason) for e in found)
+        except (OSError, UnicodeDecodeError) as exc:
+            result.errors.append(FieldError(f"{file.name}: file", f"cannot be read: {exc}"))
+    return result
