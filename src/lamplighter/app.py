@@ -32,6 +32,8 @@ from lamplighter.core.errors import PROBLEM_TYPES
 from lamplighter.core.plugins import load_plugins
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
+from lamplighter.selfservice import api as selfservice_api
+from lamplighter.selfservice import pages as selfservice_pages
 from lamplighter.tickets import analytics_api as tickets_analytics_api
 from lamplighter.tickets import analytics_pages as tickets_analytics_pages
 from lamplighter.tickets import api as tickets_api
@@ -109,6 +111,7 @@ def create_app(
     QUEUE_COLLECTOR.db = database
 
     app.include_router(core_api.router, prefix="/api/v1")
+    app.include_router(selfservice_api.router, prefix="/api/v1")  # before catalog's {name}
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(catalog_exchange_api.router, prefix="/api/v1")
     # Before the ticket routes: /tickets/analytics must not be taken for /tickets/{ticket_id}.
@@ -119,6 +122,7 @@ def create_app(
     app.include_router(tickets_analytics_pages.router)  # before /tickets/{ticket_id}
     app.include_router(tickets_pages.router)
     app.include_router(inbox_pages.router)
+    app.include_router(selfservice_pages.router)  # before the core pages' placeholders
     app.include_router(core_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, webui.render_error_page)

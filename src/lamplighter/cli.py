@@ -10,6 +10,7 @@ from lamplighter.catalog import cli as catalog_cli
 from lamplighter.core import cli as core_cli
 from lamplighter.core.clikit import CliState
 from lamplighter.demo import demo_app
+from lamplighter.selfservice import cli as selfservice_cli
 from lamplighter.tickets import cli as tickets_cli
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ def main_callback(
 core_cli.register(app)
 catalog_cli.register(app)
 tickets_cli.register(app)
+selfservice_cli.register(app)
 app.add_typer(demo_app, name="demo")
 
 

@@ -18,6 +18,7 @@ from lamplighter.core.clikit import Output, OutputOpt, emit, local_db
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database
 from lamplighter.core.settings import get_settings
+from lamplighter.selfservice import golden
 from lamplighter.tickets import service as tickets
 
 ACTOR = Actor.system("demo loader")
@@ -237,6 +238,9 @@ def load(db: Database) -> dict[str, bool]:
                 resolved_by="template_run:demo",
             )
             loaded["tickets"] = True
+    with db.transaction() as session:
+        # The golden paths, owned by the demo's platform team; unchanged files change nothing.
+        golden.load_golden(session=session, actor=ACTOR, owner="platform")
     return loaded
 
 

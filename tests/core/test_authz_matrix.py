@@ -287,6 +287,187 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
 }
 
 
+# -- self-service (templates, runs, access grants) ---------------------------------------------
+def _ss_actor(world: World, key: str) -> Any:
+    from lamplighter.core import identity
+    from lamplighter.core.context import Actor
+
+    with world.db.sessionmaker() as session:
+        user = identity.get_user(session=session, user_id=world.ids[key])
+        teams = identity.team_ids_of(session=session, user_id=user.id)
+    return Actor(kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=teams)
+
+
+def _ss_definition(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": "Matrix template",
+        "owner": "team-a",
+        "steps": [
+            {"id": "hand_over", "action": "ticket.create", "input": {"type": "other", "title": "x"}}
+        ],
+        **extra,
+    }
+
+
+def _ss_template(world: World, **extra: Any) -> str:
+    from lamplighter.selfservice import templates
+
+    world.ids["ss_templates"] = world.ids.get("ss_templates", 0) + 1
+    name = f"matrix-{world.ids['ss_templates']}"
+    with world.db.transaction() as session:
+        templates.create(session=session, actor=SYSTEM, definition=_ss_definition(name, **extra))
+    return name
+
+
+def _ss_run(
+    world: World, *, approval: str = "none", failed: bool = False, secret: bool = False
+) -> int:
+    from lamplighter.core.crypto import SecretBox
+    from lamplighter.selfservice import runs
+    from lamplighter.selfservice.models import RunSecret
+    from tests.conftest import TEST_SECRET
+
+    name = _ss_template(world, approval=approval)
+    requester = _ss_actor(world, "member_a")
+    with world.db.transaction() as session:
+        run = runs.start(session=session, actor=requester, template_name=name, parameters={})
+        if failed:
+            run.status = "failed"
+            run.error = "step hand_over failed"
+        if secret:
+            session.add(
+                RunSecret(
+                    run_id=run.id,
+                    name="password",
+                    ciphertext=SecretBox(TEST_SECRET.encode()).encrypt("pw-matrix"),
+                )
+            )
+        return int(run.id)
+
+
+def _ss_entity(world: World, accountable_key: str) -> str:
+    from lamplighter.catalog import service as catalog
+    from lamplighter.core import identity
+
+    world.ids["ss_entities"] = world.ids.get("ss_entities", 0) + 1
+    name = f"matrix-db-{world.ids['ss_entities']}"
+    with world.db.transaction() as session:
+        email = identity.get_user(session=session, user_id=world.ids[accountable_key]).email
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="resource", name=name, owner="team-a", accountable=email),
+        )
+    return f"resource:default/{name}"
+
+
+def _ss_grant(world: World, *, accountable: str, requester: str) -> int:
+    from lamplighter.catalog import service as catalog
+    from lamplighter.selfservice import grants
+
+    ref = _ss_entity(world, accountable)
+    actor = _ss_actor(world, requester)
+    with world.db.transaction() as session:
+        entity = catalog.get_by_ref(session=session, ref=ref)
+        grant = grants.request_grant(
+            session=session,
+            actor=actor,
+            entity_id=entity.id,
+            grantee=grants.Grantee(user_id=actor.user_id),
+            access="read",
+            reason="matrix",
+        )
+        return int(grant.id)
+
+
+SCENARIOS.update(
+    {
+        ("POST", "/api/v1/templates"): Scenario(
+            lambda w, c: ("/api/v1/templates", _ss_definition("matrix-new")),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("PUT", "/api/v1/templates/{name}"): Scenario(
+            lambda w, c: (
+                f"/api/v1/templates/{_ss_template(w)}",
+                _ss_definition(f"matrix-{w.ids['ss_templates']}", title="Changed"),
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("DELETE", "/api/v1/templates/{name}"): Scenario(
+            lambda w, c: (f"/api/v1/templates/{_ss_template(w)}", None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/templates/{name}/runs"): Scenario(
+            lambda w, c: (
+                f"/api/v1/templates/{_ss_template(w, allowed_teams=['team-a'])}/runs",
+                {"parameters": {}},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # An SRE approval: the requester never decides on their own run.
+        ("POST", "/api/v1/runs/{run_id}/approve"): Scenario(
+            lambda w, c: (f"/api/v1/runs/{_ss_run(w, approval='sre')}/approve", None),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/runs/{run_id}/reject"): Scenario(
+            lambda w, c: (f"/api/v1/runs/{_ss_run(w, approval='sre')}/reject", {"reason": "no"}),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/runs/{run_id}/retry"): Scenario(
+            lambda w, c: (f"/api/v1/runs/{_ss_run(w, failed=True)}/retry", None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # Secrets go to the requester only: not even an SRE sees them.
+        ("POST", "/api/v1/runs/{run_id}/secrets/reveal"): Scenario(
+            lambda w, c: (f"/api/v1/runs/{_ss_run(w, secret=True)}/secrets/reveal", None),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        # Anyone signed in may ask for access; viewers may not.
+        ("POST", "/api/v1/grants"): Scenario(
+            lambda w, c: (
+                "/api/v1/grants",
+                {"entity": _ss_entity(w, "member_a"), "access": "read", "reason": "matrix"},
+            ),
+            owner="member_b",
+            outsiders=("viewer",),
+        ),
+        ("POST", "/api/v1/grants/{grant_id}/approve"): Scenario(
+            lambda w, c: (
+                f"/api/v1/grants/{_ss_grant(w, accountable='member_a', requester='extra_a')}/approve",
+                None,
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/api/v1/grants/{grant_id}/reject"): Scenario(
+            lambda w, c: (
+                f"/api/v1/grants/{_ss_grant(w, accountable='member_a', requester='extra_a')}/reject",
+                {"reason": "no"},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/api/v1/grants/{grant_id}/revoke"): Scenario(
+            lambda w, c: (
+                f"/api/v1/grants/{_ss_grant(w, accountable='extra_a', requester='member_a')}/revoke",
+                None,
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+    }
+)
+
+
 def mutating_api_routes(app: Any) -> set[tuple[str, str]]:
     found = set()
     for path, route in walk_routes(list(app.routes)):
@@ -568,6 +749,151 @@ PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
         outsiders=("member_a", "viewer"),
     ),
 }
+
+
+# -- self-service pages: the page world holds User rows in ids, and the app's own secret box ----
+def _ss_page_run(
+    world: World, app: Any, *, approval: str = "none", failed: bool = False, secret: bool = False
+) -> int:
+    from lamplighter.core import identity
+    from lamplighter.core.context import Actor
+    from lamplighter.selfservice import runs
+    from lamplighter.selfservice.models import RunSecret
+
+    name = _ss_template(world, approval=approval)
+    user = world.ids["member_a"]
+    with world.db.transaction() as session:
+        teams = identity.team_ids_of(session=session, user_id=user.id)
+        requester = Actor(
+            kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=teams
+        )
+        run = runs.start(session=session, actor=requester, template_name=name, parameters={})
+        if failed:
+            run.status = "failed"
+            run.error = "step hand_over failed"
+        if secret:
+            box = app.state.box
+            session.add(
+                RunSecret(run_id=run.id, name="password", ciphertext=box.encrypt("pw-matrix"))
+            )
+        return int(run.id)
+
+
+def _ss_page_entity(world: World, accountable: str) -> str:
+    from lamplighter.catalog import service as catalog
+
+    world.ids["ss_entities"] = world.ids.get("ss_entities", 0) + 1
+    name = f"page-db-{world.ids['ss_entities']}"
+    with world.db.transaction() as session:
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(
+                kind="resource", name=name, owner="team-a", accountable=world.ids[accountable].email
+            ),
+        )
+    return f"resource:default/{name}"
+
+
+def _ss_page_grant(world: World, *, accountable: str, requester: str) -> int:
+    from lamplighter.catalog import service as catalog
+    from lamplighter.core import identity
+    from lamplighter.core.context import Actor
+    from lamplighter.selfservice import grants
+
+    ref = _ss_page_entity(world, accountable)
+    user = world.ids[requester]
+    with world.db.transaction() as session:
+        teams = identity.team_ids_of(session=session, user_id=user.id)
+        actor = Actor(
+            kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=teams
+        )
+        entity = catalog.get_by_ref(session=session, ref=ref)
+        grant = grants.request_grant(
+            session=session,
+            actor=actor,
+            entity_id=entity.id,
+            grantee=grants.Grantee(user_id=user.id),
+            access="read",
+            reason="matrix",
+        )
+        return int(grant.id)
+
+
+PAGE_SCENARIOS.update(
+    {
+        ("POST", "/selfservice/templates/{name}"): Scenario(
+            lambda w, a: (
+                f"/selfservice/templates/{_ss_template(w, allowed_teams=['team-a'])}",
+                {"mode": "run"},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # An SRE approval: the requester never decides on their own run.
+        ("POST", "/selfservice/runs/{run_id}/approve"): Scenario(
+            lambda w, a: (f"/selfservice/runs/{_ss_page_run(w, a, approval='sre')}/approve", {}),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/selfservice/runs/{run_id}/reject"): Scenario(
+            lambda w, a: (
+                f"/selfservice/runs/{_ss_page_run(w, a, approval='sre')}/reject",
+                {"reason": "no"},
+            ),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/selfservice/runs/{run_id}/retry"): Scenario(
+            lambda w, a: (f"/selfservice/runs/{_ss_page_run(w, a, failed=True)}/retry", {}),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # Secrets go to the requester only: not even an SRE sees them.
+        ("POST", "/selfservice/runs/{run_id}/secrets"): Scenario(
+            lambda w, a: (f"/selfservice/runs/{_ss_page_run(w, a, secret=True)}/secrets", {}),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/selfservice/access"): Scenario(
+            lambda w, a: (
+                "/selfservice/access",
+                {
+                    "entity": _ss_page_entity(w, "member_a"),
+                    "access": "read",
+                    "reason": "matrix",
+                    "days": "30",
+                },
+            ),
+            owner="member_b",
+            outsiders=("viewer",),
+        ),
+        ("POST", "/selfservice/access/{grant_id}/approve"): Scenario(
+            lambda w, a: (
+                f"/selfservice/access/{_ss_page_grant(w, accountable='member_a', requester='extra_a')}/approve",
+                {},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/selfservice/access/{grant_id}/reject"): Scenario(
+            lambda w, a: (
+                f"/selfservice/access/{_ss_page_grant(w, accountable='member_a', requester='extra_a')}/reject",
+                {"reason": "no"},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/selfservice/access/{grant_id}/revoke"): Scenario(
+            lambda w, a: (
+                f"/selfservice/access/{_ss_page_grant(w, accountable='extra_a', requester='member_a')}/revoke",
+                {},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+    }
+)
 
 
 def mutating_page_routes(app: Any) -> set[tuple[str, str]]:

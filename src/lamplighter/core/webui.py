@@ -90,6 +90,7 @@ DOMAINS: tuple[Domain, ...] = (
         "/selfservice",
         "Self-service",
         "Golden-path templates: create repositories, databases, topics and access grants yourself.",
+        built=True,
     ),
     Domain(
         "/slos",

@@ -1,0 +1,544 @@
+"""Self-service pages: the templates, a template's form, a run with live steps, approvals,
+secrets shown once, and access grants.
+
+Thin adapters like the other domains' pages: parse the form, call one service function, commit
+once, then redirect (303) with a message. Everything works without JavaScript; HTMX only
+refreshes a running run's steps every second. The run page reads only the database, so it
+follows a worker running in another process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from lamplighter.catalog import service as catalog
+from lamplighter.catalog.models import Entity
+from lamplighter.core import audit, identity
+from lamplighter.core.authz import PRIVILEGED
+from lamplighter.core.crypto import SecretBox
+from lamplighter.core.deps import PageDep, SessionDep
+from lamplighter.core.errors import LamplighterError, ValidationFailed
+from lamplighter.core.models import Role, Team, User
+from lamplighter.core.pagination import MAX_LIMIT, page_of
+from lamplighter.core.webui import (
+    FormField,
+    FormState,
+    PageRoute,
+    QueryText,
+    Viewer,
+    ViewerDep,
+    WriterDep,
+    check_lengths,
+    form_failed,
+    is_htmx,
+    page_links,
+    redirect_after_post,
+    render,
+)
+from lamplighter.selfservice import forms, grants, runs, templates
+from lamplighter.selfservice.grants import AccessGrant, GrantStatus
+from lamplighter.selfservice.models import Approval, Run, RunSecret, RunStatus, Template
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+APPROVAL_NAMES = {
+    Approval.NONE.value: "No approval",
+    Approval.TEAM_LEAD.value: "The owning team's lead approves",
+    Approval.SRE.value: "An SRE approves",
+}
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+AWAITING_SCAN = 500  # runs awaiting approval looked at for "waiting for you"
+ACCESS_DURATIONS = (("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "A year"))
+
+
+# -- reads the service modules do not offer (yet) ---------------------------------------------
+def _secret_names(session: Session, run_id: int) -> tuple[list[str], bool]:
+    """The names of a run's secrets, and whether some are still unseen."""
+    rows = session.execute(
+        sa.select(RunSecret.name, RunSecret.revealed_at)
+        .where(RunSecret.run_id == run_id)
+        .order_by(RunSecret.name)
+    ).all()
+    return [name for name, _ in rows], any(revealed is None for _, revealed in rows)
+
+
+def _grants_of(session: Session, user_id: int, team_ids: Iterable[int]) -> list[AccessGrant]:
+    """Grants held by a user or their teams, or asked for by the user, newest first."""
+    teams = list(team_ids)
+    return list(
+        session.scalars(
+            sa.select(AccessGrant)
+            .where(
+                sa.or_(
+                    AccessGrant.grantee_user_id == user_id,
+                    AccessGrant.requested_by_user_id == user_id,
+                    AccessGrant.grantee_team_id.in_(teams) if teams else sa.false(),
+                )
+            )
+            .order_by(AccessGrant.created_at.desc(), AccessGrant.id.desc())
+            .limit(200)
+        )
+    )
+
+
+def _pending_grants(session: Session) -> list[AccessGrant]:
+    return list(
+        session.scalars(
+            sa.select(AccessGrant)
+            .where(AccessGrant.status == GrantStatus.PENDING.value)
+            .order_by(AccessGrant.created_at, AccessGrant.id)
+            .limit(AWAITING_SCAN)
+        )
+    )
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def _pretty(value: Any) -> str:
+    """JSON as a person reads it (the template escapes it)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _teams_by_id(session: Session, ids: Iterable[int | None]) -> dict[int, Team]:
+    wanted = {i for i in ids if i is not None}
+    everyone = identity.list_teams(session=session, after_id=None, limit=MAX_LIMIT)
+    return {t.id: t for t in everyone if t.id in wanted}
+
+
+def _people(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
+    return {i: identity.get_user(session=session, user_id=i) for i in set(ids) if i is not None}
+
+
+def _may_use(viewer: Viewer, template: Template, my_slugs: set[str]) -> bool:
+    if viewer.actor.role == Role.VIEWER.value:
+        return False
+    if not template.allowed_teams or viewer.actor.role in PRIVILEGED:
+        return True
+    return bool(my_slugs & set(template.allowed_teams))
+
+
+def _my_teams(session: Session, viewer: Viewer, template: Template | None) -> list[Team]:
+    everyone = identity.list_teams(session=session, after_id=None, limit=MAX_LIMIT)
+    mine = [t for t in everyone if t.id in viewer.actor.team_ids]
+    if template is not None and template.allowed_teams and viewer.actor.role not in PRIVILEGED:
+        mine = [t for t in mine if t.slug in template.allowed_teams]
+    return mine
+
+
+# -- the templates ------------------------------------------------------------------------------
+@router.get("/selfservice")
+def templates_page(
+    request: Request, session: SessionDep, viewer: ViewerDep, q: QueryText = ""
+) -> Response:
+    query = q.strip().lower()
+    my_slugs = {t.slug for t in _my_teams(session, viewer, None)}
+    everything = templates.list_(session=session)
+    teams = _teams_by_id(session, [t.owner_team_id for t in everything])
+    usable = [t for t in everything if _may_use(viewer, t, my_slugs)]
+    hidden = len(everything) - len(usable)
+    if query:
+        usable = [
+            t
+            for t in usable
+            if all(word in f"{t.name} {t.title} {t.description}".lower() for word in query.split())
+        ]
+    groups: dict[str, list[Template]] = {}
+    for template in usable:
+        team = teams.get(template.owner_team_id)
+        groups.setdefault(team.name if team else "No team", []).append(template)
+    context = {
+        "groups": sorted(groups.items()),
+        "teams": teams,
+        "approval_names": APPROVAL_NAMES,
+        "form": FormState({"q": q.strip()}),
+        "hidden": hidden,
+        "query": query,
+    }
+    name = "selfservice/_templates.html" if is_htmx(request) else "selfservice/templates.html"
+    return render(request, name, context, viewer=viewer, fragment=is_htmx(request))
+
+
+def _form_page(
+    request: Request,
+    session: Session,
+    viewer: Viewer,
+    template: Template,
+    form: forms.ParamForm | None = None,
+    status: int = 200,
+) -> Response:
+    fields = forms.fields_of(template.spec.get("parameters") or {})
+    my_teams = _my_teams(session, viewer, template)
+    owner = _teams_by_id(session, [template.owner_team_id]).get(template.owner_team_id)
+    context = {
+        "template": template,
+        "owner": owner,
+        "fields": fields,
+        "form": form or forms.blank(fields, my_teams[0].slug if my_teams else ""),
+        "team_choices": [(t.slug, t.name) for t in my_teams],
+        "approval_names": APPROVAL_NAMES,
+        "steps": template.spec.get("steps") or [],
+        "may_use": _may_use(viewer, template, {t.slug for t in my_teams}),
+    }
+    return render(request, "selfservice/form.html", context, viewer=viewer, status=status)
+
+
+@router.get("/selfservice/templates/{name}")
+def template_form(request: Request, session: SessionDep, viewer: ViewerDep, name: str) -> Response:
+    return _form_page(request, session, viewer, templates.get(session=session, name=name))
+
+
+async def _multi_form(request: Request) -> dict[str, list[str]]:
+    """Every field of the submitted form, with all its values (checkbox groups send several)."""
+    form = await request.form()
+    result: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            result.setdefault(key, []).append(value)
+    return result
+
+
+MultiForm = Annotated[dict[str, list[str]], Depends(_multi_form)]
+
+
+@router.post("/selfservice/templates/{name}")
+def start_run(
+    request: Request,
+    session: SessionDep,
+    viewer: WriterDep,
+    name: str,
+    sent: MultiForm,
+    requesting_team: FormField = "",
+    mode: FormField = "run",
+) -> Response:
+    template = templates.get(session=session, name=name)
+    schema = template.spec.get("parameters") or {}
+    fields = forms.fields_of(schema)
+    team = requesting_team.strip()
+    shown = forms.echo(fields, sent)
+    dry_run = mode == "dry-run"
+    try:
+        parameters = forms.read(fields, schema, sent)
+        run = runs.start(
+            session=session,
+            actor=viewer.actor,
+            template_name=template.name,
+            parameters=parameters,
+            dry_run=dry_run,
+            requesting_team=team or None,
+        )
+        run_id = run.id
+        awaiting = run.status == RunStatus.AWAITING_APPROVAL.value
+        session.commit()
+    except LamplighterError as exc:
+        session.rollback()
+        if exc.status in {401, 403, 404}:
+            raise
+        form = forms.failed(fields, shown, team, exc)
+        template = templates.get(session=session, name=name)
+        return _form_page(request, session, viewer, template, form, status=exc.status)
+    if dry_run:
+        message = f"Dry run {run_id} started: every step's input is rendered, nothing is done."
+    elif awaiting:
+        message = f"Run {run_id} waits for approval; the approvers were told in their inbox."
+    else:
+        message = f"Run {run_id} started."
+    return redirect_after_post(request, f"/selfservice/runs/{run_id}", message, viewer)
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def _may_approve(session: Session, viewer: Viewer, run: Run) -> bool:
+    if run.status != RunStatus.AWAITING_APPROVAL.value or viewer.user.id == run.requester_user_id:
+        return False
+    if viewer.actor.role == Role.ADMIN.value:
+        return True
+    return viewer.user.id in runs.approver_ids(session=session, run=run)
+
+
+def _run_context(
+    session: Session, viewer: Viewer, run_id: int, reject_form: FormState | None = None
+) -> dict[str, Any]:
+    run = runs.get(session=session, run_id=run_id)
+    steps = runs.steps_of(session=session, run_id=run.id)
+    titles = {s["id"]: s.get("title") for s in run.spec.get("steps") or []}
+    people = _people(session, [run.requester_user_id, run.approver_user_id])
+    team = _teams_by_id(session, [run.requesting_team_id]).get(run.requesting_team_id or 0)
+    secret_names, unseen = _secret_names(session, run.id)
+    is_requester = viewer.user.id == run.requester_user_id
+    return {
+        "run": run,
+        "steps": steps,
+        "step_titles": titles,
+        "parameters": audit.redact(run.parameters),
+        "requester": people.get(run.requester_user_id or 0),
+        "approver": people.get(run.approver_user_id or 0),
+        "team": team,
+        "outputs": runs.rendered_outputs(session=session, run=run)
+        if run.status == RunStatus.SUCCEEDED.value
+        else None,
+        "live": run.status in ACTIVE,
+        "approval_name": APPROVAL_NAMES.get(run.spec.get("approval", ""), ""),
+        "may_approve": _may_approve(session, viewer, run),
+        "may_retry": run.status == RunStatus.FAILED.value
+        and viewer.actor.role != Role.VIEWER.value
+        and (is_requester or viewer.actor.role in PRIVILEGED),
+        "secret_names": secret_names,
+        "may_reveal": is_requester and unseen,
+        "secrets_seen": is_requester and bool(secret_names) and not unseen,
+        "reject_form": reject_form or FormState({"reason": ""}),
+        "pretty": _pretty,
+    }
+
+
+@router.get("/selfservice/runs")
+def runs_page(request: Request, session: SessionDep, viewer: ViewerDep, page: PageDep) -> Response:
+    mine, cursor = page_of(
+        runs.list_(
+            session=session,
+            requester_user_id=viewer.user.id,
+            before_id=page.position,
+            limit=page.limit + 1,
+        ),
+        page.limit,
+        lambda r: r.id,
+    )
+    awaiting = [
+        run
+        for run in runs.list_(
+            session=session, status=RunStatus.AWAITING_APPROVAL.value, limit=AWAITING_SCAN
+        )
+        if _may_approve(session, viewer, run)
+    ]
+    people = _people(session, [r.requester_user_id for r in awaiting])
+    context = {
+        "mine": mine,
+        "awaiting": awaiting,
+        "people": people,
+        **page_links(request, cursor, page.position),
+    }
+    return render(request, "selfservice/runs.html", context, viewer=viewer)
+
+
+@router.get("/selfservice/runs/{run_id}")
+def run_page(request: Request, session: SessionDep, viewer: ViewerDep, run_id: int) -> Response:
+    context = _run_context(session, viewer, run_id)
+    return render(request, "selfservice/run.html", context, viewer=viewer)
+
+
+@router.get("/selfservice/runs/{run_id}/live")
+def run_live(request: Request, session: SessionDep, viewer: ViewerDep, run_id: int) -> Response:
+    """The part of the run page that changes while the run goes on (polled by HTMX)."""
+    context = _run_context(session, viewer, run_id)
+    return render(request, "selfservice/_live.html", context, viewer=viewer, fragment=True)
+
+
+def _decided(request: Request, viewer: Viewer, run_id: int, message: str) -> Response:
+    return redirect_after_post(request, f"/selfservice/runs/{run_id}", message, viewer)
+
+
+@router.post("/selfservice/runs/{run_id}/approve")
+def approve_run(
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: int, reason: FormField = ""
+) -> Response:
+    check_lengths({"reason": reason}, {"reason": 2_000})
+    runs.approve(session=session, actor=viewer.actor, run_id=run_id, reason=reason)
+    session.commit()
+    return _decided(request, viewer, run_id, f"Run {run_id} approved; it starts now.")
+
+
+@router.post("/selfservice/runs/{run_id}/reject")
+def reject_run(
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: int, reason: FormField = ""
+) -> Response:
+    values = {"reason": reason}
+    try:
+        check_lengths(values, {"reason": 2_000})
+        runs.reject(session=session, actor=viewer.actor, run_id=run_id, reason=reason)
+        session.commit()
+    except ValidationFailed as exc:
+        session.rollback()
+        context = _run_context(session, viewer, run_id, form_failed(values, exc))
+        return render(request, "selfservice/run.html", context, viewer=viewer, status=exc.status)
+    return _decided(request, viewer, run_id, f"Run {run_id} rejected; the requester was told why.")
+
+
+@router.post("/selfservice/runs/{run_id}/retry")
+def retry_run(request: Request, session: SessionDep, viewer: WriterDep, run_id: int) -> Response:
+    runs.retry(session=session, actor=viewer.actor, run_id=run_id)
+    session.commit()
+    return _decided(request, viewer, run_id, f"Run {run_id} queued again from its failed step.")
+
+
+@router.post("/selfservice/runs/{run_id}/secrets")
+def reveal_secrets(
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: int
+) -> Response:
+    """Show the run's secrets on this response only; the page is never cached."""
+    box: SecretBox = request.app.state.box
+    values = runs.reveal_secrets(session=session, actor=viewer.actor, run_id=run_id, box=box)
+    session.commit()
+    context = {"run": runs.get(session=session, run_id=run_id), "secrets": values}
+    return render(request, "selfservice/secrets.html", context, viewer=viewer)
+
+
+# -- access grants ------------------------------------------------------------------------------
+def _grant_rows(session: Session, items: list[AccessGrant]) -> list[dict[str, Any]]:
+    entities = {
+        e.id: e
+        for e in (session.get(Entity, i) for i in {g.entity_id for g in items})
+        if e is not None
+    }
+    people = _people(
+        session,
+        [g.grantee_user_id for g in items] + [g.requested_by_user_id for g in items],
+    )
+    teams = _teams_by_id(session, [g.grantee_team_id for g in items])
+    rows = []
+    for grant in items:
+        entity = entities.get(grant.entity_id)
+        user = people.get(grant.grantee_user_id or 0)
+        team = teams.get(grant.grantee_team_id or 0)
+        requester = people.get(grant.requested_by_user_id or 0)
+        rows.append(
+            {
+                "grant": grant,
+                "entity": entity,
+                "entity_url": f"/catalog/{entity.kind}/{entity.namespace}/{entity.name}"
+                if entity
+                else None,
+                "grantee": user.email if user else (f"team {team.slug}" if team else "—"),
+                "requester": requester.email if requester else "—",
+            }
+        )
+    return rows
+
+
+def _access_page(
+    request: Request,
+    session: Session,
+    viewer: Viewer,
+    form: FormState | None = None,
+    status: int = 200,
+    reject_error: tuple[int, str] | None = None,
+) -> Response:
+    mine = _grants_of(session, viewer.user.id, viewer.actor.team_ids)
+    waiting = []
+    for grant in _pending_grants(session):
+        entity = session.get(Entity, grant.entity_id)
+        if entity is not None and grants.may_decide(session, viewer.actor, entity):
+            waiting.append(grant)
+    revocable = {
+        g.id
+        for g in mine + waiting
+        if g.status in grants.LIVE_STATUSES
+        and (entity := session.get(Entity, g.entity_id)) is not None
+        and grants.may_revoke(session, viewer.actor, g, entity)
+    }
+    context = {
+        "mine": _grant_rows(session, mine),
+        "waiting": _grant_rows(session, waiting),
+        "revocable": revocable,
+        "form": form or FormState({"entity": "", "access": "read", "reason": "", "days": "30"}),
+        "reject_error": reject_error,
+        "access_choices": [(a.value, a.value.capitalize()) for a in grants.AccessLevel],
+        "durations": ACCESS_DURATIONS,
+        "may_request": viewer.actor.role != Role.VIEWER.value,
+    }
+    return render(request, "selfservice/access.html", context, viewer=viewer, status=status)
+
+
+@router.get("/selfservice/access")
+def access_page(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+    return _access_page(request, session, viewer)
+
+
+@router.post("/selfservice/access")
+def request_access(
+    request: Request,
+    session: SessionDep,
+    viewer: WriterDep,
+    entity: FormField = "",
+    access: FormField = "read",
+    reason: FormField = "",
+    days: FormField = "30",
+) -> Response:
+    values = {"entity": entity.strip(), "access": access.strip(), "reason": reason, "days": days}
+    try:
+        check_lengths(values, {"entity": 200, "reason": 2_000, "days": 3})
+        if not values["entity"]:
+            raise ValidationFailed.one("body.entity", "name the catalog entity, e.g. orders-db")
+        if not values["days"].isdecimal():
+            raise ValidationFailed.one("body.days", "choose how long the access lasts")
+        target = catalog.get_by_ref(session=session, ref=values["entity"], default_kind=None)
+        grant = grants.request_grant(
+            session=session,
+            actor=viewer.actor,
+            entity_id=target.id,
+            grantee=grants.Grantee(user_id=viewer.user.id),
+            access=values["access"],
+            reason=values["reason"],
+            duration=dt.timedelta(days=int(values["days"])),
+        )
+        active = grant.status == GrantStatus.ACTIVE.value
+        session.commit()
+    except LamplighterError as exc:
+        session.rollback()
+        if exc.status in {401, 403}:
+            raise
+        form = form_failed(values, exc, conflict_field="entity", aliases={"ref": "entity"})
+        if exc.status == 404 and not form.errors:
+            form = FormState(values, {"entity": exc.detail})
+        return _access_page(request, session, viewer, form, status=exc.status)
+    message = (
+        "Access granted." if active else "Access requested; the approver was told in their inbox."
+    )
+    return redirect_after_post(request, "/selfservice/access", message, viewer)
+
+
+@router.post("/selfservice/access/{grant_id}/approve")
+def approve_grant(
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int, reason: FormField = ""
+) -> Response:
+    check_lengths({"reason": reason}, {"reason": 2_000})
+    grants.approve(session=session, actor=viewer.actor, grant_id=grant_id, reason=reason)
+    session.commit()
+    return redirect_after_post(
+        request, "/selfservice/access", f"Access grant #{grant_id} approved.", viewer
+    )
+
+
+@router.post("/selfservice/access/{grant_id}/reject")
+def reject_grant(
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int, reason: FormField = ""
+) -> Response:
+    values = {"reason": reason}
+    try:
+        check_lengths(values, {"reason": 2_000})
+        grants.reject(session=session, actor=viewer.actor, grant_id=grant_id, reason=reason)
+        session.commit()
+    except ValidationFailed as exc:
+        session.rollback()
+        problem = exc.errors[0].reason if exc.errors else exc.detail
+        return _access_page(
+            request, session, viewer, status=exc.status, reject_error=(grant_id, problem)
+        )
+    return redirect_after_post(
+        request, "/selfservice/access", f"Access grant #{grant_id} rejected.", viewer
+    )
+
+
+@router.post("/selfservice/access/{grant_id}/revoke")
+def revoke_grant(
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int
+) -> Response:
+    grants.revoke(session=session, actor=viewer.actor, grant_id=grant_id)
+    session.commit()
+    return redirect_after_post(
+        request, "/selfservice/access", f"Access grant #{grant_id} revoked.", viewer
+    )
