@@ -103,6 +103,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         log_json=True,
         job_poll_s=0.05,
         job_backoff_base_s=0.05,
+        templates_sync_on_start=False,  # tests register the templates they use
     )
 
 

@@ -86,6 +86,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker: jobs.Worker | None = None
         thread: threading.Thread | None = None
+        if settings.templates_sync_on_start:
+            sync_templates(database, settings)
         if run_worker:
             worker = jobs.Worker(database, settings)
             thread = worker.start_thread()
@@ -157,6 +159,28 @@ def create_app(
         return webui.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
 
     return app
+
+
+def sync_templates(database: Database, settings: Settings) -> None:
+    """Bring the shipped golden paths and ``templates_dir`` into the database. Never stops the
+    app: a bad file or a race with another starting process is logged and the app serves on."""
+    from lamplighter.core.context import Actor
+    from lamplighter.selfservice.golden import load_golden
+
+    try:
+        with database.transaction() as session:
+            result = load_golden(
+                session=session, actor=Actor.system("template-sync"), settings=settings
+            )
+    except Exception:  # another process syncing at the same moment, a database hiccup
+        log.warning(
+            "template sync at start-up failed; run `lamplighter template sync`", exc_info=True
+        )
+        return
+    for error in result.errors:
+        log.warning("template sync: %s: %s", error.field, error.reason)
+    if result.created or result.updated:
+        log.info("template sync: %d created, %d updated", len(result.created), len(result.updated))
 
 
 def app_from_env() -> FastAPI:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(
         default=None, description="Directory of template YAML files the template sync reads."
     )
+    templates_sync_on_start: bool = Field(
+        default=True,
+        description="Sync the shipped golden paths and templates_dir when the web app starts.",
+    )
     selfservice_http_allowlist: str = Field(
         default="",
         description="Comma-separated URL prefixes http.request may call; empty = none.",
