@@ -255,6 +255,11 @@ def test_unconfigured_server_is_a_clear_error(tmp_path: Path) -> None:
             make_ctx(Settings(data_dir=tmp_path), Vault()), PostgresDatabaseInput(database="x")
         )
     assert "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL" in str(caught.value)
+    # Undoing that failed step succeeds: with no server nothing can have been created, and the
+    # run must not report "could not undo, clean up by hand".
+    ctx = make_ctx(Settings(data_dir=tmp_path), Vault())
+    PostgresDatabase().compensate(ctx, PostgresDatabaseInput(database="x"), None)
+    assert any("nothing to undo" in line for line in ctx.logs)
 
 
 @pytest.mark.parametrize(

@@ -262,6 +262,11 @@ class PostgresDatabase(Action):
         data: PostgresDatabaseInput,
         output: PostgresDatabaseOutput | None,
     ) -> None:
+        url = ctx.settings.selfservice_postgres_admin_url
+        if output is None and (url is None or not url.get_secret_value()):
+            # No server is configured, so the run step could not have created anything.
+            ctx.log("no PostgreSQL server is configured: nothing to undo")
+            return
         with _connect(ctx) as conn:
             if _ours(_database_mark(conn, data.database), ctx.key):
                 _drop_database(conn, data.database)
