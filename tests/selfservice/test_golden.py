@@ -440,6 +440,12 @@ def test_golden_path_2_approved_creates_the_database_and_its_catalog_resource(
     service_name: str,
 ) -> None:
     database = service_name.replace("-", "_")
+    with db.transaction() as session:  # the existing service the database is for
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="service", name="ledger", owner=team.slug),
+        )
     run_id = start(db, requester, "postgres-database", {"service": "ledger", "database": database})
     with db.transaction() as session:
         lead = session.get(User, platform.lead_user_id)
@@ -455,6 +461,9 @@ def test_golden_path_2_approved_creates_the_database_and_its_catalog_resource(
         assert resource is not None and resource.owner_team_id == team.id
         ticket = session.get(Ticket, run.ticket_id)
         assert ticket is not None and ticket.effort_minutes == 90  # the "database" request type
+        ledger = catalog.get_by_ref(session=session, ref="service:ledger")
+        ledger_relations = catalog.relations_of(session=session, entity_id=ledger.id)
+        assert [e.ref for e in ledger_relations["depends_on"]] == [resource.ref]
 
 
 def test_golden_path_3_files_a_grant_that_waits_for_the_resources_accountable_person(

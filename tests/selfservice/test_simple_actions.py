@@ -17,7 +17,7 @@ from lamplighter.core import audit, identity, inbox
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
-from lamplighter.core.models import Team, User
+from lamplighter.core.models import AuditEntry, Team, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import grants
 from lamplighter.selfservice.actions import simple
@@ -460,3 +460,183 @@ def test_a_compensation_outside_the_allowlist_is_refused_before_the_call(
         simple.HttpRequestAction().run(ctx, data)
     assert error.value.field == "compensate.url"
     assert sent == []
+
+
+# -- catalog.register: dependency_of ---------------------------------------------------------
+def existing_service(db: Database, team: Team, name: str = "ledger") -> None:
+    """A service already in the catalog, depending on a queue of its own."""
+    with db.transaction() as session:
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="resource", name=f"{name}-queue", owner=team.slug),
+        )
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(
+                kind="service",
+                name=name,
+                owner=team.slug,
+                depends_on=[f"resource:{name}-queue"],
+            ),
+        )
+
+
+DEPENDENCY_OF = {
+    "entities": [
+        {
+            "kind": "resource",
+            "name": "ledger-db",
+            "type": "database",
+            "dependency_of": ["service:default/ledger"],
+        },
+        {"kind": "resource", "name": "ledger-cache", "dependency_of": ["service:ledger"]},
+    ]
+}
+
+
+def depends_on(db: Database, ref: str) -> list[str]:
+    with db.sessionmaker() as session:
+        entity = catalog.get_by_ref(session=session, ref=ref)
+        return [
+            e.ref for e in catalog.relations_of(session=session, entity_id=entity.id)["depends_on"]
+        ]
+
+
+def service_updates(db: Database, ref: str = "service:default/ledger") -> list[AuditEntry]:
+    with db.sessionmaker() as session:
+        return list(
+            audit.iter_filtered(session=session, object_id=ref, action="catalog.update", limit=100)
+        )[::-1]
+
+
+def test_register_dependency_of_makes_the_existing_service_depend_on_the_new_entities(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, requester.team)
+    with requester.step("register") as ctx:
+        simple.CatalogRegisterAction().run(ctx, DEPENDENCY_OF)
+    assert depends_on(db, "service:ledger") == [
+        "resource:default/ledger-cache",
+        "resource:default/ledger-db",
+        "resource:default/ledger-queue",
+    ]
+    with db.sessionmaker() as session:
+        database = catalog.get_by_ref(session=session, ref="resource:ledger-db")
+        relations = catalog.relations_of(session=session, entity_id=database.id)
+        assert [e.ref for e in relations["dependency_of"]] == ["service:default/ledger"]
+        _, view = catalog.read_view(session=session, ref="service:ledger")
+        assert [r.name for r in view["depends_on"]] == ["ledger-cache", "ledger-db", "ledger-queue"]
+    updates = service_updates(db)
+    assert [u.actor_id for u in updates] == [f"user:{requester.user.id}"] * 2
+    assert updates[-1].diff["after"]["depends_on"] == [
+        "resource:default/ledger-cache",
+        "resource:default/ledger-db",
+        "resource:default/ledger-queue",
+    ]
+
+
+def test_register_dependency_of_a_service_outside_the_requesters_team_is_refused(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, make_team(db))
+    before = catalog_creates(db)
+    with pytest.raises(ActionError) as error, requester.step("register") as ctx:
+        simple.CatalogRegisterAction().run(ctx, DEPENDENCY_OF)
+    assert error.value.field == "entities.0.dependency_of.0"
+    assert "only members of the owning team, SREs and admins" in str(error.value)
+    assert catalog_creates(db) == before
+    with db.sessionmaker() as session:
+        assert (
+            catalog.find(session, simple.EntityToRegister(kind="resource", name="ledger-db").ref())
+            is None
+        )
+    assert depends_on(db, "service:ledger") == ["resource:default/ledger-queue"]
+    assert service_updates(db) == []
+
+
+def test_register_dependency_of_an_sre_may_change_any_team_s_service(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, make_team(db))
+    requester.actor = Actor(
+        kind="user",
+        label=requester.user.email,
+        user_id=requester.user.id,
+        role="sre",
+        team_ids=requester.actor.team_ids,
+    )
+    with requester.step("register") as ctx:
+        simple.CatalogRegisterAction().run(ctx, DEPENDENCY_OF)
+    assert "resource:default/ledger-db" in depends_on(db, "service:ledger")
+
+
+def test_register_dependency_of_an_unknown_entity_names_the_field(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, requester.team)
+    data = {
+        "entities": [
+            DEPENDENCY_OF["entities"][0],
+            {
+                "kind": "resource",
+                "name": "x-db",
+                "dependency_of": ["service:ledger", "service:nope"],
+            },
+        ]
+    }
+    before = catalog_creates(db)
+    with pytest.raises(ActionError) as error, requester.step("register") as ctx:
+        simple.CatalogRegisterAction().run(ctx, data)
+    assert error.value.field == "entities.1.dependency_of.1"
+    assert "no catalog entity service:default/nope" in str(error.value)
+    assert catalog_creates(db) == before
+    assert service_updates(db) == []
+
+
+def test_register_dependency_of_twice_changes_nothing_the_second_time(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, requester.team)
+    outputs = []
+    for _ in range(2):
+        with requester.step("register") as ctx:
+            outputs.append(simple.CatalogRegisterAction().run(ctx, DEPENDENCY_OF))
+    assert outputs[0] == outputs[1]
+    assert len(service_updates(db)) == 2  # one per new entity, none from the second run
+    assert depends_on(db, "service:ledger") == [
+        "resource:default/ledger-cache",
+        "resource:default/ledger-db",
+        "resource:default/ledger-queue",
+    ]
+
+
+def test_register_dependency_of_compensation_leaves_the_service_as_it_was(
+    db: Database, requester: Requester
+) -> None:
+    existing_service(db, requester.team)
+    with db.sessionmaker() as session:
+        service = catalog.get_by_ref(session=session, ref="service:ledger")
+        before = (catalog.input_of(session, service), service.content_hash)
+    with requester.step("register") as ctx:
+        output = simple.CatalogRegisterAction().run(ctx, DEPENDENCY_OF)
+    for _ in range(2):
+        with requester.step("register") as ctx:
+            simple.CatalogRegisterAction().compensate(ctx, DEPENDENCY_OF, output)
+    with db.sessionmaker() as session:
+        service = catalog.get_by_ref(session=session, ref="service:ledger")
+        assert (catalog.input_of(session, service), service.content_hash) == before
+        assert (
+            catalog.find(session, simple.EntityToRegister(kind="resource", name="ledger-db").ref())
+            is None
+        )
+    assert depends_on(db, "service:ledger") == ["resource:default/ledger-queue"]
+    updates = service_updates(db)
+    assert [u.actor_id for u in updates] == [f"user:{requester.user.id}"] * 4
+    # the undo is in the service's history, and it ends where it began
+    assert updates[-1].diff["after"]["depends_on"] == ["resource:default/ledger-queue"]
+    assert [u.diff["after"]["depends_on"] for u in updates[2:]] == [
+        ["resource:default/ledger-db", "resource:default/ledger-queue"],
+        ["resource:default/ledger-queue"],
+    ]

@@ -7,6 +7,7 @@ Everything works without JavaScript; HTMX only swaps the search results while ty
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from lamplighter.catalog import graph, graph_svg, search, service
 from lamplighter.catalog.models import Entity, Kind, Lifecycle
 from lamplighter.core import identity
 from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_owned_write, require_writer
+from lamplighter.core.db import utcnow
 from lamplighter.core.deps import PageDep, SessionDep, SettingsDep
 from lamplighter.core.errors import FieldError, LamplighterError, NotFound, ValidationFailed
 from lamplighter.core.models import Role, Team
@@ -40,6 +42,7 @@ from lamplighter.core.webui import (
     render,
     team_panel,
 )
+from lamplighter.selfservice import grants as access_grants
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -547,6 +550,69 @@ def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
     return rows
 
 
+ACCESS_SHOWN = 50
+TIME_UNITS = (("day", 24 * 60), ("hour", 60), ("minute", 1))
+
+
+def _span(length: dt.timedelta) -> str:
+    """A length of time in its largest whole unit: "3 days", "1 hour", "0 minutes"."""
+    minutes = int(abs(length).total_seconds() // 60)
+    unit, size = next((u, s) for u, s in TIME_UNITS if minutes >= s or s == 1)
+    count = minutes // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def _from_now(instant: dt.datetime, now: dt.datetime) -> str:
+    """How far an instant is from now: "in 3 days", "5 hours ago"."""
+    if abs(instant - now) < dt.timedelta(minutes=1):
+        return "now"
+    return f"in {_span(instant - now)}" if instant > now else f"{_span(now - instant)} ago"
+
+
+def _access(session: Session, entity_id: int, now: dt.datetime) -> dict[str, Any]:
+    """The entity's newest access grants with every person and team named (one query each)."""
+    found = access_grants.grants_for_entity(session=session, entity_id=entity_id)
+    shown = found[:ACCESS_SHOWN]
+    people = service.users_by_id(
+        session,
+        [
+            user_id
+            for g in shown
+            for user_id in (
+                g.grantee_user_id,
+                g.requested_by_user_id,
+                g.approver_user_id,
+                g.revoked_by_user_id,
+            )
+        ],
+    )
+    teams = service.teams_by_id(session, [g.grantee_team_id for g in shown])
+    rows = []
+    for grant in shown:
+        status = access_grants.GrantStatus(grant.status)
+        if status == access_grants.GrantStatus.PENDING:
+            # Approval starts the clock again, so the request's length is what it asks for.
+            expiry = f"{_span(grant.expires_at - grant.created_at)} from approval"
+        elif status == access_grants.GrantStatus.REJECTED:
+            expiry = "never granted"
+        elif status == access_grants.GrantStatus.REVOKED:
+            expiry = "ended early, when revoked"
+        else:
+            expiry = _from_now(grant.expires_at, now)
+        rows.append(
+            {
+                "grant": grant,
+                "user": people.get(grant.grantee_user_id or 0),
+                "team": teams.get(grant.grantee_team_id or 0),
+                "requester": people.get(grant.requested_by_user_id or 0),
+                "approver": people.get(grant.approver_user_id or 0),
+                "revoker": people.get(grant.revoked_by_user_id or 0),
+                "expiry": expiry,
+            }
+        )
+    return {"access_rows": rows, "access_hidden": len(found) - len(shown)}
+
+
 @router.get("/catalog/{kind}/{namespace}/{name}")
 def entity_page(
     request: Request,
@@ -576,6 +642,8 @@ def entity_page(
         "history": _history(session, entity.ref),
         "links": [(link, bool(SAFE_URL.match(str(link.get("url", ""))))) for link in entity.links],
         "can_write": can_write_owned(viewer.actor, entity.owner_team_id),
+        **_access(session, entity.id, utcnow()),
+        "may_request_access": viewer.actor.role != Role.VIEWER.value,
     }
     return render(request, "catalog/entity.html", context, viewer=viewer)
 

@@ -15,9 +15,10 @@ import httpx
 from pydantic import BaseModel, Field
 
 from lamplighter.catalog import service as catalog
-from lamplighter.catalog.models import Provenance
+from lamplighter.catalog.models import Entity, Provenance
 from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
 from lamplighter.core import identity, jobs, webhooks
+from lamplighter.core.authz import can_write_owned, require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import (
     Conflict,
@@ -189,6 +190,11 @@ class EntityToRegister(ActionInput):
         default=None, description="Owning team's slug; the requesting team when left out."
     )
     depends_on: list[str] = Field(default_factory=list)
+    dependency_of: list[str] = Field(
+        default_factory=list,
+        description="Entities already in the catalog that depend on this one, e.g. the service "
+        "a database is for; the requester must be allowed to change them.",
+    )
     links: list[LinkInput] = Field(default_factory=list)
 
     def ref(self) -> Ref:
@@ -211,7 +217,10 @@ class CatalogRegisterAction(Action):
     Entities carry the annotation ``lamplighter.dev/run: <run key>``: a second attempt finds
     them and changes nothing, and compensation deletes only entities with it. A name already
     taken by anything else is refused before anything is created. Dependencies may name other
-    entities of the same step, in any order::
+    entities of the same step, in any order. ``dependency_of`` names entities already in the
+    catalog that depend on the new one: each gets a ``dependsOn`` relation to it through a
+    catalog update, so the requester must be allowed to change them; compensation removes
+    those relations again before deleting the new entity::
 
         - id: register
           action: catalog.register
@@ -224,6 +233,9 @@ class CatalogRegisterAction(Action):
                 type: web-service
                 depends_on: ["resource:${{ parameters.name }}-db"]
                 links: [{url: "${{ steps.repo.output.url }}", title: Repository}]
+              - kind: resource
+                name: "${{ parameters.name }}-cache"
+                dependency_of: ["service:${{ parameters.caller }}"]
     """
 
     name = "catalog.register"
@@ -253,6 +265,7 @@ class CatalogRegisterAction(Action):
                     "name",
                     field=f"entities.{index}.name",
                 )
+        dependents = self._dependents(ctx, data.entities, refs, seen)
         waiting = {
             index: self._batch_dependencies(spec, index, seen) for index, spec in to_create.items()
         }
@@ -267,7 +280,114 @@ class CatalogRegisterAction(Action):
             for index in ready:
                 self._create(ctx, to_create[index], index)
                 del waiting[index]
+        for index, field, dependent in dependents:
+            self._add_dependency(ctx, dependent, refs[index], field)
         return CatalogRegisterOutput(refs=[str(ref) for ref in refs])
+
+    @staticmethod
+    def _dependents(
+        ctx: StepContext,
+        specs: list[EntityToRegister],
+        refs: list[Ref],
+        batch: dict[tuple[str, str, str], int],
+    ) -> list[tuple[int, str, Entity]]:
+        """Resolve every ``dependency_of`` and check the requester may change it, before
+        anything is created: (entry index, input field, the existing entity)."""
+        found: list[tuple[int, str, Entity]] = []
+        for index, spec in enumerate(specs):
+            ours = catalog.find(ctx.session, refs[index])
+            for position, text in enumerate(spec.dependency_of):
+                field = f"entities.{index}.dependency_of.{position}"
+                try:
+                    ref = parse_ref(
+                        text,
+                        default_kind=None,
+                        default_namespace=spec.namespace.lower(),
+                        field=field,
+                    )
+                except ValidationFailed as exc:
+                    raise _as_action_error(exc) from exc
+                if ref.key in batch:
+                    raise ActionError(
+                        f"{field}: {ref} is registered by this step; list the dependency in its "
+                        "depends_on instead",
+                        field=field,
+                    )
+                dependent = catalog.find(ctx.session, ref)
+                if dependent is None:
+                    raise ActionError(f"{field}: no catalog entity {ref}", field=field)
+                if ours is not None and _depends_on(ctx, dependent, ours):
+                    continue  # a previous attempt added it
+                try:
+                    require_owned_write(ctx.actor, dependent.owner_team_id, dependent.ref)
+                except Forbidden as exc:
+                    raise ActionError(f"{field}: {exc.detail}", field=field) from exc
+                found.append((index, field, dependent))
+        return found
+
+    @staticmethod
+    def _add_dependency(ctx: StepContext, dependent: Entity, target_ref: Ref, field: str) -> None:
+        target = catalog.find(ctx.session, target_ref)
+        assert target is not None  # created (or found) just before
+        if _depends_on(ctx, dependent, target):
+            return
+        current = catalog.relations_of(session=ctx.session, entity_id=dependent.id)["depends_on"]
+        try:
+            # Only the relations change, so the naming rules (which may postdate the
+            # entity's name) are not applied again.
+            catalog.update(
+                session=ctx.session,
+                actor=ctx.actor,
+                ref=dependent.ref,
+                changes={"depends_on": [*(e.ref for e in current), target.ref]},
+            )
+        except LamplighterError as exc:
+            raise ActionError(
+                f"{field}: {dependent.ref} could not be changed: {exc.detail}", field=field
+            ) from exc
+        ctx.log(f"{dependent.ref} now depends on {target.ref}")
+
+    @staticmethod
+    def _remove_dependencies(ctx: StepContext, spec: EntityToRegister, target: Entity) -> None:
+        """Undo ``dependency_of``: deleting the target drops the relation rows by cascade, but
+        the dependent's audit trail and content hash would still name it."""
+        for position, text in enumerate(spec.dependency_of):
+            try:
+                ref = parse_ref(
+                    text,
+                    default_kind=None,
+                    default_namespace=spec.namespace.lower(),
+                    field=f"dependency_of.{position}",
+                )
+            except ValidationFailed:
+                continue  # run refused it before adding anything
+            dependent = catalog.find(ctx.session, ref)
+            if dependent is None or not _depends_on(ctx, dependent, target):
+                continue
+            current = catalog.relations_of(session=ctx.session, entity_id=dependent.id)
+            # The requester may have left the dependent's team since; undoing the run's own
+            # change is then the platform's job.
+            actor = (
+                ctx.actor
+                if can_write_owned(ctx.actor, dependent.owner_team_id)
+                else Actor.system(f"self-service run #{ctx.run_id}")
+            )
+            try:
+                catalog.update(
+                    session=ctx.session,
+                    actor=actor,
+                    ref=dependent.ref,
+                    changes={
+                        "depends_on": [e.ref for e in current["depends_on"] if e.id != target.id]
+                    },
+                )
+            except ValidationFailed as exc:  # e.g. its accountable person left the team
+                ctx.log(
+                    f"{dependent.ref} could not be changed ({exc.detail}); its relation to "
+                    f"{target.ref} goes with {target.ref}"
+                )
+                continue
+            ctx.log(f"{dependent.ref} no longer depends on {target.ref}")
 
     @staticmethod
     def _batch_dependencies(
@@ -332,9 +452,15 @@ class CatalogRegisterAction(Action):
             entity = catalog.find(ctx.session, spec.ref())
             if entity is None or entity.annotations.get(RUN_ANNOTATION) != ctx.key:
                 continue  # never created, or not ours: leave it
+            self._remove_dependencies(ctx, spec, entity)
             ref = entity.ref
             catalog.delete(session=ctx.session, actor=ctx.actor, ref=ref)
             ctx.log(f"removed {ref} from the catalog")
+
+
+def _depends_on(ctx: StepContext, source: Entity, target: Entity) -> bool:
+    outgoing = catalog.relations_of(session=ctx.session, entity_id=source.id)["depends_on"]
+    return any(entity.id == target.id for entity in outgoing)
 
 
 # -- ticket.create ---------------------------------------------------------------------------
