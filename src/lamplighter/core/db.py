@@ -149,7 +149,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         SQLiteWriteGate().install(engine)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it is a round trip on every checkout, as many as a one-query request makes
+    # (measured: the entity GET's wall time 4.1 -> 2.9 ms in-process). A connection the server
+    # dropped is found when it is used instead: SQLAlchemy then invalidates the whole pool, so
+    # after a database restart one request per process gets a 503 (``database-unavailable``,
+    # with Retry-After) and the next ones reconnect.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
 
 
 class Database:

@@ -115,6 +115,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "Unsupported media type",
     "identity-provider-unavailable": "Identity provider unavailable",
+    "database-unavailable": "Database unavailable",
 }
 
 

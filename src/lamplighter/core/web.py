@@ -13,7 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -310,7 +310,25 @@ def install_error_handlers(
             dict(exc.headers or {}) or None,
         )
 
-    @app.exception_handler(IntegrityError)
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        if isinstance(exc, IntegrityError):
+            return await integrity_error(request, exc)
+        if not exc.connection_invalidated:
+            return await unexpected(request, exc)
+        log.warning("database connection lost", extra={"error": str(exc.orig)[:300]})
+        return respond(
+            request,
+            problem(
+                status=503,
+                slug="database-unavailable",
+                title="Database unavailable",
+                detail="the connection to the database was lost (a restart or a failover); "
+                "try again: the next request uses a new connection",
+            ),
+            {"Retry-After": "1"},
+        )
+
     async def integrity_error(request: Request, exc: IntegrityError) -> Response:
         log.warning("integrity error", extra={"error": str(exc.orig)[:300]})
         return respond(
