@@ -56,6 +56,14 @@ def test_create_and_read_with_owner_and_relations(
         f"{BASE}/entities/resource/default/payments-db", headers=org["other"]
     ).json()
     assert [e["ref"] for e in db_page["relations"]["dependency_of"]] == ["service:default/ledger"]
+    # The first read with a token looks it up in the database; later ones are served from the
+    # token cache, and on PostgreSQL take the one-statement path outside a transaction. Both
+    # answer exactly what the create did, times in UTC included.
+    path = f"{BASE}/entities/service/default/ledger"
+    reader = auth(make_token(db, make_user(db, email="reader@example.com")))
+    first = client.get(path, headers=reader).json()
+    cached = client.get(path, headers=reader).json()
+    assert first == cached == entity
     owner = client.get(f"{BASE}/entities/service/default/ledger/owner", headers=org["other"]).json()
     assert owner["accountable"]["email"] == "lead@example.com" and owner["problems"] == []
     history = client.get(
