@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import copier
 import httpx
-from copier.errors import CopierError, UnsafeTemplateError
 from pydantic import Field, field_validator
 
 from lamplighter.core.settings import Settings
@@ -122,6 +120,11 @@ def skeleton_dir(template: str) -> Path:
 
 def render_skeleton(template: str, answers: dict[str, Any]) -> dict[str, bytes]:
     """Render a skeleton with copier; return its files by POSIX path relative to the root."""
+    # Imported here: copier (and the prompt toolkit it brings) costs a few hundred milliseconds
+    # at start-up, which every CLI command would pay.
+    import copier
+    from copier.errors import CopierError, UnsafeTemplateError
+
     source = skeleton_dir(template)
     with tempfile.TemporaryDirectory(prefix="lamplighter-render-") as tmp:
         target = Path(tmp) / "out"
