@@ -4,6 +4,7 @@ GitHub, GitLab and Gitea through httpx.MockTransport."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -635,3 +637,292 @@ def test_server_error_is_retryable_and_missing_configuration_is_not(
         RepoCreate().run(make_ctx(make_settings(tmp_path)), repo_input(provider="gitea"))
     assert caught.value.field == "provider" and not caught.value.retryable
     assert "LAMPLIGHTER_SELFSERVICE_GIT_PROVIDER_URL" in str(caught.value)
+
+
+# -- pipeline.create on hosted providers ------------------------------------------------------
+class FileHost(FakeHost):
+    """A FakeHost that also serves single files and the commit history of a path."""
+
+    def __init__(
+        self, provider: str, *, fail: Callable[[httpx.Request], httpx.Response | None] | None = None
+    ) -> None:
+        super().__init__(provider, fail=fail)
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        repo = self._repo("payments-api", "Takes payments [lamplighter run-1-repo]")
+        repo["empty"] = False
+        self.repos["payments-api"] = repo
+        self.files["payments-api"] = {"README.md": b"# payments-api\n"}
+        self.record(
+            "payments-api", "Create payments-api\n\nLamplighter-Run: run-1-repo\n", ["README.md"]
+        )
+
+    def record(self, name: str, message: str, paths: list[str]) -> str:
+        sha = f"{sum(len(h) for h in self.history.values()) + 1:040x}"
+        self.history.setdefault(name, []).insert(
+            0, {"sha": sha, "message": message, "paths": paths}
+        )
+        return sha
+
+    def commits(self, name: str) -> list[dict[str, Any]]:
+        return self.history.get(name, [])
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.fail is None or self.fail(request) is None:
+            reply = self.file_api(request)
+            if reply is not None:
+                self.requests.append(request)
+                return reply
+        return super().handle(request)
+
+    def file_api(self, request: httpx.Request) -> httpx.Response | None:
+        path = request.url.raw_path.decode().split("?")[0]
+        parts = path.strip("/").split("/")
+        if self.provider == "gitlab":
+            by_id = {str(r["id"]): r for r in self.repos.values()}
+            repo = by_id.get(parts[3]) if len(parts) > 5 else None
+            if repo is None or parts[4] != "repository":
+                return None
+            name, kind, file_path = (
+                repo["path"],
+                parts[5],
+                unquote(parts[6]) if len(parts) > 6 else "",
+            )
+        else:
+            if len(parts) < 6 or parts[4] not in self.repos:
+                return None
+            name, kind, file_path = parts[4], parts[5], unquote("/".join(parts[6:]))
+        files = self.files.setdefault(name, {})
+        if kind in ("contents", "files") and file_path:
+            if request.method == "GET":
+                if file_path not in files:
+                    return httpx.Response(404, json={"message": "Not Found"})
+                content, blob = base64.b64encode(files[file_path]).decode(), _blob(files[file_path])
+                if self.provider == "gitlab":
+                    return httpx.Response(
+                        200, json={"content": content, "encoding": "base64", "blob_id": blob}
+                    )
+                return httpx.Response(
+                    200, json={"content": content, "encoding": "base64", "sha": blob}
+                )
+            body = json.loads(request.content)
+            if request.method in ("PUT", "POST"):
+                if file_path in files:
+                    return httpx.Response(422, json={"message": "file already exists"})
+                files[file_path] = base64.b64decode(body["content"])
+                sha = self.record(name, body["message"], [file_path])
+                return httpx.Response(
+                    201, json={"content": {"path": file_path}, "commit": {"sha": sha}}
+                )
+            if request.method == "DELETE":
+                if files.get(file_path) is None or _blob(files[file_path]) != body["sha"]:
+                    return httpx.Response(409, json={"message": "sha does not match"})
+                del files[file_path]
+                self.record(name, body["message"], [file_path])
+                return httpx.Response(200, json={"commit": {"sha": "x"}})
+        if kind == "commits" and len(parts) == 6 and request.method == "GET":
+            wanted = request.url.params["path"]
+            touching = [c for c in self.commits(name) if wanted in c["paths"]][:1]
+            if self.provider == "gitlab":
+                return httpx.Response(
+                    200, json=[{"id": c["sha"], "message": c["message"]} for c in touching]
+                )
+            return httpx.Response(
+                200, json=[{"sha": c["sha"], "commit": {"message": c["message"]}} for c in touching]
+            )
+        if self.provider == "gitlab" and kind == "commits" and request.method == "POST":
+            body = json.loads(request.content)
+            for action in body["actions"]:
+                if action["action"] == "create":
+                    if action["file_path"] in files:
+                        return httpx.Response(
+                            400, json={"message": "A file with this name already exists"}
+                        )
+                    files[action["file_path"]] = base64.b64decode(action["content"])
+                elif action["action"] == "delete":
+                    if action["file_path"] not in files:
+                        return httpx.Response(
+                            400, json={"message": "A file with this name doesn't exist"}
+                        )
+                    del files[action["file_path"]]
+            sha = self.record(
+                name, body["commit_message"], [a["file_path"] for a in body["actions"]]
+            )
+            return httpx.Response(201, json={"id": sha, "message": body["commit_message"]})
+        return None
+
+
+def _blob(content: bytes) -> str:
+    return hashlib.sha1(content).hexdigest()  # a fake blob id, named the way git names blobs
+
+
+HOSTED_PIPELINE = {
+    "github": (
+        "github-actions",
+        "PUT /api/v3/repos/acme/payments-api/contents/.github/workflows/ci.yml",
+    ),
+    "gitlab": ("gitlab-ci", "POST /api/v4/projects/101/repository/commits"),
+    "gitea": (
+        "github-actions",
+        "POST /api/v1/repos/acme/payments-api/contents/.github/workflows/ci.yml",
+    ),
+}
+
+
+def hosted_pipeline_input(provider: str, **overrides: Any) -> PipelineCreateInput:
+    values: dict[str, Any] = {
+        "clone_url": "https://git.example.com/acme/payments-api.git",
+        "provider": provider,
+        "repository": "payments-api",
+        "flavour": HOSTED_PIPELINE[provider][0],
+        "python_version": "3.11",
+    }
+    values.update(overrides)
+    return PipelineCreateInput(**values)
+
+
+def writes(host: FakeHost) -> list[str]:
+    return [c for c in host.calls() if not c.startswith("GET")]
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_hosted_pipeline_is_committed_once_and_compensated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    host = FileHost(provider)
+    host.install(monkeypatch)
+    ctx = make_ctx(hosted_settings(tmp_path, provider), step_id="ci")
+    data = hosted_pipeline_input(provider)
+    flavour, endpoint = HOSTED_PIPELINE[provider]
+
+    output = PipelineCreate().run(ctx, data)
+
+    assert writes(host) == [endpoint]
+    header, value = AUTH[provider]
+    assert all(r.headers[header] == value for r in host.requests)
+    path = ".gitlab-ci.yml" if flavour == "gitlab-ci" else ".github/workflows/ci.yml"
+    assert output.path == path and output.flavour == flavour
+    pipeline = yaml.safe_load(host.files["payments-api"][path])
+    if flavour == "gitlab-ci":
+        assert pipeline["test"]["image"] == "python:3.11"
+        assert "python -m pytest" in pipeline["test"]["script"]
+    else:
+        steps = pipeline["jobs"]["test"]["steps"]
+        assert {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11"}} in steps
+        assert pipeline["on"]["push"]["branches"] == ["main"]
+    latest = host.commits("payments-api")[0]
+    assert latest["sha"] == output.commit
+    assert "Lamplighter-Run: run-1-ci" in latest["message"]
+    assert host.files["payments-api"]["README.md"] == b"# payments-api\n"
+
+    # A second attempt finds the same file: no new commit, the same output.
+    before = len(host.commits("payments-api"))
+    assert PipelineCreate().run(ctx, data) == output
+    assert len(host.commits("payments-api")) == before
+    assert writes(host) == [endpoint]
+
+    PipelineCreate().compensate(ctx, data, output)
+    assert path not in host.files["payments-api"]
+    assert "Lamplighter-Undo: run-1-ci" in host.commits("payments-api")[0]["message"]
+    after = len(host.commits("payments-api"))
+    PipelineCreate().compensate(ctx, data, output)  # already undone: no second commit
+    assert len(host.commits("payments-api")) == after
+    assert host.files["payments-api"]["README.md"] == b"# payments-api\n"
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_hosted_pipeline_compensate_leaves_a_file_changed_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    host = FileHost(provider)
+    host.install(monkeypatch)
+    ctx = make_ctx(hosted_settings(tmp_path, provider), step_id="ci")
+    data = hosted_pipeline_input(provider)
+    output = PipelineCreate().run(ctx, data)
+    edited = host.files["payments-api"][output.path] + b"# tuned by a person\n"
+    host.files["payments-api"][output.path] = edited
+    host.record("payments-api", "Tune the pipeline", [output.path])
+
+    PipelineCreate().compensate(ctx, data, output)
+
+    assert host.files["payments-api"][output.path] == edited
+    assert not any(c.startswith("DELETE") for c in host.calls())
+    assert host.commits("payments-api")[0]["message"] == "Tune the pipeline"
+
+
+def test_hosted_pipeline_refuses_a_different_existing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = FileHost("github")
+    host.files["payments-api"][".github/workflows/ci.yml"] = b"name: theirs\n"
+    host.install(monkeypatch)
+    ctx = make_ctx(hosted_settings(tmp_path, "github"), step_id="ci")
+
+    with pytest.raises(ActionError) as caught:
+        PipelineCreate().run(ctx, hosted_pipeline_input("github"))
+    assert "different .github/workflows/ci.yml" in str(caught.value)
+    PipelineCreate().compensate(ctx, hosted_pipeline_input("github"), None)
+    assert host.files["payments-api"][".github/workflows/ci.yml"] == b"name: theirs\n"
+    assert writes(host) == []
+
+
+def test_hosted_pipeline_takes_the_repository_from_the_clone_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = FileHost("gitea")
+    host.install(monkeypatch)
+    ctx = make_ctx(hosted_settings(tmp_path, "gitea"), step_id="ci")
+
+    PipelineCreate().run(ctx, hosted_pipeline_input("gitea", repository=""))
+    assert writes(host) == [HOSTED_PIPELINE["gitea"][1]]
+
+    with pytest.raises(ActionError) as caught:
+        PipelineCreate().run(
+            ctx, hosted_pipeline_input("gitea", repository="", clone_url="https://x/")
+        )
+    assert caught.value.field == "repository"
+    with pytest.raises(ActionError) as caught:
+        PipelineCreate().run(ctx, hosted_pipeline_input("gitea", repository="nope"))
+    assert caught.value.field == "repository" and "no repository 'nope'" in str(caught.value)
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_hosted_pipeline_refused_token_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    host = FileHost(
+        provider, fail=lambda r: httpx.Response(401, json={"message": "Bad credentials"})
+    )
+    host.install(monkeypatch)
+    ctx = make_ctx(hosted_settings(tmp_path, provider), step_id="ci")
+
+    with pytest.raises(ActionError) as caught:
+        PipelineCreate().run(ctx, hosted_pipeline_input(provider))
+    assert not caught.value.retryable and caught.value.field == "provider"
+    assert "refused the token" in str(caught.value) and "401" in str(caught.value)
+    assert "tok-123" not in str(caught.value)
+    assert ".github" not in str(host.files["payments-api"]) and len(host.files["payments-api"]) == 1
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [
+        lambda r: httpx.Response(503, text="Service Unavailable"),
+        lambda r: (_ for _ in ()).throw(httpx.ConnectError("connection refused", request=r)),
+    ],
+    ids=["5xx", "connect-error"],
+)
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_hosted_pipeline_outage_is_retryable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    fail: Callable[[httpx.Request], httpx.Response | None],
+) -> None:
+    host = FileHost(provider, fail=fail)
+    host.install(monkeypatch)
+    with pytest.raises(ActionError) as caught:
+        PipelineCreate().run(
+            make_ctx(hosted_settings(tmp_path, provider), step_id="ci"),
+            hosted_pipeline_input(provider),
+        )
+    assert caught.value.retryable

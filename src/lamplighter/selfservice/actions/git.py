@@ -355,6 +355,26 @@ class HostApi:
     def output(self, repo: dict[str, Any], commit: str) -> RepoCreateOutput:
         raise NotImplementedError
 
+    # The file operations pipeline.create needs, on the default branch.
+    def branch(self, repo: dict[str, Any]) -> str:
+        return str(repo.get("default_branch") or DEFAULT_BRANCH)
+
+    def get_file(self, repo: dict[str, Any], path: str) -> tuple[bytes, str] | None:
+        """The file's content and blob sha on the default branch, or None when it is absent."""
+        raise NotImplementedError
+
+    def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
+        """Commit ``content`` as a new file ``path``; return the commit sha."""
+        raise NotImplementedError
+
+    def delete_file(self, repo: dict[str, Any], path: str, blob_sha: str, message: str) -> None:
+        """Commit the removal of ``path``."""
+        raise NotImplementedError
+
+    def last_commit(self, repo: dict[str, Any], path: str) -> tuple[str, str] | None:
+        """The sha and message of the last commit touching ``path``, or None."""
+        raise NotImplementedError
+
     def owner_name(self) -> str:
         """The organisation, or the token's own account when none is configured."""
         if self.org:
@@ -439,6 +459,53 @@ class GitHubApi(HostApi):
             commit=commit,
         )
 
+    def get_file(self, repo: dict[str, Any], path: str) -> tuple[bytes, str] | None:
+        response = self.request(
+            "GET",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            params={"ref": self.branch(repo)},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        body = response.json()
+        return base64.b64decode(body["content"]), str(body["sha"])
+
+    def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
+        response = self.request(
+            "PUT",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            json={"message": message, "content": _b64(content), "branch": self.branch(repo)},
+        )
+        if response.status_code not in (200, 201):
+            raise self.unexpected(response)
+        return str(response.json()["commit"]["sha"])
+
+    def delete_file(self, repo: dict[str, Any], path: str, blob_sha: str, message: str) -> None:
+        response = self.request(
+            "DELETE",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            json={"message": message, "sha": blob_sha, "branch": self.branch(repo)},
+        )
+        if response.status_code not in (200, 404):
+            raise self.unexpected(response)
+
+    def last_commit(self, repo: dict[str, Any], path: str) -> tuple[str, str] | None:
+        response = self.request(
+            "GET",
+            f"/repos/{repo['full_name']}/commits",
+            params={"path": path, "sha": self.branch(repo), "per_page": 1},
+        )
+        if response.status_code in (404, 409):
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        commits = response.json()
+        if not commits:
+            return None
+        return str(commits[0]["sha"]), str(commits[0]["commit"]["message"])
+
 
 class GitLabApi(HostApi):
     provider = "gitlab"
@@ -519,6 +586,57 @@ class GitLabApi(HostApi):
             commit=commit,
         )
 
+    def _file_url(self, repo: dict[str, Any], path: str) -> str:
+        return f"/projects/{repo['id']}/repository/files/{quote(path, safe='')}"
+
+    def get_file(self, repo: dict[str, Any], path: str) -> tuple[bytes, str] | None:
+        response = self.request(
+            "GET", self._file_url(repo, path), params={"ref": self.branch(repo)}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        body = response.json()
+        return base64.b64decode(body["content"]), str(body["blob_id"])
+
+    def _commit(self, repo: dict[str, Any], action: dict[str, Any], message: str) -> str:
+        response = self.request(
+            "POST",
+            f"/projects/{repo['id']}/repository/commits",
+            json={"branch": self.branch(repo), "commit_message": message, "actions": [action]},
+        )
+        if response.status_code != 201:
+            raise self.unexpected(response)
+        return str(response.json()["id"])
+
+    def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
+        action = {
+            "action": "create",
+            "file_path": path,
+            "content": _b64(content),
+            "encoding": "base64",
+        }
+        return self._commit(repo, action, message)
+
+    def delete_file(self, repo: dict[str, Any], path: str, blob_sha: str, message: str) -> None:
+        self._commit(repo, {"action": "delete", "file_path": path}, message)
+
+    def last_commit(self, repo: dict[str, Any], path: str) -> tuple[str, str] | None:
+        response = self.request(
+            "GET",
+            f"/projects/{repo['id']}/repository/commits",
+            params={"path": path, "ref_name": self.branch(repo), "per_page": 1},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        commits = response.json()
+        if not commits:
+            return None
+        return str(commits[0]["id"]), str(commits[0]["message"])
+
 
 class GiteaApi(HostApi):
     provider = "gitea"
@@ -590,6 +708,53 @@ class GiteaApi(HostApi):
             default_branch=str(repo.get("default_branch") or DEFAULT_BRANCH),
             commit=commit,
         )
+
+    def get_file(self, repo: dict[str, Any], path: str) -> tuple[bytes, str] | None:
+        response = self.request(
+            "GET",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            params={"ref": self.branch(repo)},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        body = response.json()
+        return base64.b64decode(body["content"]), str(body["sha"])
+
+    def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
+        response = self.request(
+            "POST",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            json={"message": message, "content": _b64(content), "branch": self.branch(repo)},
+        )
+        if response.status_code != 201:
+            raise self.unexpected(response)
+        return str(response.json()["commit"]["sha"])
+
+    def delete_file(self, repo: dict[str, Any], path: str, blob_sha: str, message: str) -> None:
+        response = self.request(
+            "DELETE",
+            f"/repos/{repo['full_name']}/contents/{quote(path)}",
+            json={"message": message, "sha": blob_sha, "branch": self.branch(repo)},
+        )
+        if response.status_code not in (200, 404):
+            raise self.unexpected(response)
+
+    def last_commit(self, repo: dict[str, Any], path: str) -> tuple[str, str] | None:
+        response = self.request(
+            "GET",
+            f"/repos/{repo['full_name']}/commits",
+            params={"path": path, "sha": self.branch(repo), "limit": 1},
+        )
+        if response.status_code in (404, 409):
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        commits = response.json()
+        if not commits:
+            return None
+        return str(commits[0]["sha"]), str(commits[0]["commit"]["message"])
 
 
 HOSTS: dict[str, type[HostApi]] = {"github": GitHubApi, "gitlab": GitLabApi, "gitea": GiteaApi}

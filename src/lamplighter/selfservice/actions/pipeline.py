@@ -4,7 +4,19 @@ Two flavours: ``github-actions`` (``.github/workflows/ci.yml``) and ``gitlab-ci`
 (``.gitlab-ci.yml``). The file is committed on the default branch as a new commit whose message
 carries ``Lamplighter-Run: <ctx.key>``; that trailer is the mark compensate looks for before it
 commits the file's removal. A second attempt finds the file with the same content and makes no
-new commit. Only the local provider's repositories (under ``<data_dir>/git``) are supported so far.
+new commit.
+
+Providers (``provider``, as repo.create's input; ``local`` by default):
+
+- ``local``: the bare repository ``clone_url`` names, under ``<data_dir>/git``; cloned, committed
+  and pushed with git.
+- ``github``, ``gitlab``, ``gitea``: the repository ``repository`` names (repo.create's ``name``
+  output; when left empty it is the last segment of ``clone_url`` without ``.git``), in the
+  configured organisation or group, through the host's REST API with the same
+  ``LAMPLIGHTER_SELFSERVICE_GIT_PROVIDER_*`` settings as repo.create. The file is read back with
+  the contents/files API to tell "already there" from "different"; the commit is made by the
+  contents API (GitHub, Gitea) or the commits API (GitLab). Compensate removes it only when the
+  last commit touching the file carries this run's mark, as on the local provider.
 
 Example step::
 
@@ -12,6 +24,8 @@ Example step::
       action: pipeline.create
       input:
         clone_url: "${{ steps.repo.output.clone_url }}"
+        provider: "${{ steps.repo.output.provider }}"
+        repository: "${{ steps.repo.output.name }}"
         flavour: github-actions
         python_version: "3.12"
         test_command: python -m pytest
@@ -19,6 +33,7 @@ Example step::
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +49,15 @@ from lamplighter.selfservice.actions.base import (
     StepContext,
     register,
 )
-from lamplighter.selfservice.actions.git import DEFAULT_BRANCH, GitError, local_git_root, run_git
+from lamplighter.selfservice.actions.git import (
+    DEFAULT_BRANCH,
+    HOSTS,
+    SLUG_PATTERN,
+    GitError,
+    Provider,
+    local_git_root,
+    run_git,
+)
 
 Flavour = Literal["github-actions", "gitlab-ci"]
 PATHS: dict[str, str] = {
@@ -67,6 +90,13 @@ _RELEASE_GATE = {
 
 class PipelineCreateInput(ActionInput):
     clone_url: str = Field(min_length=1, description="The repository, as repo.create outputs it.")
+    provider: Provider = "local"
+    repository: str = Field(
+        default="",
+        pattern=rf"({SLUG_PATTERN})|^$",
+        description="The hosted repository's name (repo.create's name output); "
+        "empty: taken from clone_url.",
+    )
     flavour: Flavour = "github-actions"
     python_version: str = Field(default="3.12", pattern=r"^3\.[0-9]{1,2}$")
     install_command: str = Field(
@@ -122,7 +152,9 @@ def _local_repository(ctx: StepContext, clone_url: str) -> Path:
     root = local_git_root(ctx.settings)
     if "://" in clone_url or clone_url.startswith("git@"):
         raise ActionError(
-            "pipeline.create supports only local repositories so far", field="clone_url"
+            f"{clone_url!r} is not a local repository: set provider (github, gitlab or gitea) "
+            "for a hosted one",
+            field="clone_url",
         )
     path = Path(clone_url).resolve()
     if not path.is_relative_to(root) or not (path / "HEAD").is_file():
@@ -153,6 +185,77 @@ def _last_commit_message(work: Path, path: str) -> str:
         return ""
 
 
+def _message(verb: str, flavour: str, trailer: str, key: str) -> str:
+    return f"{verb} the {flavour} CI pipeline\n\n{trailer}: {key}\n"
+
+
+def _hosted_name(data: PipelineCreateInput) -> str:
+    """The hosted repository's name: ``repository``, else the clone URL's last segment."""
+    if data.repository:
+        return data.repository
+    last = data.clone_url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    name = last.removesuffix(".git")
+    if not re.fullmatch(SLUG_PATTERN, name):
+        raise ActionError(
+            f"cannot tell the repository's name from {data.clone_url!r}: set repository",
+            field="repository",
+        )
+    return name
+
+
+def _run_hosted(ctx: StepContext, data: PipelineCreateInput) -> PipelineCreateOutput:
+    relative = PATHS[data.flavour]
+    api = HOSTS[data.provider](ctx.settings)
+    try:
+        name = _hosted_name(data)
+        repo = api.find(name)
+        if repo is None:
+            raise ActionError(
+                f"{api.label} has no repository {name!r} (in {api.org or 'the token account'})",
+                field="repository",
+            )
+        content = render_pipeline(data, branch=api.branch(repo))
+        existing = api.get_file(repo, relative)
+        if existing is not None:
+            if existing[0].decode(errors="replace") != content:
+                raise ActionError(
+                    f"the repository already has a different {relative}", field="clone_url"
+                )
+            last = api.last_commit(repo, relative)
+            commit = last[0] if last else ""
+            return PipelineCreateOutput(flavour=data.flavour, path=relative, commit=commit)
+        message = _message("Add", data.flavour, "Lamplighter-Run", ctx.key)
+        commit = api.put_file(repo, relative, content.encode(), message)
+    finally:
+        api.close()
+    ctx.log(f"committed {relative} to {api.label} repository {name} ({commit[:12]})")
+    return PipelineCreateOutput(flavour=data.flavour, path=relative, commit=commit)
+
+
+def _compensate_hosted(ctx: StepContext, data: PipelineCreateInput) -> None:
+    relative = PATHS[data.flavour]
+    try:
+        name = _hosted_name(data)
+    except ActionError:
+        return  # run refused the same input: it committed nothing
+    api = HOSTS[data.provider](ctx.settings)
+    try:
+        repo = api.find(name)
+        if repo is None:
+            return  # the repository is gone (or never was): nothing of ours is left in it
+        existing = api.get_file(repo, relative)
+        if existing is None:
+            return
+        last = api.last_commit(repo, relative)
+        if last is None or f"Lamplighter-Run: {ctx.key}" not in last[1]:
+            return  # changed since, or never ours: a person's work is not undone
+        message = _message("Remove", data.flavour, "Lamplighter-Undo", ctx.key)
+        api.delete_file(repo, relative, existing[1], message)
+    finally:
+        api.close()
+    ctx.log(f"removed {relative} from {api.label} repository {name}")
+
+
 @register
 class PipelineCreate(Action):
     """Add a CI pipeline to a repository.
@@ -169,6 +272,8 @@ class PipelineCreate(Action):
     Output = PipelineCreateOutput
 
     def run(self, ctx: StepContext, data: PipelineCreateInput) -> PipelineCreateOutput:
+        if data.provider != "local":
+            return _run_hosted(ctx, data)
         repo = _local_repository(ctx, data.clone_url)
         relative = PATHS[data.flavour]
         with tempfile.TemporaryDirectory(prefix="lamplighter-pipeline-") as tmp:
@@ -197,6 +302,9 @@ class PipelineCreate(Action):
     def compensate(
         self, ctx: StepContext, data: PipelineCreateInput, output: PipelineCreateOutput | None
     ) -> None:
+        if data.provider != "local":
+            _compensate_hosted(ctx, data)
+            return
         try:
             repo = _local_repository(ctx, data.clone_url)
         except ActionError:
