@@ -391,8 +391,10 @@ def _b64(content: bytes) -> str:
 
 
 class GitHubApi(HostApi):
-    provider = "github"
+    provider: Provider = "github"
     label = "GitHub"
+    create_file_method = "PUT"  # Gitea's contents API, otherwise the same, creates with POST
+    page_size_param = "per_page"
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {
@@ -451,7 +453,7 @@ class GitHubApi(HostApi):
 
     def output(self, repo: dict[str, Any], commit: str) -> RepoCreateOutput:
         return RepoCreateOutput(
-            provider="github",
+            provider=self.provider,
             name=str(repo["name"]),
             clone_url=str(repo["clone_url"]),
             web_url=str(repo["html_url"]),
@@ -474,7 +476,7 @@ class GitHubApi(HostApi):
 
     def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
         response = self.request(
-            "PUT",
+            self.create_file_method,
             f"/repos/{repo['full_name']}/contents/{quote(path)}",
             json={"message": message, "content": _b64(content), "branch": self.branch(repo)},
         )
@@ -495,7 +497,7 @@ class GitHubApi(HostApi):
         response = self.request(
             "GET",
             f"/repos/{repo['full_name']}/commits",
-            params={"path": path, "sha": self.branch(repo), "per_page": 1},
+            params={"path": path, "sha": self.branch(repo), self.page_size_param: 1},
         )
         if response.status_code in (404, 409):
             return None
@@ -638,20 +640,16 @@ class GitLabApi(HostApi):
         return str(commits[0]["id"]), str(commits[0]["message"])
 
 
-class GiteaApi(HostApi):
-    provider = "gitea"
+class GiteaApi(GitHubApi):
+    """Gitea's API follows GitHub's for repositories, contents and commits; these differ."""
+
+    provider: Provider = "gitea"
     label = "Gitea"
+    create_file_method = "POST"
+    page_size_param = "limit"
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"token {token}"}
-
-    def find(self, name: str) -> dict[str, Any] | None:
-        response = self.request("GET", f"/repos/{self.owner_name()}/{name}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self.unexpected(response)
-        return dict(response.json())
 
     def create(self, name: str, description: str) -> dict[str, Any]:
         url = f"/orgs/{self.org}/repos" if self.org else "/user/repos"
@@ -693,68 +691,6 @@ class GiteaApi(HostApi):
         if response.status_code != 200:
             raise self.unexpected(response)
         return str(response.json()["commit"]["id"])
-
-    def delete(self, repo: dict[str, Any]) -> None:
-        response = self.request("DELETE", f"/repos/{repo['full_name']}")
-        if response.status_code not in (204, 404):
-            raise self.unexpected(response)
-
-    def output(self, repo: dict[str, Any], commit: str) -> RepoCreateOutput:
-        return RepoCreateOutput(
-            provider="gitea",
-            name=str(repo["name"]),
-            clone_url=str(repo["clone_url"]),
-            web_url=str(repo["html_url"]),
-            default_branch=str(repo.get("default_branch") or DEFAULT_BRANCH),
-            commit=commit,
-        )
-
-    def get_file(self, repo: dict[str, Any], path: str) -> tuple[bytes, str] | None:
-        response = self.request(
-            "GET",
-            f"/repos/{repo['full_name']}/contents/{quote(path)}",
-            params={"ref": self.branch(repo)},
-        )
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self.unexpected(response)
-        body = response.json()
-        return base64.b64decode(body["content"]), str(body["sha"])
-
-    def put_file(self, repo: dict[str, Any], path: str, content: bytes, message: str) -> str:
-        response = self.request(
-            "POST",
-            f"/repos/{repo['full_name']}/contents/{quote(path)}",
-            json={"message": message, "content": _b64(content), "branch": self.branch(repo)},
-        )
-        if response.status_code != 201:
-            raise self.unexpected(response)
-        return str(response.json()["commit"]["sha"])
-
-    def delete_file(self, repo: dict[str, Any], path: str, blob_sha: str, message: str) -> None:
-        response = self.request(
-            "DELETE",
-            f"/repos/{repo['full_name']}/contents/{quote(path)}",
-            json={"message": message, "sha": blob_sha, "branch": self.branch(repo)},
-        )
-        if response.status_code not in (200, 404):
-            raise self.unexpected(response)
-
-    def last_commit(self, repo: dict[str, Any], path: str) -> tuple[str, str] | None:
-        response = self.request(
-            "GET",
-            f"/repos/{repo['full_name']}/commits",
-            params={"path": path, "sha": self.branch(repo), "limit": 1},
-        )
-        if response.status_code in (404, 409):
-            return None
-        if response.status_code != 200:
-            raise self.unexpected(response)
-        commits = response.json()
-        if not commits:
-            return None
-        return str(commits[0]["sha"]), str(commits[0]["commit"]["message"])
 
 
 HOSTS: dict[str, type[HostApi]] = {"github": GitHubApi, "gitlab": GitLabApi, "gitea": GiteaApi}
