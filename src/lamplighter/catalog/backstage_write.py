@@ -22,6 +22,7 @@ from lamplighter.catalog.backstage_import import (
 from lamplighter.catalog.models import Entity, EntityTag, Provenance, Relation, SearchDocument
 from lamplighter.catalog.service import OBJECT_TYPE
 from lamplighter.core import audit, events, identity
+from lamplighter.core.bulk import insert_rows
 from lamplighter.core.context import Actor
 from lamplighter.core.db import utcnow
 from lamplighter.core.journal import lock_journal
@@ -124,9 +125,7 @@ def _insert_with_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -
 
 
 def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    statement = model.__table__.insert()
-    for part in chunks(rows, WRITE_CHUNK):
-        session.execute(statement, part)
+    insert_rows(session, model, rows)
 
 
 def _delete_dependents(session: Session, ids: Iterable[int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from lamplighter.core.bulk import insert_rows
 from lamplighter.core.context import Actor, request_info
 from lamplighter.core.db import utcnow
 from lamplighter.core.journal import lock_journal
@@ -22,12 +24,14 @@ GENESIS_HASH = "0" * 64
 _SECRET_WORDS = ("password", "secret", "token_hash", "session_hash", "private_key")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
 def redact(values: Mapping[str, Any]) -> dict[str, Any]:
     """Replace secret-looking fields by a marker so they never reach the audit log."""
-    return {
-        key: ("[redacted]" if any(word in key.lower() for word in _SECRET_WORDS) else value)
-        for key, value in values.items()
-    }
+    return {key: ("[redacted]" if _is_secret(key) else value) for key, value in values.items()}
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -114,8 +118,7 @@ def record_many(*, session: Session, actor: Actor, changes: Sequence[Change]) ->
         values = _values(actor, change, previous)
         previous = values["hash"]
         rows.append(values)
-    for start in range(0, len(rows), 5000):
-        session.execute(sa.insert(AuditEntry), rows[start : start + 5000])
+    insert_rows(session, AuditEntry, rows)
     return len(rows)
 
 
