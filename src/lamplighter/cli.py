@@ -1,23 +1,74 @@
-"""The `lamplighter` command: one Typer sub-app per domain, composed here."""
+"""The `lamplighter` command: one Typer sub-app per domain, composed here.
+
+Each domain's commands are imported when they are used, not at start-up: a domain's CLI pulls
+in its models, services and schemas (the web framework, for some), and every command paid for
+all of them — about a second of the `catalog import` a user times. `lamplighter --help` still
+lists every command (it imports them all to read their help).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from typing import Annotated, Any
 
 import typer
+from typer._click import Command, Context  # Typer 0.29 carries its own click
+from typer.core import TyperGroup
 
-from lamplighter.catalog import cli as catalog_cli
-from lamplighter.core import cli as core_cli
 from lamplighter.core.clikit import CliState
-from lamplighter.demo import demo_app
-from lamplighter.selfservice import cli as selfservice_cli
-from lamplighter.tickets import cli as tickets_cli
+
+# name -> (module, attribute): a Typer sub-app, or a function that is one command
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("lamplighter.core.cli", "serve"),
+    "worker": ("lamplighter.core.cli", "worker"),
+    "version": ("lamplighter.core.cli", "version"),
+    "db": ("lamplighter.core.cli", "db_app"),
+    "user": ("lamplighter.core.cli", "user_app"),
+    "team": ("lamplighter.core.cli", "team_app"),
+    "token": ("lamplighter.core.cli", "token_app"),
+    "audit": ("lamplighter.core.cli", "audit_app"),
+    "jobs": ("lamplighter.core.cli", "jobs_app"),
+    "catalog": ("lamplighter.catalog.cli", "catalog_app"),
+    "ticket": ("lamplighter.tickets.cli", "ticket_app"),
+    "template": ("lamplighter.selfservice.cli", "template_app"),
+    "run": ("lamplighter.selfservice.cli", "run_app"),
+    "demo": ("lamplighter.demo", "demo_app"),
+}
+
+
+def load_command(name: str) -> Command:
+    """The click command for ``name``, importing its module."""
+    module, attribute = COMMANDS[name]
+    target: Any = getattr(importlib.import_module(module), attribute)
+    command: Command
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)  # a group even with one command in it
+    else:
+        single = typer.Typer()
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands are known by name and loaded on first use."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="lamplighter",
     help="Lamplighter: self-serve reliability platform.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
 
 
@@ -37,13 +88,6 @@ def main_callback(
     ] = None,
 ) -> None:
     ctx.obj = CliState(url=url, token=token)
-
-
-core_cli.register(app)
-catalog_cli.register(app)
-tickets_cli.register(app)
-selfservice_cli.register(app)
-app.add_typer(demo_app, name="demo")
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from lamplighter.app import create_app
+from lamplighter.cli import COMMANDS, load_command
 from lamplighter.cli import app as cli_app
 from lamplighter.core.settings import get_settings
 from tests.conftest import TEST_SECRET, make_team, make_token, make_user
@@ -194,3 +198,32 @@ def test_remote_mode_reports_refusals(run_cli: Any, db: Any, live_server: str) -
     assert "HTTP 403" in result.output
     no_token = run_cli("--url", live_server, "jobs", "list")
     assert no_token.exit_code == 1 and "LAMPLIGHTER_TOKEN" in no_token.output
+
+
+def test_help_lists_every_command_and_each_one_loads() -> None:
+    result = CliRunner().invoke(cli_app, ["--help"], catch_exceptions=False)
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert f" {name} " in result.output, name
+        command = load_command(name)
+        assert command.name == name and (command.help or command.callback), name
+    # a sub-app with one command stays a group: `lamplighter db upgrade`, not `lamplighter db`
+    assert isinstance(load_command("db"), TyperGroup)
+
+
+def test_a_catalog_command_starts_without_the_other_domains() -> None:
+    """Each domain's commands load when used: `catalog import` does not pay for the web
+    framework or the self-service and ticket modules."""
+    probe = (
+        "import sys\n"
+        "from lamplighter.cli import main\n"
+        "sys.argv = ['lamplighter', 'catalog', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('fastapi', 'lamplighter.selfservice.cli', "
+        "'lamplighter.tickets.cli') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert "The service catalog." in out
+    assert out.strip().splitlines()[-1] == "[]"

@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(catalog_app, name="catalog")
 
 
-_local = run_local  # one use case against the local database
+def _local(func: Callable[[Session], T], *, commit: bool = True) -> T:
+    """One use case against the local database; catalog commands run no jobs or actions."""
+    return run_local(func, commit=commit, plugins=False)
 
 
 def _api() -> Any:
