@@ -11,7 +11,13 @@ Targets on the 2-core build machine, SQLite and PostgreSQL:
   two targets meet.
 
     python bench/catalog.py [--entities 100000] [--backends sqlite,postgresql] [--pg-url URL]
-                            [--connections 4,8,16] [--seconds 20]
+                            [--connections 4,8,16] [--seconds 20] [--repeat 3]
+
+The 10,000 import (with its re-import) and each wrk load run --repeat times; the figure is the
+median, printed with the fastest and slowest run (this machine is a shared VM whose speed moves
+by a third within minutes; a fixed pure-Python loop, the "CPU check", is timed before and after
+each database's runs to show it). On PostgreSQL the queries are timed after a VACUUM (ANALYZE),
+the steady state autovacuum reaches a minute or two after a large import.
 
 The synthetic catalog: a few hundred teams (Groups) with four members each (Users), ten domains,
 a system per 50 entities, resources, APIs and services in files of 100 entities under
@@ -37,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import cli, free_port, machine, spawn_cli, wait_http
+from _common import cli, cpu_check, free_port, machine, spawn_cli, wait_http
 from http_get import parse_wrk
 from jobs import DEFAULT_PG, reset
 
@@ -312,10 +318,15 @@ def query_latencies(url: str, info: dict[str, Any], samples: int) -> dict[str, f
 
 
 def http_get(
-    env: dict[str, str], info: dict[str, Any], work: Path, seconds: int, connections: list[int]
+    env: dict[str, str],
+    info: dict[str, Any],
+    work: Path,
+    seconds: int,
+    connections: list[int],
+    repeat: int,
 ) -> dict[str, float]:
     """wrk against `serve --no-worker --workers 2`, GET of random entities with their relations,
-    once per number of connections (one server, warmed up once)."""
+    ``repeat`` times per number of connections (one server, warmed up once); medians."""
     token = json.loads(
         cli(
             env,
@@ -356,28 +367,64 @@ def http_get(
         )
         figures: dict[str, float] = {}
         for n in connections:
-            result = subprocess.run(
-                [
-                    "wrk",
-                    "-t2",
-                    f"-c{n}",
-                    f"-d{seconds}s",
-                    "--latency",
-                    "-s",
-                    str(script),
-                    "-H",
-                    header,
-                    base,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            figures |= {f"c{n}_{k}": v for k, v in parse_wrk(result.stdout).items()}
+            runs = []
+            for _ in range(repeat):
+                result = subprocess.run(
+                    [
+                        "wrk",
+                        "-t2",
+                        f"-c{n}",
+                        f"-d{seconds}s",
+                        "--latency",
+                        "-s",
+                        str(script),
+                        "-H",
+                        header,
+                        base,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                runs.append(parse_wrk(result.stdout))
+            for key in runs[0]:
+                values = [run[key] for run in runs]
+                if key == "non_2xx":
+                    figures[f"c{n}_{key}"] = sum(values)
+                elif key in {"requests_per_s", "p99_ms"}:
+                    figures |= _spread(f"c{n}_{key}", values)
+                else:
+                    figures[f"c{n}_{key}"] = statistics.median(values)
         return figures
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def _spread(name: str, values: list[float]) -> dict[str, float]:
+    """The median of repeated runs under ``name``, and the fastest and slowest beside it."""
+    if len(values) == 1:
+        return {name: values[0]}
+    return {
+        name: statistics.median(values),
+        f"{name}_min": min(values),
+        f"{name}_max": max(values),
+    }
+
+
+def steady_state(url: str) -> None:
+    """What autovacuum does within a minute or two of a large import (visibility map, hint
+    bits, the GIN index's pending list), done now, so it does not run during the timings."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("VACUUM (ANALYZE)")
+    engine.dispose()
+
+
+def effective_url(url: str | None, data_dir: Path) -> str:
+    return url or f"sqlite:///{(data_dir / 'lamplighter.db').resolve()}"
 
 
 def run_backend(
@@ -406,21 +453,29 @@ def run_backend(
 
     figures: dict[str, float] = {}
     small_path, _ = trees[10_000]
-    fresh()
-    figures["import_10k_s"], report = timed_import(env, small_path)
-    assert len(report["created"]) == 10_000, len(report["created"])
-    figures["reimport_10k_s"], report = timed_import(env, small_path)
-    assert report["unchanged"] == 10_000 and not report["created"] and not report["updated"]
+    imports, reimports = [], []
+    for _ in range(args.repeat):
+        fresh()
+        elapsed, report = timed_import(env, small_path)
+        assert len(report["created"]) == 10_000, len(report["created"])
+        imports.append(elapsed)
+        elapsed, report = timed_import(env, small_path)
+        assert report["unchanged"] == 10_000 and not report["created"] and not report["updated"]
+        reimports.append(elapsed)
+    figures |= _spread("import_10k_s", imports) | _spread("reimport_10k_s", reimports)
     big_path, big = trees[args.entities]
-    fresh()
-    figures[f"import_{args.entities // 1000}k_s"], report = timed_import(env, big_path)
-    assert len(report["created"]) == args.entities
-    figures[f"reimport_{args.entities // 1000}k_s"], _ = timed_import(env, big_path)
-    effective_url = url or f"sqlite:///{(data_dir / 'lamplighter.db').resolve()}"
-    figures |= query_latencies(effective_url, big, args.samples)
+    if args.entities != 10_000:  # else a smoke run: the queries use the 10,000 just imported
+        fresh()
+        figures[f"import_{args.entities // 1000}k_s"], report = timed_import(env, big_path)
+        assert len(report["created"]) == args.entities
+        figures[f"reimport_{args.entities // 1000}k_s"], _ = timed_import(env, big_path)
+    if url:
+        steady_state(url)
+    figures |= query_latencies(effective_url(url, data_dir), big, args.samples)
     connections = [int(n) for n in args.connections.split(",")]
     figures |= {
-        f"get_{k}": v for k, v in http_get(env, big, work, args.seconds, connections).items()
+        f"get_{k}": v
+        for k, v in http_get(env, big, work, args.seconds, connections, args.repeat).items()
     }
     return figures
 
@@ -441,6 +496,12 @@ def main() -> None:
         "--connections", default="4,8,16", help="wrk connections, one run for each (comma list)"
     )
     parser.add_argument("--samples", type=int, default=300, help="traversals and searches timed")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of the 10,000 import and of each wrk load; the median is the figure",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -457,10 +518,12 @@ def main() -> None:
         print(f"machine: {machine()}")
         for backend in args.backends.split(","):
             url = args.pg_url if backend == "postgresql" else None
-            load_before = os.getloadavg()[0]
+            load_before, cpu_before = os.getloadavg()[0], cpu_check()
             figures = run_backend(backend, url, trees, args, work)
             print(
-                f"{backend}: (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)"
+                f"{backend}: (1-minute load average {load_before:.1f} before, "
+                f"{os.getloadavg()[0]:.1f} after; CPU check {cpu_before:.2f} s before, "
+                f"{cpu_check():.2f} s after)"
             )
             for key, value in figures.items():
                 print(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")

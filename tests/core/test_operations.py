@@ -51,7 +51,39 @@ def test_upgrade_creates_every_table_on_an_empty_database(database_url: str, db:
 
     inspector = sa.inspect(db.engine)
     assert set(Base.metadata.tables) <= set(inspector.get_table_names())
-    assert migrate.current_revision(db.engine) == migrate.head_revision(database_url)
+    assert migrate.current_revision(db.engine) == migrate.head_revision()
+
+
+def test_the_start_up_check_agrees_with_alembic(database_url: str, db: Database) -> None:
+    """The check reads revisions without loading Alembic; Alembic must see the same ones."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config(database_url))
+    assert migrate.head_revision() == script.get_current_head()
+    with db.engine.connect() as connection:
+        assert migrate.current_revision(db.engine) == (
+            MigrationContext.configure(connection).get_current_revision()
+        )
+
+
+def test_a_database_one_revision_behind_is_refused_naming_both(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    head = migrate.head_revision()
+    assert head is not None
+    migrate.upgrade(url, "head")
+    migrate.upgrade(url, "head")  # idempotent
+    from alembic import command
+
+    command.downgrade(migrate.alembic_config(url), "-1")
+    engine = sa.create_engine(url)
+    try:
+        behind = migrate.current_revision(engine)
+        assert behind is not None and behind != head
+        with pytest.raises(migrate.DatabaseBehind, match=f"revision {behind} but .* needs {head}"):
+            migrate.check_current(engine)
+    finally:
+        engine.dispose()
 
 
 def test_metrics_by_route_template_and_queue(client: Any, db: Any) -> None:
