@@ -38,6 +38,7 @@ from lamplighter.tickets import analytics_api as tickets_analytics_api
 from lamplighter.tickets import analytics_pages as tickets_analytics_pages
 from lamplighter.tickets import api as tickets_api
 from lamplighter.tickets import pages as tickets_pages
+from lamplighter.tickets import type_pages as tickets_type_pages
 
 log = logging.getLogger("lamplighter")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(oidc.router)
     app.include_router(catalog_pages.router)  # before the core pages and their placeholders
     app.include_router(tickets_analytics_pages.router)  # before /tickets/{ticket_id}
+    app.include_router(tickets_type_pages.router)  # before /tickets/{ticket_id}
     app.include_router(tickets_pages.router)
     app.include_router(inbox_pages.router)
     app.include_router(selfservice_pages.router)  # before the core pages' placeholders

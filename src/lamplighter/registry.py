@@ -10,15 +10,24 @@ from __future__ import annotations
 import lamplighter.core.webhooks
 import lamplighter.models_registry
 import lamplighter.selfservice.grants
-import lamplighter.selfservice.runs
-from lamplighter.selfservice.actions import base, git, kafka, pipeline, postgres, simple
+import lamplighter.selfservice.runner
+from lamplighter.selfservice.actions import (
+    base,
+    git,
+    http_request,
+    kafka,
+    pipeline,
+    postgres,
+    simple,
+)
 
 BUILTIN_MODULES = (
     lamplighter.core.webhooks,
     lamplighter.models_registry,
     lamplighter.selfservice.grants,
-    lamplighter.selfservice.runs,
+    lamplighter.selfservice.runner,
     git,
+    http_request,
     kafka,
     pipeline,
     postgres,

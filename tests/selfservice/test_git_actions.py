@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice.actions import git as git_module
+from lamplighter.selfservice.actions import git_hosts
 from lamplighter.selfservice.actions.base import ACTIONS, ActionError, StepContext
 from lamplighter.selfservice.actions.git import RepoCreate, RepoCreateInput
 from lamplighter.selfservice.actions.pipeline import PipelineCreate, PipelineCreateInput
@@ -301,7 +302,7 @@ class FakeHost:
                 base_url=base_url, headers=headers, transport=httpx.MockTransport(self.handle)
             )
 
-        monkeypatch.setattr(git_module, "client_factory", factory)
+        monkeypatch.setattr(git_hosts, "client_factory", factory)
 
     def calls(self) -> list[str]:
         return [f"{r.method} {r.url.raw_path.decode()}" for r in self.requests]

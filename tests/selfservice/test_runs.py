@@ -20,7 +20,7 @@ from lamplighter.core.db import Database, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry, Event, InboxItem, Job, Team, User
 from lamplighter.core.settings import Settings
-from lamplighter.selfservice import runs, templates
+from lamplighter.selfservice import runner, runs, templates
 from lamplighter.selfservice.actions.base import (
     Action,
     ActionError,
@@ -693,7 +693,7 @@ def test_a_run_whose_job_runs_out_of_tries_ends_failed_and_can_be_retried(
     def journal_down(**_: Any) -> Ticket:
         raise RuntimeError("the journal is unavailable")
 
-    monkeypatch.setattr(runs.tickets, "record_resolved_work", journal_down)
+    monkeypatch.setattr(runner.tickets, "record_resolved_work", journal_down)
     drain(db, settings)
     run, steps = load(db, run_id)
     assert run.status == "failed"  # not "running" forever

@@ -20,7 +20,7 @@ from lamplighter.core.db import Database
 from lamplighter.core.models import AuditEntry, Team, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import grants
-from lamplighter.selfservice.actions import simple
+from lamplighter.selfservice.actions import http_request, simple
 from lamplighter.selfservice.actions.base import ACTIONS, ActionError, StepContext
 from lamplighter.tickets import service as tickets
 from tests.conftest import SYSTEM, TEST_SECRET, make_team, make_user
@@ -308,7 +308,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if request.url.path.endswith("/big"):
-            return httpx.Response(200, content=b"x" * (simple.MAX_RESPONSE_BYTES + 10))
+            return httpx.Response(200, content=b"x" * (http_request.MAX_RESPONSE_BYTES + 10))
         if request.url.path.endswith("/broken"):
             return httpx.Response(503, text="down for maintenance")
         if request.method == "DELETE" and request.url.path.endswith("/gone"):
@@ -318,7 +318,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
     def client(timeout_s: float) -> httpx.Client:
         return httpx.Client(transport=httpx.MockTransport(answer), timeout=timeout_s)
 
-    monkeypatch.setattr(simple, "http_client", client)
+    monkeypatch.setattr(http_request, "http_client", client)
     return seen
 
 
@@ -341,7 +341,7 @@ def test_http_request_sends_the_idempotency_key_and_returns_the_answer(
         "expected_status": [201],
     }
     with allowed.step("dns") as ctx:
-        output = simple.HttpRequestAction().run(ctx, data)
+        output = http_request.HttpRequestAction().run(ctx, data)
     assert output.status == 201
     assert output.data == {"id": 42, "echo": '{"name":"payments"}'}
     assert sent[0].headers["Idempotency-Key"] == "run-7-dns"
@@ -351,9 +351,11 @@ def test_http_request_sends_the_idempotency_key_and_returns_the_answer(
 
 def test_http_request_caps_the_response(allowed: Requester, sent: list[httpx.Request]) -> None:
     with allowed.step("big") as ctx:
-        output = simple.HttpRequestAction().run(ctx, {"url": "https://deploy.example.test/api/big"})
+        output = http_request.HttpRequestAction().run(
+            ctx, {"url": "https://deploy.example.test/api/big"}
+        )
     assert output.truncated is True
-    assert len(output.body) == simple.MAX_RESPONSE_BYTES
+    assert len(output.body) == http_request.MAX_RESPONSE_BYTES
     assert output.data is None
 
 
@@ -372,10 +374,10 @@ def test_http_request_outside_the_allowlist_is_refused_unsent(
     ]
     for url in refused:
         with pytest.raises(ActionError) as error, allowed.step("call") as ctx:
-            simple.HttpRequestAction().run(ctx, {"url": url})
+            http_request.HttpRequestAction().run(ctx, {"url": url})
         assert error.value.field == "url", url
     with allowed.step("call") as ctx:
-        simple.HttpRequestAction().run(ctx, {"url": "http://10.1.2.3:8080/hooks/deploy"})
+        http_request.HttpRequestAction().run(ctx, {"url": "http://10.1.2.3:8080/hooks/deploy"})
     assert [str(r.url) for r in sent] == ["http://10.1.2.3:8080/hooks/deploy"]
 
 
@@ -383,7 +385,7 @@ def test_http_request_with_an_empty_allowlist_calls_nothing(
     requester: Requester, sent: list[httpx.Request]
 ) -> None:
     with pytest.raises(ActionError) as error, requester.step("call") as ctx:
-        simple.HttpRequestAction().run(ctx, {"url": "https://deploy.example.test/api/"})
+        http_request.HttpRequestAction().run(ctx, {"url": "https://deploy.example.test/api/"})
     assert "LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST" in str(error.value)
     assert sent == []
 
@@ -411,7 +413,7 @@ def test_metadata_addresses_are_refused_even_when_allow_listed(
         "https://metadata.example.test/latest",
     ):
         with pytest.raises(ActionError) as error, requester.step("call") as ctx:
-            simple.HttpRequestAction().run(ctx, {"url": url})
+            http_request.HttpRequestAction().run(ctx, {"url": url})
         assert error.value.field == "url"
     assert sent == []
 
@@ -420,7 +422,7 @@ def test_http_request_reports_an_unexpected_status(
     allowed: Requester, sent: list[httpx.Request]
 ) -> None:
     with pytest.raises(ActionError) as error, allowed.step("call") as ctx:
-        simple.HttpRequestAction().run(ctx, {"url": "https://deploy.example.test/api/broken"})
+        http_request.HttpRequestAction().run(ctx, {"url": "https://deploy.example.test/api/broken"})
     assert error.value.retryable is True
     assert "HTTP 503" in str(error.value) and "down for maintenance" in str(error.value)
 
@@ -434,9 +436,9 @@ def test_http_request_compensates_with_its_declared_request(
         "compensate": {"method": "DELETE", "url": "https://deploy.example.test/api/records/42"},
     }
     with allowed.step("dns") as ctx:
-        output = simple.HttpRequestAction().run(ctx, data)
+        output = http_request.HttpRequestAction().run(ctx, data)
     with allowed.step("dns") as ctx:
-        simple.HttpRequestAction().compensate(ctx, data, output)
+        http_request.HttpRequestAction().compensate(ctx, data, output)
     assert [(r.method, r.url.path) for r in sent] == [
         ("POST", "/api/records"),
         ("DELETE", "/api/records/42"),
@@ -446,7 +448,7 @@ def test_http_request_compensates_with_its_declared_request(
         "compensate": {"method": "DELETE", "url": "https://deploy.example.test/api/gone"}
     }
     with allowed.step("dns") as ctx:  # already undone: nothing left, no error
-        simple.HttpRequestAction().compensate(ctx, gone, None)
+        http_request.HttpRequestAction().compensate(ctx, gone, None)
 
 
 def test_a_compensation_outside_the_allowlist_is_refused_before_the_call(
@@ -457,7 +459,7 @@ def test_a_compensation_outside_the_allowlist_is_refused_before_the_call(
         "compensate": {"method": "DELETE", "url": "https://elsewhere.example.test/x"},
     }
     with pytest.raises(ActionError) as error, allowed.step("dns") as ctx:
-        simple.HttpRequestAction().run(ctx, data)
+        http_request.HttpRequestAction().run(ctx, data)
     assert error.value.field == "compensate.url"
     assert sent == []
 

@@ -12,7 +12,7 @@ from lamplighter.core.context import Actor
 from lamplighter.core.db import Database
 from lamplighter.core.errors import Conflict, Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry
-from lamplighter.selfservice import templates
+from lamplighter.selfservice import expressions, templates
 from lamplighter.selfservice.actions.base import (
     Action,
     ActionInput,
@@ -121,10 +121,10 @@ def test_a_yaml_template_is_stored_with_its_policy(db: Database) -> None:
 
 
 def test_whole_expressions_keep_their_type_and_text_is_interpolated() -> None:
-    context = templates.expression_context(
+    context = expressions.expression_context(
         {"n": 3, "tags": ["a", "b"], "name": "pay"}, {"repo": {"url": "file:///r"}}, {"id": 7}
     )
-    rendered = templates.render(
+    rendered = expressions.render(
         {
             "n": "${{ parameters.n }}",
             "tags": "${{ parameters.tags }}",
@@ -147,18 +147,20 @@ def test_whole_expressions_keep_their_type_and_text_is_interpolated() -> None:
 
 
 def test_a_missing_parameter_names_the_place_and_the_expression() -> None:
-    context = templates.expression_context({"name": "pay"}, {"repo": {"url": "u"}}, {})
-    with pytest.raises(templates.ExpressionError) as caught:
-        templates.render({"name": "${{ parameters.nope }}"}, context, where="steps.db.input")
+    context = expressions.expression_context({"name": "pay"}, {"repo": {"url": "u"}}, {})
+    with pytest.raises(expressions.ExpressionError) as caught:
+        expressions.render({"name": "${{ parameters.nope }}"}, context, where="steps.db.input")
     assert caught.value.detail == (
         "steps.db.input.name: ${{ parameters.nope }} is undefined: "
         "there is no parameter 'nope' (parameters: name)"
     )
-    with pytest.raises(templates.ExpressionError) as caught:
-        templates.render({"url": "${{ steps.repo.output.link }}"}, context, where="steps.db.input")
+    with pytest.raises(expressions.ExpressionError) as caught:
+        expressions.render(
+            {"url": "${{ steps.repo.output.link }}"}, context, where="steps.db.input"
+        )
     assert "the output of step 'repo' has no field 'link' (fields: url)" in caught.value.detail
-    with pytest.raises(templates.ExpressionError) as caught:
-        templates.render({"url": "${{ steps.gone.output.url }}"}, context, where="steps.db.input")
+    with pytest.raises(expressions.ExpressionError) as caught:
+        expressions.render({"url": "${{ steps.gone.output.url }}"}, context, where="steps.db.input")
     assert "step 'gone' has no output" in caught.value.detail
 
 
@@ -223,9 +225,9 @@ def test_expressions_reaching_for_python_internals_are_refused_on_save(
 def test_the_sandbox_refuses_an_escape_built_at_run_time() -> None:
     # No "__" in the text: only the sandbox, at evaluation, stands in the way.
     sneaky = "parameters['_' ~ '_class_' ~ '_']"
-    assert templates.check_expression(sneaky) is None
-    with pytest.raises(templates.ExpressionError) as caught:
-        templates.evaluate(sneaky, templates.expression_context({}, {}, {}), where="steps.x.if")
+    assert expressions.check_expression(sneaky) is None
+    with pytest.raises(expressions.ExpressionError) as caught:
+        expressions.evaluate(sneaky, expressions.expression_context({}, {}, {}), where="steps.x.if")
     assert "steps.x.if" in caught.value.detail
     assert "refused by the sandbox: access to attribute '__class__'" in caught.value.detail
 

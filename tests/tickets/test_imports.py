@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry, User
-from lamplighter.tickets import imports
+from lamplighter.tickets import import_formats, imports
 from lamplighter.tickets.models import RequestType, StatusChange, Ticket
 from tests.conftest import SYSTEM, auth, make_team, make_token, make_user
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-HEADER = imports.PLAIN_COLUMNS
+HEADER = import_formats.PLAIN_COLUMNS
 UTC = dt.UTC
 
 
@@ -224,7 +224,7 @@ def test_a_bad_row_names_row_and_column_and_nothing_is_written(
 ) -> None:
     row, field, reason = BAD_ROWS[case]
 
-    with pytest.raises(imports.ImportFailed) as failed:
+    with pytest.raises(import_formats.ImportFailed) as failed:
         run(db, csv_text(good_row("1"), row))
 
     assert [e.field for e in failed.value.errors] == [field]
@@ -254,7 +254,7 @@ def test_a_bad_row_names_row_and_column_and_nothing_is_written(
 def test_wrong_columns_are_refused(
     text: str, field: str, reason: str, db: Any, people: dict[str, Any]
 ) -> None:
-    with pytest.raises(imports.ImportFailed) as failed:
+    with pytest.raises(import_formats.ImportFailed) as failed:
         run(db, text)
     assert failed.value.errors[0].field == field
     assert reason in failed.value.errors[0].reason
@@ -262,7 +262,7 @@ def test_wrong_columns_are_refused(
 
 
 def test_every_bad_row_is_reported(db: Any, people: dict[str, Any]) -> None:
-    with pytest.raises(imports.ImportFailed) as failed:
+    with pytest.raises(import_formats.ImportFailed) as failed:
         run(db, csv_text(good_row("1", priority="P7"), good_row("2", type="nope"), good_row("3")))
     assert [e.field for e in failed.value.errors] == ["row 2.priority", "row 3.type"]
 
@@ -275,13 +275,13 @@ def test_utf8_with_a_byte_order_mark_is_accepted(db: Any, people: dict[str, Any]
 
 def test_other_encodings_are_refused_clearly(db: Any, people: dict[str, Any]) -> None:
     latin1 = csv_text(good_row("1"), good_row("2", title="Caf\u00e9")).encode("latin-1")
-    with pytest.raises(imports.ImportFailed) as failed:
+    with pytest.raises(import_formats.ImportFailed) as failed:
         run(db, latin1)
     error = failed.value.errors[0]
     assert error.field == "row 3.encoding"
     assert "not UTF-8" in error.reason and "0xE9 on line 3" in error.reason
     utf16 = csv_text(good_row("1")).encode("utf-16")
-    with pytest.raises(imports.ImportFailed, match="UTF-16"):
+    with pytest.raises(import_formats.ImportFailed, match="UTF-16"):
         run(db, utf16)
     assert count(db, Ticket) == 0
 

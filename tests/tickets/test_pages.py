@@ -13,11 +13,9 @@ from fastapi.testclient import TestClient
 
 from lamplighter.app import create_app
 from lamplighter.core import identity
-from lamplighter.core import inbox_pages as inbox_pages
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database, utcnow
 from lamplighter.core.models import AuditEntry, InboxItem, User
-from lamplighter.tickets import pages as tickets_pages
 from lamplighter.tickets import service
 from lamplighter.tickets.models import Comment, RequestType, Ticket, WorkLog
 from tests.catalog.conftest import make_entity
@@ -29,16 +27,7 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def app(settings, db):  # type: ignore[no-untyped-def]
-    """The app; until app.py includes the ticket and inbox pages, they go in front of the rest."""
-    app = create_app(settings, db=db)
-    if not any(getattr(route, "path", None) == "/tickets/new" for route in app.routes):
-        count = len(app.router.routes)
-        app.include_router(tickets_pages.router)
-        app.include_router(inbox_pages.router)
-        added = app.router.routes[count:]
-        del app.router.routes[count:]
-        app.router.routes[0:0] = added  # ahead of the core's "coming soon" placeholder
-    return app
+    return create_app(settings, db=db)
 
 
 # -- helpers, as in tests/core/test_pages.py ---------------------------------------------------

@@ -19,7 +19,7 @@ from lamplighter.core.deps import CurrentActor, SessionDep
 from lamplighter.core.errors import FieldError, ValidationFailed
 from lamplighter.core.schemas import WriteModel
 from lamplighter.core.web import BODY_LIMIT_KEY
-from lamplighter.tickets import analytics, imports
+from lamplighter.tickets import analytics, import_formats, imports
 
 router = APIRouter(tags=["tickets"])
 IMPORT_BODY_LIMIT = 64 * 1024 * 1024
@@ -96,7 +96,7 @@ def toil_analytics_csv(
                         "required": ["file", "format"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "format": {"type": "string", "enum": list(imports.FORMATS)},
+                            "format": {"type": "string", "enum": list(import_formats.FORMATS)},
                             "mapping": {"type": "string", "description": "JSON mapping"},
                             "dry_run": {"type": "boolean"},
                         },
@@ -164,8 +164,8 @@ async def _import_body(request: Request) -> _ImportBody:
             if not isinstance(mapping, dict):
                 raise ValidationFailed.one("body.mapping", "must be a JSON object")
         fmt = str(form.get("format") or "")
-        if fmt not in imports.FORMATS:
-            raise ValidationFailed.one("body.format", f"one of {', '.join(imports.FORMATS)}")
+        if fmt not in import_formats.FORMATS:
+            raise ValidationFailed.one("body.format", f"one of {', '.join(import_formats.FORMATS)}")
         dry_run = str(form.get("dry_run") or "").lower() in {"1", "true", "yes", "on"}
         return _ImportBody(await upload.read(), fmt, mapping, dry_run)
     try:

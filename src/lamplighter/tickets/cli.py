@@ -34,7 +34,7 @@ from lamplighter.core.clikit import (
     remote,
 )
 from lamplighter.core.errors import LamplighterError
-from lamplighter.tickets import analytics, imports, service
+from lamplighter.tickets import analytics, import_formats, imports, service
 from lamplighter.tickets.api import read_many
 
 ticket_app = typer.Typer(
@@ -223,8 +223,8 @@ def import_(
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Import ticket history; the whole file is checked first and imported whole or not at all."""
-    if format_ not in imports.FORMATS:
-        fail(f"--format is one of {', '.join(imports.FORMATS)}")
+    if format_ not in import_formats.FORMATS:
+        fail(f"--format is one of {', '.join(import_formats.FORMATS)}")
     rules = _read_mapping(mapping)
     data = path.read_bytes()
     if client := remote(ctx):

@@ -29,13 +29,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
+from lamplighter.core.errors import LamplighterError
 from lamplighter.core.settings import Settings
 
 log = logging.getLogger("lamplighter.selfservice")
@@ -149,3 +150,23 @@ def get(name: str) -> type[Action]:
     except KeyError:
         known = ", ".join(sorted(ACTIONS)) or "none"
         raise ActionError(f"unknown action {name!r}; known actions: {known}") from None
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def parse_model(model: type[_Model], value: Any) -> _Model:
+    """The engine hands over validated models; a plain dict (a stored output) is validated here."""
+    return value if isinstance(value, model) else model.model_validate(value)
+
+
+def action_error_from(
+    exc: LamplighterError, *, prefix: str = "", field: str | None = None
+) -> ActionError:
+    """A service's error in the words of the action's input: ``body.owner`` → ``entities.0.owner``."""
+    if exc.errors:
+        raw = exc.errors[0].field
+        tail = raw.split(".", 1)[1] if raw.startswith("body.") else raw
+        field = f"{prefix}{tail}"
+        return ActionError(f"{field}: {exc.errors[0].reason}", field=field)
+    return ActionError(exc.detail, field=field)

@@ -49,15 +49,8 @@ from lamplighter.selfservice.actions.base import (
     StepContext,
     register,
 )
-from lamplighter.selfservice.actions.git import (
-    DEFAULT_BRANCH,
-    HOSTS,
-    SLUG_PATTERN,
-    GitError,
-    Provider,
-    local_git_root,
-    run_git,
-)
+from lamplighter.selfservice.actions.git import SLUG_PATTERN, GitError, local_git_root, run_git
+from lamplighter.selfservice.actions.git_hosts import DEFAULT_BRANCH, HOSTS, Provider
 
 Flavour = Literal["github-actions", "gitlab-ci"]
 PATHS: dict[str, str] = {

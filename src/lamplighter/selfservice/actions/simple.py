@@ -1,23 +1,21 @@
-"""The actions that need no provider: access grants, catalog entries, hand-over tickets and calls
-to internal HTTP APIs. Each acts through its domain's service, so what it does is audited,
-emits events and obeys the same ownership rules as when a person does it by hand.
+"""The actions that need no provider: access grants, catalog entries and hand-over tickets (calls
+to internal HTTP APIs are in ``http_request``). Each acts through its domain's service, so what
+it does is audited, emits events and obeys the same ownership rules as when a person does it by
+hand.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
 
-import httpx
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity, Provenance
 from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
-from lamplighter.core import identity, jobs, webhooks
+from lamplighter.core import identity
 from lamplighter.core.authz import can_write_owned, require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import (
@@ -35,6 +33,8 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     ActionOutput,
     StepContext,
+    action_error_from,
+    parse_model,
     register,
 )
 from lamplighter.tickets import service as tickets
@@ -42,25 +42,6 @@ from lamplighter.tickets.models import OPEN_STATUSES, Status, Ticket
 
 RUN_ANNOTATION = "lamplighter.dev/run"
 RUN_LINK = "/selfservice/runs/{run_id}"
-MAX_RESPONSE_BYTES = 64 * 1024
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-def _parse(model: type[_Model], value: Any) -> _Model:
-    """The engine hands over validated models; a plain dict (a stored output) is validated here."""
-    return value if isinstance(value, model) else model.model_validate(value)
-
-
-def _as_action_error(
-    exc: LamplighterError, *, prefix: str = "", field: str | None = None
-) -> ActionError:
-    """A service's error in the words of the action's input: ``body.owner`` → ``entities.0.owner``."""
-    if exc.errors:
-        raw = exc.errors[0].field
-        tail = raw.split(".", 1)[1] if raw.startswith("body.") else raw
-        field = f"{prefix}{tail}"
-        return ActionError(f"{field}: {exc.errors[0].reason}", field=field)
-    return ActionError(exc.detail, field=field)
 
 
 def _team_slug(ctx: StepContext) -> str | None:
@@ -109,7 +90,7 @@ class AccessGrantAction(Action):
     Output = AccessGrantOutput
 
     def run(self, ctx: StepContext, data: Any) -> AccessGrantOutput:
-        data = _parse(AccessGrantInput, data)
+        data = parse_model(AccessGrantInput, data)
         session = ctx.session
         grant = grants.get_by_idempotency_key(session=session, key=ctx.key)
         if grant is None:
@@ -131,14 +112,14 @@ class AccessGrantAction(Action):
                     idempotency_key=ctx.key,
                 )
             except ValidationFailed as exc:
-                error = _as_action_error(exc)
+                error = action_error_from(exc)
                 if error.field == "expires_at":
                     error.field = "duration_days"
                 raise error from exc
             except Conflict as exc:  # the grantee has (or asked for) this access already
-                raise _as_action_error(exc, field="grantee") from exc
+                raise action_error_from(exc, field="grantee") from exc
             except LamplighterError as exc:
-                raise _as_action_error(exc) from exc
+                raise action_error_from(exc) from exc
             ctx.log(f"access grant #{grant.id} for {data.grantee} on {entity.ref}: {grant.status}")
         return AccessGrantOutput(
             grant_id=grant.id, status=grant.status, expires_at=grant.expires_at
@@ -245,7 +226,7 @@ class CatalogRegisterAction(Action):
     Output = CatalogRegisterOutput
 
     def run(self, ctx: StepContext, data: Any) -> CatalogRegisterOutput:
-        data = _parse(CatalogRegisterInput, data)
+        data = parse_model(CatalogRegisterInput, data)
         session = ctx.session
         refs = [spec.ref() for spec in data.entities]
         seen: dict[tuple[str, str, str], int] = {}
@@ -306,7 +287,7 @@ class CatalogRegisterAction(Action):
                         field=field,
                     )
                 except ValidationFailed as exc:
-                    raise _as_action_error(exc) from exc
+                    raise action_error_from(exc) from exc
                 if ref.key in batch:
                     raise ActionError(
                         f"{field}: {ref} is registered by this step; list the dependency in its "
@@ -404,7 +385,7 @@ class CatalogRegisterAction(Action):
                     field=f"entities.{index}.depends_on.{position}",
                 )
             except ValidationFailed as exc:
-                raise _as_action_error(exc) from exc
+                raise action_error_from(exc) from exc
             if ref.key in batch and batch[ref.key] != index:
                 needs.add(batch[ref.key])
         return needs
@@ -439,15 +420,15 @@ class CatalogRegisterAction(Action):
                 provenance=Provenance.TEMPLATE.value,
             )
         except Forbidden as exc:
-            raise _as_action_error(exc, field=f"entities.{index}.owner") from exc
+            raise action_error_from(exc, field=f"entities.{index}.owner") from exc
         except LamplighterError as exc:
-            raise _as_action_error(
+            raise action_error_from(
                 exc, prefix=f"entities.{index}.", field=f"entities.{index}.name"
             ) from exc
         ctx.log(f"registered {entity.ref}, owned by {owner}")
 
     def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
-        data = _parse(CatalogRegisterInput, data)
+        data = parse_model(CatalogRegisterInput, data)
         for spec in reversed(data.entities):  # dependents before what they depend on
             entity = catalog.find(ctx.session, spec.ref())
             if entity is None or entity.annotations.get(RUN_ANNOTATION) != ctx.key:
@@ -522,7 +503,7 @@ class TicketCreateAction(Action):
     Output = TicketCreateOutput
 
     def run(self, ctx: StepContext, data: Any) -> TicketCreateOutput:
-        data = _parse(TicketCreateInput, data)
+        data = parse_model(TicketCreateInput, data)
         ticket = _ticket_of(ctx)
         if ticket is None:
             link = RUN_LINK.format(run_id=ctx.run_id)
@@ -543,7 +524,7 @@ class TicketCreateAction(Action):
                     ),
                 )
             except LamplighterError as exc:
-                raise _as_action_error(exc) from exc
+                raise action_error_from(exc) from exc
             ctx.log(f"ticket #{ticket.id} opened: {ticket.title}")
         return TicketCreateOutput(
             ticket_id=ticket.id, status=ticket.status, link=f"/tickets/{ticket.id}"
@@ -572,196 +553,3 @@ class TicketCreateAction(Action):
             "needed.",
         )
         ctx.log(f"ticket #{ticket.id} rejected")
-
-
-# -- http.request ----------------------------------------------------------------------------
-Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-_RESERVED_HEADERS = {"host", "idempotency-key", "content-length", "transfer-encoding"}
-
-
-class HttpCall(ActionInput):
-    method: Method = "GET"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = Field(default=None, description="Sent as JSON when given.")
-    expected_status: list[int] = Field(
-        default_factory=list, description="Status codes that count as success; empty = any 2xx."
-    )
-
-
-class HttpRequestInput(HttpCall):
-    timeout_s: float = Field(default=10.0, gt=0, le=60)
-    compensate: HttpCall | None = Field(
-        default=None, description="The request that undoes this one, if anything needs undoing."
-    )
-
-
-class HttpRequestOutput(ActionOutput):
-    status: int
-    body: str = Field(description=f"The response, at most {MAX_RESPONSE_BYTES} bytes of it.")
-    truncated: bool = False
-    data: Any = Field(default=None, description="The response parsed as JSON, when it is JSON.")
-
-
-def http_client(timeout_s: float) -> httpx.Client:
-    """The client http.request sends with; tests swap in one with an ``httpx.MockTransport``."""
-    return httpx.Client(timeout=timeout_s, follow_redirects=False)
-
-
-def _prefix_matches(url: str, prefix: str) -> bool:
-    """Same scheme, host and port, and the path at or under the prefix's path."""
-    target, allowed = urlsplit(url), urlsplit(prefix)
-    if target.scheme.lower() != allowed.scheme.lower() or not allowed.hostname:
-        return False
-    if target.hostname != allowed.hostname:  # urlsplit lowercases host names
-        return False
-    default = {"http": 80, "https": 443}.get(allowed.scheme.lower())
-    if (target.port or default) != (allowed.port or default):
-        return False
-    base = allowed.path.rstrip("/")
-    return not base or target.path == base or target.path.startswith(base + "/")
-
-
-def check_target(url: str, allowlist: str, field: str) -> None:
-    """Refuse a URL outside the allowlist, with credentials or dot segments in it, or aimed at a
-    link-local or metadata address (by literal or by what its name resolves to)."""
-    prefixes = [p.strip() for p in allowlist.split(",") if p.strip()]
-    if not prefixes:
-        raise ActionError(
-            f"{field}: http.request may call nothing until LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST "
-            "names the allowed URL prefixes",
-            field=field,
-        )
-    try:
-        webhooks.check_url(url, field=field)
-    except ValidationFailed as exc:
-        raise _as_action_error(exc) from exc
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ActionError(f"{field}: put credentials in headers, not in the URL", field=field)
-    if any(unquote(segment) in {".", ".."} for segment in parts.path.split("/")):
-        raise ActionError(f"{field}: '.' and '..' path segments are not allowed", field=field)
-    if not any(_prefix_matches(url, prefix) for prefix in prefixes):
-        raise ActionError(
-            f"{field}: {parts.scheme}://{parts.netloc}{parts.path} is not under an allowed prefix "
-            f"({', '.join(prefixes)})",
-            field=field,
-        )
-    try:
-        webhooks.check_resolved(url)
-    except jobs.PermanentFailure as exc:
-        raise ActionError(f"{field}: {exc}", field=field) from exc
-
-
-def _check_headers(headers: dict[str, str], field: str) -> None:
-    for name in headers:
-        if name.strip().lower() in _RESERVED_HEADERS:
-            raise ActionError(
-                f"{field}.{name}: this header is set by Lamplighter", field=f"{field}.{name}"
-            )
-
-
-def _send(call: HttpCall, *, timeout_s: float, key: str) -> tuple[int, bytes, bool, str]:
-    headers = {**call.headers, "Idempotency-Key": key, "User-Agent": "Lamplighter-SelfService/1"}
-    parts = urlsplit(call.url)
-    where = (
-        f"{call.method} {parts.scheme}://{parts.netloc}{parts.path}"  # no query: it may hold keys
-    )
-    try:
-        with http_client(timeout_s) as client:
-            request = client.build_request(call.method, call.url, headers=headers, json=call.body)
-            response = client.send(request, stream=True)
-            try:
-                content = b""
-                truncated = False
-                for chunk in response.iter_bytes():
-                    content += chunk
-                    if len(content) > MAX_RESPONSE_BYTES:
-                        content, truncated = content[:MAX_RESPONSE_BYTES], True
-                        break
-            finally:
-                response.close()
-    except httpx.TimeoutException as exc:
-        raise ActionError(f"{where} timed out after {timeout_s:g} s", retryable=True) from exc
-    except httpx.HTTPError as exc:
-        raise ActionError(f"{where} failed: {type(exc).__name__}: {exc}", retryable=True) from exc
-    return response.status_code, content, truncated, response.headers.get("content-type", "")
-
-
-def _expected(call: HttpCall, status: int) -> bool:
-    return status in call.expected_status if call.expected_status else 200 <= status < 300
-
-
-@register
-class HttpRequestAction(Action):
-    """Call an internal API for anything no other action does.
-
-    The URL must be under a prefix of ``LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST`` and may never
-    reach link-local or cloud metadata addresses. The request carries ``Idempotency-Key: <run
-    key>`` so the API can recognise a second attempt; ``compensate`` is the request that undoes
-    it (a 404 or 410 there means nothing is left to undo)::
-
-        - id: dns
-          action: http.request
-          input:
-            method: POST
-            url: https://dns.internal.example/api/records
-            body: {name: "${{ parameters.name }}", type: CNAME, target: ingress.example.com}
-            expected_status: [201]
-            compensate:
-              method: DELETE
-              url: "https://dns.internal.example/api/records/${{ parameters.name }}"
-    """
-
-    name = "http.request"
-    title = "Call an internal API"
-    description = "Send one HTTP request to an allow-listed internal API."
-    Input = HttpRequestInput
-    Output = HttpRequestOutput
-
-    def run(self, ctx: StepContext, data: Any) -> HttpRequestOutput:
-        data = _parse(HttpRequestInput, data)
-        allowlist = ctx.settings.selfservice_http_allowlist
-        check_target(data.url, allowlist, "url")
-        _check_headers(data.headers, "headers")
-        if data.compensate is not None:  # refuse now what could not be undone later
-            check_target(data.compensate.url, allowlist, "compensate.url")
-            _check_headers(data.compensate.headers, "compensate.headers")
-        status, content, truncated, content_type = _send(
-            data, timeout_s=data.timeout_s, key=ctx.key
-        )
-        text = content.decode("utf-8", errors="replace")
-        ctx.log(f"{data.method} {urlsplit(data.url).path or '/'} answered HTTP {status}")
-        if not _expected(data, status):
-            wanted = ", ".join(map(str, data.expected_status)) or "2xx"
-            raise ActionError(
-                f"{data.method} {data.url} answered HTTP {status} (expected {wanted}): {text[:200]}",
-                retryable=status >= 500 or status == 429,
-            )
-        parsed: Any = None
-        if not truncated and "json" in content_type.lower() and content:
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                parsed = None
-        return HttpRequestOutput(status=status, body=text, truncated=truncated, data=parsed)
-
-    def compensate(self, ctx: StepContext, data: Any, output: Any | None) -> None:
-        data = _parse(HttpRequestInput, data)
-        call = data.compensate
-        if call is None:
-            ctx.log("no compensating request declared; nothing to undo")
-            return
-        check_target(call.url, ctx.settings.selfservice_http_allowlist, "compensate.url")
-        status, content, _, _ = _send(call, timeout_s=data.timeout_s, key=f"{ctx.key}-compensate")
-        if _expected(call, status):
-            ctx.log(f"{call.method} {urlsplit(call.url).path or '/'} answered HTTP {status}")
-            return
-        if status in (404, 410):
-            ctx.log(f"nothing to undo: HTTP {status}")
-            return
-        raise ActionError(
-            f"the compensating {call.method} {call.url} answered HTTP {status}: "
-            f"{content[:200].decode('utf-8', errors='replace')}",
-            retryable=status >= 500 or status == 429,
-        )
