@@ -37,6 +37,7 @@ from lamplighter.catalog.backstage_sources import (
 from lamplighter.catalog.backstage_write import write_plan
 from lamplighter.catalog.errors import ImportFailed
 from lamplighter.catalog.schemas import ImportError_, ImportReport
+from lamplighter.catalog.yaml_cache import DocumentCache, cache_for
 from lamplighter.core.authz import require_writer
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import FieldError
@@ -63,11 +64,17 @@ def import_source(
     name_rules: Mapping[str, str] | None = None,
     max_file_bytes: int = 1024 * 1024,
     progress: Progress | None = None,
+    cache: DocumentCache | None = None,
 ) -> ImportReport:
-    """Import catalog-info.yaml files; ``progress(phase, done, total)`` hears about each step."""
+    """Import catalog-info.yaml files; ``progress(phase, done, total)`` hears about each step;
+    ``cache`` keeps the parsed YAML of unchanged files between imports."""
     require_writer(actor, "import into the catalog")
     on_file = (lambda done, total: progress("parse", done, total)) if progress else None
-    files = read_all(source, max_bytes=max_file_bytes, name_rules=name_rules, on_file=on_file)
+    files = read_all(
+        source, max_bytes=max_file_bytes, name_rules=name_rules, on_file=on_file, cache=cache
+    )
+    if cache is not None:
+        cache.save()
     batch = Batch(files)
     batch.check_duplicates()
     world = prefetch(session, batch, prefix=source.prefix)
@@ -132,6 +139,7 @@ def import_path(
         name_rules=settings.catalog_name_rules,
         max_file_bytes=settings.catalog_max_file_bytes,
         progress=progress,
+        cache=cache_for(settings.data_dir, str(path.resolve())),
     )
 
 

@@ -13,13 +13,16 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamplighter.catalog.backstage_yaml import load_all
 from lamplighter.catalog.models import Lifecycle, RelationType
 from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.identity import RESERVED_SLUGS, SLUG_RE
+
+if TYPE_CHECKING:
+    from lamplighter.catalog.yaml_cache import DocumentCache
 
 ACCOUNTABLE = "lamplighter.io/accountable"
 TIER = "lamplighter.io/tier"
@@ -272,9 +275,18 @@ class _Reader:
         return parsed
 
 
-def parse_file(name: str, data: bytes, *, name_rules: Mapping[str, str] | None) -> ParsedFile:
+def parse_file(
+    name: str,
+    data: bytes,
+    *,
+    name_rules: Mapping[str, str] | None,
+    cache: DocumentCache | None = None,
+) -> ParsedFile:
     result = ParsedFile(name=name)
-    documents, result.problems = load_documents(name, data)
+    if cache is None:
+        documents, result.problems = load_documents(name, data)
+    else:
+        documents, result.problems = cache.load(data, lambda: load_documents(name, data))
     result.documents = len(documents)
     for index, document in enumerate(documents):
         if document is None:

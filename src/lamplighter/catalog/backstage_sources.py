@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lamplighter.catalog.backstage_parse import ParsedFile, Problem, parse_file
+from lamplighter.catalog.yaml_cache import DocumentCache
 
 CATALOG_FILE_NAMES = frozenset({"catalog-info.yaml", "catalog-info.yml"})
 SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
@@ -137,8 +138,10 @@ def read_all(
     max_bytes: int,
     name_rules: Mapping[str, str] | None,
     on_file: Callable[[int, int], None] | None = None,
+    cache: DocumentCache | None = None,
 ) -> list[ParsedFile]:
-    """Parse every file, following Location targets; ``on_file(done, known)`` reports progress."""
+    """Parse every file, following Location targets; ``on_file(done, known)`` reports progress;
+    ``cache`` supplies the documents of files read before."""
     queue = deque(source.initial())
     seen = set(queue)
     parsed: list[ParsedFile] = []
@@ -149,7 +152,7 @@ def read_all(
         except SourceError as exc:
             result = ParsedFile(name=name, problems=[Problem(name, None, "file", str(exc))])
         else:
-            result = parse_file(name, data, name_rules=name_rules)
+            result = parse_file(name, data, name_rules=name_rules, cache=cache)
         for index, where, target in result.targets:
             try:
                 names = source.targets(name, target)
