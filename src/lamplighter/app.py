@@ -113,13 +113,16 @@ def create_app(
     app.state.box = SecretBox(settings.effective_secret_key())
     QUEUE_COLLECTOR.db = database
 
-    app.include_router(core_api.router, prefix="/api/v1")
-    app.include_router(selfservice_api.router, prefix="/api/v1")  # before catalog's {name}
+    # A request is matched against the routes in order: the catalog's entity reads, the
+    # busiest, come first (no other prefix overlaps theirs but self-service's, which stays
+    # before them for its /catalog/entities/{kind}/{namespace}/{name}/grants).
+    app.include_router(selfservice_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(catalog_exchange_api.router, prefix="/api/v1")
     # Before the ticket routes: /tickets/analytics must not be taken for /tickets/{ticket_id}.
     app.include_router(tickets_analytics_api.router, prefix="/api/v1")
     app.include_router(tickets_api.router, prefix="/api/v1")
+    app.include_router(core_api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(catalog_pages.router)  # before the core pages and their placeholders
     app.include_router(tickets_analytics_pages.router)  # before /tickets/{ticket_id}
