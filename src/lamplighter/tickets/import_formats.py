@@ -3,10 +3,7 @@ export, into records of raw values, and the problems found on the way.
 
 Every format becomes records of raw values through a *field mapping* (source column or JSON path
 → ticket field) and *value maps* (Jira issue type → request type slug, Jira status → status,
-Jira priority → P1..P4, source user → email). A file is checked whole before anything is
-written: each problem is reported with its row and column, and one bad row means nothing is
-imported. Import is idempotent by source id (``jira:OPS-123``, ``csv:<source_id>``): rows already
-imported are skipped and counted.
+Jira priority → P1..P4, source user → email). Each problem is reported with its row and column.
 
 Mapping example for a Jira CSV whose issue types and people need translating::
 

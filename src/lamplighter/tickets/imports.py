@@ -1,22 +1,10 @@
-"""Import of ticket history from a plain CSV, a Jira CSV export or a Jira JSON (REST search) export
-(the formats are read in ``import_formats``; this module checks and writes).
+"""Import of ticket history from a plain CSV, a Jira CSV export or a Jira JSON (REST search) export.
 
-Every format becomes records of raw values through a *field mapping* (source column or JSON path
-→ ticket field) and *value maps* (Jira issue type → request type slug, Jira status → status,
-Jira priority → P1..P4, source user → email). A file is checked whole before anything is
-written: each problem is reported with its row and column, and one bad row means nothing is
-imported. Import is idempotent by source id (``jira:OPS-123``, ``csv:<source_id>``): rows already
-imported are skipped and counted.
-
-Mapping example for a Jira CSV whose issue types and people need translating::
-
-    {"types": {"Task": "other", "Access": "access-grant", "*": "other"},
-     "users": {"Jane Doe": "jane@example.com"},
-     "time_zone": "Europe/Oslo",
-     "fields": {"requesting_team": "Custom field (Team)"}}
-
-Timestamps without an offset are read in ``time_zone`` (default UTC): Jira's CSV export writes
-local times in the exporting user's zone.
+``import_formats`` reads a file into records through the field mapping and value maps; this
+module checks every record against the database's request types, teams and people, then writes.
+A file is checked whole before anything is written: each problem is reported with its row and
+column, and one bad row means nothing is imported. Import is idempotent by source id
+(``jira:OPS-123``, ``csv:<source_id>``): rows already imported are skipped and counted.
 """
 
 from __future__ import annotations
