@@ -353,21 +353,9 @@ class _Runner:
             row.error = error
             row.failed_step = failure.step.step_id
             row.finished_at = utcnow()
-            session.flush()
-            record_change(session, self.actor, row, "failed", before)
-            events.emit(
-                session=session,
-                type="selfservice.run.failed",
-                subject=f"template_run:{row.id}",
-                payload={
-                    "id": row.id,
-                    "template": row.spec.get("name"),
-                    "dry_run": row.dry_run,
-                    "failed_step": row.failed_step,
-                    "error": error,
-                },
+            self.announce(
+                session, row, "failed", before, {"failed_step": row.failed_step, "error": error}
             )
-            notify_requester(session, row, f"Your template run {row.id} failed", error)
 
     def succeed(self, run: Run) -> None:
         with self.transaction() as session:
@@ -391,20 +379,34 @@ class _Runner:
             row.error = None
             row.failed_step = None
             row.finished_at = utcnow()
-            session.flush()
-            record_change(session, self.actor, row, "succeeded", before)
-            events.emit(
-                session=session,
-                type="selfservice.run.succeeded",
-                subject=f"template_run:{row.id}",
-                payload={
-                    "id": row.id,
-                    "template": row.spec.get("name"),
-                    "dry_run": row.dry_run,
-                    "ticket_id": row.ticket_id,
-                },
-            )
-            notify_requester(session, row, f"Your template run {row.id} succeeded")
+            self.announce(session, row, "succeeded", before, {"ticket_id": row.ticket_id})
+
+    def announce(
+        self,
+        session: Session,
+        row: Run,
+        outcome: str,
+        before: dict[str, Any],
+        details: dict[str, Any],
+    ) -> None:
+        """The end of a run, told: audit entry, ``selfservice.run.<outcome>`` event, the
+        requester's inbox (with the error when it failed)."""
+        session.flush()
+        record_change(session, self.actor, row, outcome, before)
+        events.emit(
+            session=session,
+            type=f"selfservice.run.{outcome}",
+            subject=f"template_run:{row.id}",
+            payload={
+                "id": row.id,
+                "template": row.spec.get("name"),
+                "dry_run": row.dry_run,
+                **details,
+            },
+        )
+        notify_requester(
+            session, row, f"Your template run {row.id} {outcome}", str(details.get("error") or "")
+        )
 
 
 def _store_secret(session: Session, box: SecretBox, run_id: int, name: str, value: str) -> None:
