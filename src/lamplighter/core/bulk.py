@@ -34,6 +34,7 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
             connection.execute(insert, list(rows[start : start + CHUNK]))
         return
     given = list(rows[0])
+    given_keys = rows[0].keys()
     defaults = _python_defaults(table, given)
     names = given + list(defaults)
     converters = [
@@ -53,7 +54,7 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
             cursor.copy(statement) as copy,
         ):
             for row in rows:
-                if len(row) != len(given):
+                if row.keys() != given_keys:
                     raise ValueError(f"rows for {table.name} must have the same keys as the first")
                 values = [row[name] for name in given]
                 values.extend(make() for make in defaults.values())
