@@ -51,7 +51,9 @@ class Entity(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[str] = mapped_column(
+        sa.String(63)
+    )  # Lamplighter's kinds, or any other, kept as is
     namespace: Mapped[str] = mapped_column(sa.String(63), default="default")
     name: Mapped[str] = mapped_column(sa.String(63))
     name_key: Mapped[str] = mapped_column(
@@ -77,6 +79,12 @@ class Entity(Base):
     provenance: Mapped[str] = mapped_column(sa.String(16), default=Provenance.MANUAL.value)
     location: Mapped[str | None] = mapped_column(sa.String(1000))
     spec_extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The owner as the imported file wrote it, when it is not the owning team's Group (a User
+    # owner: ``user:default/guest``), so that export writes it back.
+    owner_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    # The whole document of a kind Lamplighter does not model (AiResource, Template, a custom
+    # kind), exported unchanged.
+    document: Mapped[dict[str, Any] | None] = mapped_column()
     content_hash: Mapped[str] = mapped_column(sa.String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -99,6 +107,29 @@ class Relation(Base):
     target_id: Mapped[int] = mapped_column(
         sa.ForeignKey("catalog_entities.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class UnresolvedRelation(Base):
+    """An edge to an entity that is not in the catalog (yet), as Backstage keeps one: it becomes
+    a ``Relation`` when the target arrives, and an edge whose target is deleted becomes one."""
+
+    __tablename__ = "catalog_unresolved"
+    __table_args__ = (
+        sa.Index("ix_catalog_unresolved_target", "target_kind", "target_namespace", "target_key"),
+    )
+
+    source_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("catalog_entities.id", ondelete="CASCADE"), primary_key=True
+    )
+    type: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    target_kind: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    target_namespace: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    target_key: Mapped[str] = mapped_column(sa.String(63), primary_key=True)  # lowercase name
+    target_name: Mapped[str] = mapped_column(sa.String(63))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.target_kind}:{self.target_namespace}/{self.target_name}"
 
 
 class EntityTag(Base):

@@ -98,14 +98,7 @@ def update_user(
 
 # -- teams -----------------------------------------------------------------------------------
 def _team_read(team: Team) -> TeamRead:
-    return TeamRead(
-        id=team.id,
-        slug=team.slug,
-        name=team.name,
-        description=team.description,
-        lead=UserBrief.model_validate(team.lead),
-        created_at=team.created_at,
-    )
+    return TeamRead.model_validate(team)
 
 
 @router.get("/teams", response_model=Page[TeamRead], tags=["identity"])
@@ -127,8 +120,13 @@ def create_team(body: TeamCreate, session: SessionDep, actor: CurrentActor) -> T
 
 def _team_detail(session: SessionDep, team: Team) -> TeamDetail:
     members = identity.list_members(session=session, team_id=team.id)
+    ancestors = identity.ancestors_of(session=session, team_id=team.id)
+    children = identity.children_of(session=session, team_id=team.id)
     return TeamDetail(
-        **_team_read(team).model_dump(), members=[UserBrief.model_validate(m.user) for m in members]
+        **_team_read(team).model_dump(),
+        parent=ancestors[0].slug if ancestors else None,
+        children=[child.slug for child in children],
+        members=[UserBrief.model_validate(m.user) for m in members],
     )
 
 
@@ -141,9 +139,10 @@ async def read_team(slug: str, session: SessionDep, actor: CurrentActor) -> Team
 def update_team(
     slug: str, body: TeamUpdate, session: SessionDep, actor: CurrentActor
 ) -> TeamDetail:
-    team = identity.update_team(
-        session=session, actor=actor, slug=slug, **body.model_dump(exclude_unset=True)
-    )
+    changes = body.model_dump(exclude_unset=True)
+    if "parent" in changes and changes["parent"] is None:
+        changes["parent"] = ""  # null: no parent, which the service spells ""
+    team = identity.update_team(session=session, actor=actor, slug=slug, **changes)
     session.commit()
     return _team_detail(session, team)
 

@@ -211,7 +211,7 @@ def team_create(
             "id": team.id,
             "slug": team.slug,
             "name": team.name,
-            "lead": _dump(UserBrief.model_validate(team.lead)),
+            "lead": _dump(UserBrief.model_validate(team.lead)) if team.lead else None,
         }
 
     emit(_run_local(create), output)
@@ -245,28 +245,17 @@ def team_add_member(
 def team_list(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
     """List teams (first 500)."""
     if client := remote(ctx):
-        emit(
-            client.call("GET", "/teams", params={"limit": 500})["items"],
-            output,
-            columns=["id", "slug", "name"],
+        rows = client.call("GET", "/teams", params={"limit": 500})["items"]
+    else:
+        rows = _run_local(
+            lambda s: [
+                _dump(TeamRead.model_validate(t))
+                for t in identity.list_teams(session=s, after_id=None, limit=500)
+            ]
         )
-        return
-    rows = _run_local(
-        lambda s: [
-            _dump(
-                TeamRead(
-                    id=t.id,
-                    slug=t.slug,
-                    name=t.name,
-                    description=t.description,
-                    lead=UserBrief.model_validate(t.lead),
-                    created_at=t.created_at,
-                )
-            )
-            for t in identity.list_teams(session=s, after_id=None, limit=500)
-        ]
-    )
-    emit(rows, output, columns=["id", "slug", "name", "lead"])
+    if output == Output.TABLE:  # the lead's address, and say so when a team has none
+        rows = [{**r, "lead": r["lead"]["email"] if r.get("lead") else "no lead"} for r in rows]
+    emit(rows, output, columns=["id", "slug", "name", "type", "lead"])
 
 
 @token_app.command("create")

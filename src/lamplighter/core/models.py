@@ -21,16 +21,32 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        sa.UniqueConstraint("catalog_namespace", "catalog_name", name="uq_users_catalog_ref"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # A user imported without an address gets ``<name>@<namespace>.no-email.invalid`` (RFC 2606's
+    # never-deliverable domain): unique like any address, matched by no sign-in, and listed by
+    # ownership hygiene until a real one is set.
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     display_name: Mapped[str] = mapped_column(sa.String(200))
     time_zone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
     role: Mapped[str] = mapped_column(sa.String(16), default=Role.MEMBER.value)
     password_hash: Mapped[str | None] = mapped_column(sa.String(200))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # The Backstage User this person is (``user:<namespace>/<name>``), when imported as one.
+    catalog_namespace: Mapped[str | None] = mapped_column(sa.String(63))
+    catalog_name: Mapped[str | None] = mapped_column(sa.String(63))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TeamOrigin(enum.StrEnum):
+    MANUAL = "manual"  # created in Lamplighter
+    IMPORT = "import"  # a Backstage Group
+    PLACEHOLDER = "placeholder"  # named as an owner before its Group arrived
+    PERSONAL = "personal"  # stands for a User owner who belongs to no team
 
 
 class Team(Base):
@@ -40,11 +56,20 @@ class Team(Base):
     slug: Mapped[str] = mapped_column(sa.String(63), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
-    lead_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
+    # None for a Group imported without members: its entities take the nearest ancestor's lead.
+    lead_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
+    type: Mapped[str] = mapped_column(sa.String(63), default="team")  # team, department, …
+    namespace: Mapped[str] = mapped_column(sa.String(63), default="default")
+    parent_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
+    # The parent's reference while that Group is not in Lamplighter yet; set when it arrives.
+    parent_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    origin: Mapped[str] = mapped_column(sa.String(16), default=TeamOrigin.MANUAL.value)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    lead: Mapped[User] = relationship(lazy="joined")
+    lead: Mapped[User | None] = relationship(lazy="joined")
 
 
 class TeamMember(Base):

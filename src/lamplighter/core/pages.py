@@ -242,6 +242,13 @@ def _team(
     team = identity.get_team(session=session, slug=slug)
     context = {
         "team": team,
+        "ancestors": identity.ancestors_of(session=session, team_id=team.id),
+        "children": identity.children_of(session=session, team_id=team.id),
+        # Who stands in for a missing lead (approvals go there), named so nobody has to guess.
+        "fallback_lead": None
+        if team.lead is not None
+        else identity.nearest_lead(session=session, team_id=team.id),
+        "has_email": identity.has_email,
         "members": identity.list_members(session=session, team_id=team.id),
         "can_write": can_write_owned(viewer.actor, team.id),
         "form": form or blank_form("email"),

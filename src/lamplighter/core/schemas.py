@@ -62,17 +62,30 @@ class MeRead(UserRead):
     teams: list[str]
 
 
+TEAM_TYPE = "What kind of group it is: team, department, organization, …"
+
+
 class TeamCreate(WriteModel):
     slug: str = Field(min_length=1, max_length=63)
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
     lead_email: EmailStr
+    type: str = Field(default="team", min_length=1, max_length=63, description=TEAM_TYPE)
+    parent: str | None = Field(
+        default=None, max_length=63, description="Slug of the team this one is within."
+    )
 
 
 class TeamUpdate(WriteModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     lead_email: EmailStr | None = None
+    type: str | None = Field(default=None, min_length=1, max_length=63, description=TEAM_TYPE)
+    parent: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Slug of the team this one is within; null or empty makes it top-level.",
+    )
 
 
 class TeamRead(ReadModel):
@@ -80,11 +93,17 @@ class TeamRead(ReadModel):
     slug: str
     name: str
     description: str
-    lead: UserBrief
+    type: str
+    lead: UserBrief | None = Field(
+        description="The accountable person; null for a team without a lead (e.g. an imported "
+        "Group without members), whose decisions go to the nearest lead above it."
+    )
     created_at: dt.datetime
 
 
 class TeamDetail(TeamRead):
+    parent: str | None = Field(description="Slug of the team this one is within.")
+    children: list[str] = Field(description="Slugs of the teams directly within this one.")
     members: list[UserBrief]
 
 

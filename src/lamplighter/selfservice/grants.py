@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from lamplighter.catalog.models import Entity
-from lamplighter.core import audit, events, inbox, jobs
+from lamplighter.core import audit, events, identity, inbox, jobs
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -130,7 +130,8 @@ def grants_for_entity(session: Session, entity_id: int) -> list[AccessGrant]:
 
 
 def deciders(session: Session, entity: Entity) -> list[User]:
-    """Who is asked to decide: the accountable person if active, else the owning team's lead.
+    """Who is asked to decide: the accountable person if active, else the owning team's lead
+    (for a team without a lead, the nearest lead above it).
 
     Admins may decide too but are not asked, unless the entity has neither (an orphan)."""
     if entity.accountable_user_id is not None:
@@ -138,9 +139,9 @@ def deciders(session: Session, entity: Entity) -> list[User]:
         if accountable is not None and accountable.is_active:
             return [accountable]
     if entity.owner_team_id is not None:
-        team = session.get(Team, entity.owner_team_id)
-        if team is not None and team.lead.is_active:
-            return [team.lead]
+        lead = identity.nearest_lead(session=session, team_id=entity.owner_team_id)
+        if lead is not None and lead.is_active:
+            return [lead]
     return list(
         session.scalars(
             sa.select(User).where(User.role == Role.ADMIN.value, User.is_active.is_(True))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 from sqlalchemy.orm import Session
 
-from lamplighter.core import audit, inbox, jobs
+from lamplighter.core import audit, identity, inbox, jobs
 from lamplighter.core.authz import PRIVILEGED
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
@@ -202,12 +202,15 @@ def _require_use(actor: Actor, template: Template, team: Team | None) -> None:
 
 
 def approver_ids(*, session: Session, run: Run) -> list[int]:
-    """Who is asked to approve a run: the owning team's lead, or every SRE."""
+    """Who is asked to approve a run: the owning team's lead (for a team without a lead, the
+    nearest lead above it), or every SRE."""
     approval = run.spec.get("approval", Approval.NONE.value)
     if approval == Approval.TEAM_LEAD.value:
         template = session.get(Template, run.template_id)
-        team = session.get(Team, template.owner_team_id) if template is not None else None
-        return [team.lead_user_id] if team is not None else []
+        if template is None:
+            return []
+        lead = identity.nearest_lead(session=session, team_id=template.owner_team_id)
+        return [lead.id] if lead is not None else []
     if approval == Approval.SRE.value:
         return list(
             session.scalars(
