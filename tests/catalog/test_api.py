@@ -223,7 +223,7 @@ def test_hygiene_endpoint(client: Any, db: Any, org: dict[str, Any]) -> None:
     )
     rows = client.get(f"{BASE}/hygiene", headers=org["other"]).json()["items"]
     assert [(r["name"], r["problem"]) for r in rows] == [
-        ("ledger", "the accountable person is no longer in the owning team")
+        ("ledger", "the accountable person is no longer in the owning team (nor a team above it)")
     ]
 
 

@@ -72,16 +72,50 @@ def test_import_errors_exit_non_zero_naming_file_and_field(
     run_cli: Any, acme: Path, tmp_path: Path
 ) -> None:
     run_cli("catalog", "import", str(acme))
-    bad = write(tmp_path / "bad", "catalog-info.yaml", component("x", dependsOn=["api:ghost"]))
+    dangling = write(tmp_path / "ok", "catalog-info.yaml", component("x", dependsOn=["api:ghost"]))
+    result = run_cli("catalog", "import", str(dangling))
+    assert result.exit_code == 0, result.output  # imported: the relation waits, unresolved
+    assert "warning:" in result.output and "spec.dependsOn.0" in result.output
+    assert "api:default/ghost is not in the catalog (yet)" in result.output
+    text = component("y") + "---\n" + component("bad name")
+    bad = write(tmp_path / "bad", "catalog-info.yaml", text)
     result = run_cli("catalog", "import", str(bad))
-    assert result.exit_code == 1
-    assert (
-        "spec.dependsOn.0" in result.output
-        and "no catalog entity api:default/ghost" in result.output
-    )
+    assert result.exit_code == 1  # something was skipped
+    assert "error:" in result.output and "document 1 metadata.name" in result.output
+    assert "service:default/y" in {
+        e["ref"] for e in as_json(run_cli("catalog", "list", "--output", "json"))
+    }
     missing = run_cli("catalog", "import", str(tmp_path / "nowhere"))
     # Rich wraps at the terminal's width, and the temporary path's length varies from run to run.
-    assert missing.exit_code == 1 and "does not exist" in " ".join(missing.output.split())
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+
+
+def test_hygiene_lists_what_to_fix_locally_and_remotely(
+    run_cli: Any, acme: Path, tmp_path: Path, db: Any, live_server: str
+) -> None:
+    run_cli("catalog", "import", str(acme))
+    odd = write(
+        tmp_path / "odd",
+        "catalog-info.yaml",
+        component("orphan", owner="ghost-team", dependsOn=["resource:not-yet"])
+        + "---\napiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: no-mail}\n"
+        "spec: {memberOf: [payments]}\n",
+    )
+    assert run_cli("catalog", "import", str(odd)).exit_code == 0
+    local = as_json(run_cli("catalog", "hygiene", "--output", "json"))
+    problems = {item["ref"]: item for item in local["entities"]}
+    assert problems["service:default/orphan"]["owner"] == "ghost-team"
+    assert "placeholder team" in problems["service:default/orphan"]["problem"]
+    # platform names no lead in its Group: its entities have no accountable person yet
+    assert problems["platform:default/container-platform"]["problem"].startswith(
+        "no accountable person: set the lamplighter.io/accountable annotation"
+    )
+    assert [p["ref"] for p in local["people"]] == ["user:default/no-mail"]
+    table = run_cli("catalog", "hygiene")
+    assert table.exit_code == 0 and "orphan" in table.output and "no-mail" in table.output
+    sre = {"LAMPLIGHTER_TOKEN": make_token(db, make_user(db, role="sre"))}
+    remote = as_json(run_cli("--url", live_server, "catalog", "hygiene", "-o", "json", env=sre))
+    assert remote == local
 
 
 def test_questions_in_table_and_json(run_cli: Any, acme: Path) -> None:
@@ -161,7 +195,7 @@ def test_export_to_a_file_and_to_stdout(run_cli: Any, acme: Path, tmp_path: Path
     assert [d["metadata"]["name"] for d in documents] == ["ledger-api"]
     assert documents[0]["spec"]["definition"].startswith("openapi: 3.0.0\n")
     as_list = as_json(run_cli("catalog", "export", "--ref", "ledger", "--output", "json"))
-    assert as_list[0]["spec"]["owner"] == "group:payments"
+    assert as_list[0]["spec"]["owner"] == "group:default/payments"
     again = as_json(run_cli("catalog", "import", str(out), "--output", "json"))
     assert again["unchanged"] == 10 and again["created"] == [] and again["updated"] == []
 

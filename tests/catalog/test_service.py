@@ -194,7 +194,9 @@ def test_hygiene_lists_entities_without_a_valid_owner(db: Any, org: dict[str, An
         problems = {
             e.name: why for e, why in service.hygiene(session=session, after_id=None, limit=50)
         }
-        assert problems == {"ledger": "the accountable person is no longer in the owning team"}
+        assert problems == {
+            "ledger": "the accountable person is no longer in the owning team (nor a team above it)"
+        }
         owner = service.who_owns(session=session, ref="ledger")
         assert owner.problems == ["dev@example.com is no longer a member of payments"]
 

@@ -16,17 +16,27 @@ from lamplighter.catalog.schemas import (
     EntityCreate,
     EntityRead,
     EntityUpdate,
+    OwnedEntity,
     OwnerRead,
     TeamBrief,
+    UnresolvedRead,
 )
 from lamplighter.core import identity
 from lamplighter.core.deps import CurrentActor, PageDep, SessionDep, SettingsDep
+from lamplighter.core.models import Team
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import AuditRead, Page, UserBrief
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
-KindQuery = Annotated[str | None, Query(pattern="^(service|api|resource|system|domain|platform)$")]
+KindQuery = Annotated[
+    str | None,
+    Query(
+        pattern="^[A-Za-z][A-Za-z0-9]{0,62}$",
+        description="service, api, resource, system, domain, platform, or a kind kept as "
+        "imported (airesource, template, …)",
+    ),
+]
 Text = Annotated[str | None, Query(max_length=63)]
 
 
@@ -56,6 +66,14 @@ def _brief_of_row(row: Any) -> EntityBrief:
     )
 
 
+def owned(entity: Entity, team: Team | None) -> OwnedEntity:
+    """An entity with the team that owns it (passed in, fetched for a whole page at once)."""
+    return OwnedEntity(
+        **brief(entity).model_dump(),
+        owner=TeamBrief(id=team.id, slug=team.slug, name=team.name) if team else None,
+    )
+
+
 def read(
     session: Session, entity: Entity, team: Any = None, person: Any = None, *, loaded: bool = False
 ) -> EntityRead:
@@ -81,6 +99,10 @@ def read(
         provenance=entity.provenance,
         location=entity.location,
         relations={name: [_brief_of_row(row) for row in rows] for name, rows in relations.items()},
+        unresolved=[
+            UnresolvedRead(relation=service.RELATION_NAMES[u.type][0], ref=u.ref)
+            for u in service.unresolved_of(session=session, entity_id=entity.id)
+        ],
         created_at=entity.created_at,
         updated_at=entity.updated_at,
     )
@@ -152,6 +174,30 @@ def search_entities(
     )
 
 
+# /teams/… shares no prefix with /entities/{kind}/{namespace}/{name}, so the order is free.
+@router.get("/teams/{slug}/entities", response_model=Page[OwnedEntity])
+def team_entities(
+    slug: str,
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
+    subtree: Annotated[
+        bool, Query(description="Also what the teams within it own, at any depth.")
+    ] = True,
+) -> Page[OwnedEntity]:
+    """What a team owns, each entity with its owning team: by default the team's and that of
+    every team within it ("what does the payments department own"); ``subtree=false`` for the
+    team's own."""
+    team = identity.get_team(session=session, slug=slug)
+    fetch = service.owned_by_subtree if subtree else service.owned_by
+    rows = fetch(session=session, team_id=team.id, after_id=page.position, limit=page.limit + 1)
+    items, cursor = page_of(rows, page.limit, lambda e: e.id)
+    teams = service.teams_by_id(session, [e.owner_team_id for e in items])
+    return Page[OwnedEntity](
+        items=[owned(e, teams.get(e.owner_team_id or 0)) for e in items], next_cursor=cursor
+    )
+
+
 @router.post("/entities", response_model=EntityRead, status_code=status.HTTP_201_CREATED)
 def create_entity(
     body: EntityCreate, session: SessionDep, actor: CurrentActor, settings: SettingsDep
@@ -200,7 +246,18 @@ async def read_entity(
         version=row.version,
         provenance=row.provenance,
         location=row.location,
-        relations={key: [_brief_of_row(r) for r in rows] for key, rows in relations.items()},
+        relations={
+            key: [_brief_of_row(r) for r in rows]
+            for key, rows in relations.items()
+            if key != service.UNRESOLVED
+        },
+        unresolved=[
+            UnresolvedRead(
+                relation=service.RELATION_NAMES[r.relation][0],
+                ref=f"{r.kind}:{r.namespace}/{r.name}",
+            )
+            for r in relations[service.UNRESOLVED]
+        ],
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -313,6 +370,36 @@ def ownership_hygiene(
     """Entities with no valid owner, and why."""
     rows = service.hygiene(session=session, after_id=page.position, limit=page.limit + 1)
     items, cursor = page_of(rows, page.limit, lambda pair: pair[0].id)
+    teams = service.teams_by_id(session, [e.owner_team_id for e, _ in items])
     return Page[dict[str, Any]](
-        items=[{**brief(e).model_dump(), "problem": why} for e, why in items], next_cursor=cursor
+        items=[
+            {
+                **brief(e).model_dump(),
+                "owner": teams[e.owner_team_id].slug if e.owner_team_id in teams else None,
+                "problem": why,
+            }
+            for e, why in items
+        ],
+        next_cursor=cursor,
+    )
+
+
+@router.get("/hygiene/people", response_model=Page[dict[str, Any]])
+def people_hygiene(session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[dict[str, Any]]:
+    """People who cannot sign in or be notified (imported without an e-mail), and why."""
+    rows = service.people_hygiene(session=session, after_id=page.position, limit=page.limit + 1)
+    items, cursor = page_of(rows, page.limit, lambda pair: pair[0].id)
+    return Page[dict[str, Any]](
+        items=[
+            {
+                "id": user.id,
+                "ref": f"user:{user.catalog_namespace}/{user.catalog_name}"
+                if user.catalog_name
+                else None,
+                "display_name": user.display_name,
+                "problem": why,
+            }
+            for user, why in items
+        ],
+        next_cursor=cursor,
     )

@@ -4,9 +4,12 @@
     text = backstage.export_yaml(session=s)
 
 An import reads a file or a directory (recursively, following Location targets), resolves every
-reference with Backstage's defaults, and writes each file whole or not at all: a file with any
-problem is skipped, and so is every file that needs an entity only that file defines. The rest is
-written in the caller's transaction; the caller commits once. Reading is in
+reference with Backstage's defaults, and keeps what Backstage would keep: an invalid document is
+reported and skipped, and so is every document that needs it; the rest of its file imports.
+Oddities that Backstage tolerates (a relation to an entity not in the catalog yet, an owner Group
+that is missing, a User without an e-mail) are imported and reported as warnings. ``strict``
+skips a whole file on any error, for CI. What is left is written in the caller's transaction;
+the caller commits once. Reading is in
 ``backstage_parse``, deciding in ``backstage_import``, writing in ``backstage_write`` and the way
 back in ``backstage_export``.
 """
@@ -19,15 +22,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog.backstage_export import export_yaml, iter_documents
-from lamplighter.catalog.backstage_import import (
-    Batch,
-    Progress,
-    Resolver,
-    authorize,
-    plan_changes,
-    prefetch,
-)
+from lamplighter.catalog.backstage_fetch import UrlFetcher
+from lamplighter.catalog.backstage_import import Batch, Progress, prefetch
+from lamplighter.catalog.backstage_parse import Problem
+from lamplighter.catalog.backstage_plan import authorize, plan_changes
+from lamplighter.catalog.backstage_resolve import Resolver
 from lamplighter.catalog.backstage_sources import (
+    Fetcher,
     FileSystemSource,
     MappingSource,
     Source,
@@ -61,17 +62,24 @@ def import_source(
     source: Source,
     prune: bool = False,
     dry_run: bool = False,
+    strict: bool = False,
     name_rules: Mapping[str, str] | None = None,
     max_file_bytes: int = 1024 * 1024,
     progress: Progress | None = None,
     cache: DocumentCache | None = None,
+    fetcher: Fetcher | None = None,
 ) -> ImportReport:
     """Import catalog-info.yaml files; ``progress(phase, done, total)`` hears about each step;
     ``cache`` keeps the parsed YAML of unchanged files between imports."""
     require_writer(actor, "import into the catalog")
     on_file = (lambda done, total: progress("parse", done, total)) if progress else None
     files = read_all(
-        source, max_bytes=max_file_bytes, name_rules=name_rules, on_file=on_file, cache=cache
+        source,
+        max_bytes=max_file_bytes,
+        name_rules=name_rules,
+        on_file=on_file,
+        cache=cache,
+        fetcher=fetcher,
     )
     if cache is not None:
         cache.save()
@@ -79,9 +87,10 @@ def import_source(
     batch.check_duplicates()
     world = prefetch(session, batch, prefix=source.prefix)
     resolver = Resolver(batch, world, prune=prune)
+    resolver.users()
     resolver.groups()
     resolver.entities()
-    resolver.fail_dependents()
+    resolver.fail_dependents(strict=strict)
     plan = plan_changes(batch, world)
     authorize(session, actor, batch, world, plan, prune)
     if not dry_run:
@@ -94,24 +103,31 @@ def import_source(
             root=source.root,
             files=len(files),
             errors=len(batch.problems),
+            warnings=len(batch.warnings),
             progress=progress,
         )
-    problems = sorted(
-        set(batch.problems),
-        key=lambda p: (p.file, -1 if p.document is None else p.document, p.field, p.reason),
-    )
+
+    def ordered(items: list[Problem]) -> list[ImportError_]:
+        return [
+            ImportError_(file=p.file, document=p.document, field=p.field, reason=p.reason)
+            for p in sorted(
+                set(items),
+                key=lambda p: (p.file, -1 if p.document is None else p.document, p.field, p.reason),
+            )
+        ]
+
     return ImportReport(
         created=[r.draft.ref for r in plan.creates],
         updated=[r.draft.ref for r, _ in plan.updates],
         unchanged=plan.unchanged,
         removed=[e.ref for e in plan.removed],
         pruned=prune and not dry_run,
-        teams_created=[t.draft.slug for t in plan.teams],
-        users_created=[u.email for u in plan.users],
-        errors=[
-            ImportError_(file=p.file, document=p.document, field=p.field, reason=p.reason)
-            for p in problems
-        ],
+        kept=plan.kept,
+        teams_created=[t.slug for t in plan.teams],
+        teams_updated=[t.slug for t, _ in plan.team_updates],
+        users_created=[u.draft.ref for u in plan.users],
+        errors=ordered(batch.problems),
+        warnings=ordered(batch.warnings),
     )
 
 
@@ -123,9 +139,12 @@ def import_path(
     settings: Settings,
     prune: bool = False,
     dry_run: bool = False,
+    strict: bool = False,
+    fetch: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import a catalog-info.yaml file or a directory of them; locations are absolute paths."""
+    """Import a catalog-info.yaml file or a directory of them; locations are absolute paths.
+    ``fetch``: read URL targets and substitutions the fetch allowlist allows."""
     try:
         source = FileSystemSource(path)
     except SourceError as exc:
@@ -136,10 +155,12 @@ def import_path(
         source=source,
         prune=prune,
         dry_run=dry_run,
+        strict=strict,
         name_rules=settings.catalog_name_rules,
         max_file_bytes=settings.catalog_max_file_bytes,
         progress=progress,
         cache=cache_for(settings.data_dir, str(path.resolve())),
+        fetcher=_fetcher(settings) if fetch else None,
     )
 
 
@@ -151,6 +172,8 @@ def import_files(
     settings: Settings,
     prune: bool = False,
     dry_run: bool = False,
+    strict: bool = False,
+    fetch: bool = False,
 ) -> ImportReport:
     """Import files sent as text (name → content); locations are the names as sent."""
     if not files:
@@ -161,6 +184,12 @@ def import_files(
         source=MappingSource(files),
         prune=prune,
         dry_run=dry_run,
+        strict=strict,
         name_rules=settings.catalog_name_rules,
         max_file_bytes=settings.catalog_max_file_bytes,
+        fetcher=_fetcher(settings) if fetch else None,
     )
+
+
+def _fetcher(settings: Settings) -> UrlFetcher:
+    return UrlFetcher(settings.catalog_fetch_allowlist, max_bytes=settings.catalog_max_file_bytes)

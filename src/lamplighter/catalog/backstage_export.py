@@ -19,6 +19,7 @@ from lamplighter.catalog.backstage_parse import ACCOUNTABLE, COST_CENTRE, LEAD, 
 from lamplighter.catalog.models import Entity, Lifecycle, Relation, RelationType
 from lamplighter.catalog.refs import NAME_RE, parse_ref
 from lamplighter.core.errors import NotFound
+from lamplighter.core.identity import has_email
 from lamplighter.core.models import Team, TeamMember, User
 
 _BASE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -83,6 +84,8 @@ def entity_document(
     relations: list[tuple[str, str, str, str]],
 ) -> dict[str, Any]:
     """One entity as a catalog-info.yaml document; ``relations`` are (type, kind, ns, name)."""
+    if entity.document is not None:  # a kind Lamplighter keeps whole: exported as it came
+        return dict(entity.document)
     annotations = dict(entity.annotations)
     annotations[TIER] = str(entity.tier)
     if accountable_email:
@@ -108,8 +111,10 @@ def entity_document(
         spec["type"] = entity.type or "service"
     if entity.kind in LIFECYCLE_KINDS or entity.lifecycle != Lifecycle.PRODUCTION.value:
         spec["lifecycle"] = entity.lifecycle
-    if team_slug:
-        spec["owner"] = f"group:{team_slug}"
+    if entity.owner_ref:
+        spec["owner"] = entity.owner_ref
+    elif team_slug:
+        spec["owner"] = team_slug
     listed: dict[str, list[str]] = {}
     for relation, kind, namespace, name in sorted(
         relations, key=lambda r: (r[0], r[1], r[2], r[3].lower())
@@ -156,63 +161,94 @@ def _emails(session: Session, ids: set[int]) -> dict[int, str]:
     return found
 
 
+def team_ref_name(team: Team) -> str:
+    """The Group name a team goes by (its slug without the namespace prefix)."""
+    prefix = f"{team.namespace}--"
+    return team.slug.removeprefix(prefix) if team.namespace != "default" else team.slug
+
+
+def _group_ref(team: Team) -> str:
+    return f"group:{team.namespace}/{team_ref_name(team)}"
+
+
+def _teams_with_ancestors(session: Session, team_ids: set[int]) -> list[Team]:
+    found: dict[int, Team] = {}
+    pending = sorted(team_ids)
+    while pending:
+        parents: set[int] = set()
+        for part in chunks(pending):
+            for team in session.scalars(sa.select(Team).where(Team.id.in_(part))):
+                found[team.id] = team
+                if team.parent_id is not None:
+                    parents.add(team.parent_id)
+        pending = sorted(parents - set(found))
+    return [t for t in found.values() if t.origin not in {"personal", "placeholder"}]
+
+
 def _people_documents(
     session: Session, team_ids: set[int], extra_user_ids: set[int]
 ) -> list[dict[str, Any]]:
-    teams = [
-        team
-        for part in chunks(sorted(team_ids))
-        for team in session.scalars(sa.select(Team).where(Team.id.in_(part)))
-    ]
+    teams = _teams_with_ancestors(session, team_ids)
     teams.sort(key=lambda t: t.slug)
+    by_id = {team.id: team for team in teams}
     members: dict[int, list[int]] = {}
-    for part in chunks(sorted(team_ids)):
+    for part in chunks(sorted(by_id)):
         rows = session.execute(
             sa.select(TeamMember.team_id, TeamMember.user_id).where(TeamMember.team_id.in_(part))
         ).all()
         for team_id, user_id in rows:
             members.setdefault(team_id, []).append(user_id)
     wanted = extra_user_ids | {u for ids in members.values() for u in ids}
-    wanted |= {team.lead_user_id for team in teams}
+    wanted |= {team.lead_user_id for team in teams if team.lead_user_id is not None}
     users = {
         user.id: user
         for part in chunks(sorted(wanted))
         for user in session.scalars(sa.select(User).where(User.id.in_(part)))
     }
-    names = user_names({user_id: user.email for user_id, user in users.items()})
+    names = user_names(
+        {user_id: user.email for user_id, user in users.items() if user.catalog_name is None}
+    )
+    refs = {
+        user_id: (user.catalog_namespace or "default", user.catalog_name or names[user_id])
+        for user_id, user in users.items()
+    }
     member_of: dict[int, list[str]] = {}
     documents: list[dict[str, Any]] = []
     for team in teams:
-        team_members = sorted(members.get(team.id, []), key=lambda u: names[u])
+        team_members = sorted(members.get(team.id, []), key=lambda u: refs[u])
+        group_ref = f"group:{team.namespace}/{team_ref_name(team)}"
         for user_id in team_members:
-            member_of.setdefault(user_id, []).append(f"group:default/{team.slug}")
-        metadata: dict[str, Any] = {"name": team.slug, "namespace": "default"}
+            member_of.setdefault(user_id, []).append(group_ref)
+        metadata: dict[str, Any] = {"name": team_ref_name(team), "namespace": team.namespace}
         if team.description:
             metadata["description"] = team.description
-        metadata["annotations"] = {LEAD: users[team.lead_user_id].email}
+        if team.lead_user_id is not None:
+            metadata["annotations"] = {LEAD: users[team.lead_user_id].email}
+        spec: dict[str, Any] = {"type": team.type, "profile": {"displayName": team.name}}
+        parent = by_id.get(team.parent_id) if team.parent_id is not None else None
+        if parent is not None:
+            spec["parent"] = f"group:{parent.namespace}/{team_ref_name(parent)}"
+        elif team.parent_ref:
+            spec["parent"] = team.parent_ref
+        spec["children"] = [
+            f"group:{child.namespace}/{team_ref_name(child)}"
+            for child in teams
+            if child.parent_id == team.id
+        ]
+        spec["members"] = [f"user:{refs[u][0]}/{refs[u][1]}" for u in team_members]
         documents.append(
-            {
-                "apiVersion": BACKSTAGE,
-                "kind": "Group",
-                "metadata": metadata,
-                "spec": {
-                    "type": "team",
-                    "profile": {"displayName": team.name},
-                    "children": [],
-                    "members": [f"user:default/{names[u]}" for u in team_members],
-                },
-            }
+            {"apiVersion": BACKSTAGE, "kind": "Group", "metadata": metadata, "spec": spec}
         )
-    for user_id, user in sorted(users.items(), key=lambda item: names[item[0]]):
+    for user_id, user in sorted(users.items(), key=lambda item: refs[item[0]]):
+        profile: dict[str, Any] = {"displayName": user.display_name}
+        if has_email(user.email):
+            profile["email"] = user.email
         documents.append(
             {
                 "apiVersion": BACKSTAGE,
                 "kind": "User",
-                "metadata": {"name": names[user_id], "namespace": "default"},
-                "spec": {
-                    "profile": {"displayName": user.display_name, "email": user.email},
-                    "memberOf": member_of.get(user_id, []),
-                },
+                "metadata": {"name": refs[user_id][1], "namespace": refs[user_id][0]},
+                "spec": {"profile": profile, "memberOf": member_of.get(user_id, [])},
             }
         )
     return documents
@@ -231,7 +267,8 @@ def iter_documents(session: Session, *, ref: str | None = None) -> Iterator[dict
         )
         if entity is None:
             raise NotFound(f"no catalog entity {parsed}")
-        slug = session.scalar(sa.select(Team.slug).where(Team.id == entity.owner_team_id))
+        owner_team = session.get(Team, entity.owner_team_id) if entity.owner_team_id else None
+        slug = _group_ref(owner_team) if owner_team is not None else None
         person = entity.accountable_user_id
         emails = _emails(session, {person} if person is not None else set())
         yield entity_document(
@@ -252,7 +289,7 @@ def iter_documents(session: Session, *, ref: str | None = None) -> Iterator[dict
         if user_id is not None
     }
     yield from _people_documents(session, team_ids, accountable_ids)
-    slugs = dict(session.execute(sa.select(Team.id, Team.slug)).tuples().all())
+    slugs = {team.id: _group_ref(team) for team in session.scalars(sa.select(Team))}
     emails = _emails(session, accountable_ids)
     last_id = 0
     while True:

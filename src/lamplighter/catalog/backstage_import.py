@@ -1,35 +1,41 @@
-"""Importing parsed catalog-info.yaml files: resolve every reference, fail whole files (and the
-files that lean on them) to a fixpoint, then write what is left in one transaction.
+"""What an import works on: the batch of parsed files, what the database already holds for it
+(read up front, keyed into dicts), and the plans the resolver and planner fill in.
 
-All database reads happen up front, keyed into dicts; the decision for every entity (create,
-update, unchanged, removed) is made in Python; the writes are bulk inserts and updates.
+An import keeps what Backstage would keep: a relation to an entity that is not in the catalog yet
+is kept unresolved, an owner Group that is missing becomes a placeholder team, a User without an
+e-mail is still a person. Each such oddity is a warning; an error skips its document only (and,
+to a fixpoint, the documents that need it). ``strict`` brings back all-or-nothing per file.
+
+Reading is in ``backstage_parse``, resolving in ``backstage_resolve``, deciding in
+``backstage_plan``, writing in ``backstage_write`` (bulk inserts and updates).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog import service
 from lamplighter.catalog.backstage_parse import (
     EntityDraft,
     GroupDraft,
     ParsedFile,
     Problem,
     UserDraft,
+    group_slug,
+    personal_slug,
 )
 from lamplighter.catalog.models import Entity
-from lamplighter.core.authz import PRIVILEGED, can_write_owned
-from lamplighter.core.context import Actor
-from lamplighter.core.errors import Forbidden
-from lamplighter.core.models import Team, TeamMember, User
+from lamplighter.catalog.refs import Ref
+from lamplighter.core.models import Team, TeamMember, TeamOrigin, User
 
 Key = tuple[str, str, str]  # (kind, namespace, lowercase name)
+DocKey = tuple[str, int]  # (file, document index)
+PersonKey = tuple[str, str]  # (namespace, lowercase name) of a Group or a User
 Progress = Callable[[str, int, int], None]  # (phase, done, total); phases "parse" and "write"
 CHUNK = 500
 WHOLE_SCOPE = 2000  # wanted names of one kind and namespace above which the scope is read whole
@@ -64,30 +70,68 @@ class Existing:
 
 
 @dataclass
+class TeamRow:
+    id: int
+    slug: str
+    name: str
+    description: str
+    type: str
+    namespace: str
+    parent_id: int | None
+    parent_ref: str | None
+    origin: str
+    lead_email: str | None
+
+
+@dataclass
 class World:
     """What the database already holds, for everything the batch mentions."""
 
     entities: dict[Key, Existing] = field(default_factory=dict)
     candidates: dict[Key, Existing] = field(default_factory=dict)  # gone from their location
-    teams: dict[str, tuple[int, str]] = field(default_factory=dict)  # slug → (id, lead email)
+    teams: dict[str, TeamRow] = field(default_factory=dict)  # slug → team (and its ancestors)
+    team_slugs: dict[int, str] = field(default_factory=dict)  # id → slug, for those teams
     members: dict[int, set[str]] = field(default_factory=dict)  # team id → member emails
     users: dict[str, int] = field(default_factory=dict)  # email → id
+    people: dict[PersonKey, str] = field(default_factory=dict)  # User reference → email
+    referenced: dict[str, PersonKey] = field(default_factory=dict)  # email → its User reference
+    first_team: dict[str, str] = field(default_factory=dict)  # email → slug of the first team
     by_local_part: dict[str, list[str]] = field(default_factory=dict)  # user name → emails
 
 
 @dataclass
 class Resolved:
     draft: EntityDraft
-    accountable: str  # email
-    relations: list[tuple[str, Key]]  # (relation type, target)
+    owner: str  # team slug
+    owner_ref: str | None  # the owner as written, when it is not the owning team's Group
+    accountable: str | None  # email
+    relations: list[tuple[str, Key]]  # (relation type, target): resolved or not, by key
     relation_refs: dict[str, list[str]]  # snapshot name → refs
 
 
 @dataclass
+class UserPlan:
+    draft: UserDraft
+    email: str  # as it will be stored (an address of its own, or the no-email one)
+    existing_id: int | None
+    set_ref: bool  # an existing user learns its User reference
+    set_email: bool  # an existing user without an address gets this one
+
+
+@dataclass
 class TeamPlan:
-    draft: GroupDraft
-    lead: str
-    members: set[str]
+    slug: str
+    namespace: str
+    name: str
+    description: str
+    type: str
+    origin: str
+    parent: str | None  # slug
+    parent_ref: str | None  # while the parent is not in the catalog
+    lead: str | None  # email
+    members: set[str]  # emails
+    draft: GroupDraft | None  # None for a placeholder or personal team
+    existing: TeamRow | None = None
 
 
 @dataclass
@@ -97,8 +141,12 @@ class Plan:
     unchanged: int = 0
     relocations: list[tuple[int, str]] = field(default_factory=list)
     removed: list[Existing] = field(default_factory=list)
-    teams: list[TeamPlan] = field(default_factory=list)
-    users: list[UserDraft] = field(default_factory=list)
+    teams: list[TeamPlan] = field(default_factory=list)  # to create
+    team_updates: list[tuple[TeamPlan, dict[str, Any]]] = field(default_factory=list)
+    memberships: list[tuple[str, str]] = field(default_factory=list)  # (slug, email) to add
+    users: list[UserPlan] = field(default_factory=list)  # to create
+    user_updates: list[UserPlan] = field(default_factory=list)
+    kept: int = 0  # entities of kinds Lamplighter does not model, created or updated
 
 
 class Batch:
@@ -107,64 +155,90 @@ class Batch:
     def __init__(self, files: list[ParsedFile]) -> None:
         self.files = files
         self.problems: list[Problem] = [p for f in files for p in f.problems]
-        self.failed = {p.file for p in self.problems}
+        self.warnings: list[Problem] = [w for f in files for w in f.warnings]
+        self.failed_files = {p.file for p in self.problems if p.document is None}
+        self.failed: set[DocKey] = {
+            (p.file, p.document) for p in self.problems if p.document is not None
+        }
         self.entities: dict[Key, list[EntityDraft]] = defaultdict(list)
-        self.groups: dict[str, list[GroupDraft]] = defaultdict(list)
-        self.users_by_name: dict[str, list[UserDraft]] = defaultdict(list)
-        self.users_by_email: dict[str, list[UserDraft]] = defaultdict(list)
+        self.groups: dict[PersonKey, list[GroupDraft]] = defaultdict(list)
+        self.users: dict[PersonKey, list[UserDraft]] = defaultdict(list)
         for parsed in files:
             for draft in parsed.entities:
                 self.entities[draft.key].append(draft)
             for group in parsed.groups:
-                self.groups[group.slug].append(group)
+                self.groups[group.key].append(group)
             for user in parsed.users:
-                self.users_by_name[user.name_key].append(user)
-                self.users_by_email[user.email].append(user)
-        # provider file → (dependent file, document, field, what it needed)
-        self.uses: dict[str, list[tuple[str, int, str, str]]] = defaultdict(list)
+                self.users[user.key].append(user)
+        # (provider document, dependent document, field, what it needed): a flat log, indexed
+        # only when something failed (most imports have nothing to propagate)
+        self.use_log: list[tuple[DocKey, DocKey, str, str]] = []
         self.resolved: dict[int, Resolved] = {}  # id(draft) → resolution
-        self.team_plans: dict[str, TeamPlan] = {}
+        self.team_plans: dict[str, TeamPlan] = {}  # slug → plan (Groups, placeholders)
+        self.user_plans: dict[PersonKey, UserPlan] = {}
+        self.wanted_placeholders: dict[str, list[DocKey]] = defaultdict(list)
 
-    def fail(self, file: str, document: int | None, where: str, reason: str) -> None:
+    def is_ok(self, doc: DocKey) -> bool:
+        return doc not in self.failed and doc[0] not in self.failed_files
+
+    def fail(self, file: str, document: int, where: str, reason: str) -> None:
         self.problems.append(Problem(file, document, where, reason))
-        self.failed.add(file)
+        self.failed.add((file, document))
 
-    def use(self, provider: str, file: str, document: int, where: str, what: str) -> None:
-        if provider != file:
-            self.uses[provider].append((file, document, where, what))
+    def warn(self, file: str, document: int | None, where: str, reason: str) -> None:
+        self.warnings.append(Problem(file, document, where, reason))
+
+    def use(self, provider: DocKey, dependent: DocKey, where: str, what: str) -> None:
+        self.use_log.append((provider, dependent, where, what))
+
+    def dependents(self) -> dict[DocKey, list[tuple[DocKey, str, str]]]:
+        """Provider document → (dependent document, field, what it needed)."""
+        index: dict[DocKey, list[tuple[DocKey, str, str]]] = defaultdict(list)
+        for provider, dependent, where, what in self.use_log:
+            if provider != dependent:
+                index[provider].append((dependent, where, what))
+        return index
+
+    def entity(self, key: Key) -> EntityDraft | None:
+        drafts = self.entities.get(key)
+        return drafts[0] if drafts else None
+
+    def group(self, key: PersonKey) -> GroupDraft | None:
+        groups = self.groups.get(key)
+        return groups[0] if groups else None
+
+    def user(self, key: PersonKey) -> UserDraft | None:
+        users = self.users.get(key)
+        return users[0] if users else None
 
     def check_duplicates(self) -> None:
-        def flag(items: list[Any], what: str, where: str) -> None:
-            for item in items:
-                others = ", ".join(f"{o.file} document {o.index}" for o in items if o is not item)
+        """The first definition wins; every later one is skipped, naming both places."""
+
+        def flag(items: list[Any], what: str) -> None:
+            first = items[0]
+            for item in items[1:]:
                 self.fail(
-                    item.file, item.index, where, f"{what} is defined more than once: {others}"
+                    item.file,
+                    item.index,
+                    "metadata.name",
+                    f"{what} is defined more than once: {first.file} document {first.index} "
+                    "is kept, this one is skipped",
                 )
 
         for drafts in self.entities.values():
             if len(drafts) > 1:
-                flag(drafts, f"{drafts[0].ref} (names are unique ignoring case)", "metadata.name")
-        for slug, groups in self.groups.items():
+                flag(drafts, f"{drafts[0].ref} (names are unique ignoring case)")
+        for groups in self.groups.values():
             if len(groups) > 1:
-                flag(groups, f"group {slug}", "metadata.name")
-        for name, users in self.users_by_name.items():
+                flag(groups, groups[0].ref)
+        for users in self.users.values():
             if len(users) > 1:
-                flag(users, f"user {name}", "metadata.name")
-        for email, users in self.users_by_email.items():
-            if len(users) > 1:
-                flag(users, f"a user with email {email}", "spec.profile.email")
+                flag(users, users[0].ref)
 
 
 # -- reading what exists --------------------------------------------------------------------------
-def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> World:
-    """Read what the batch mentions; ``prefix``: entities from files under it that are not in
-    the batch any more (the file was deleted) count as gone from their location."""
-    world = World()
-    wanted: set[Key] = set(batch.entities)
-    for drafts in batch.entities.values():
-        for draft in drafts:
-            wanted.update(use.key for use in draft.refs)
-    columns = (
+def _entity_columns() -> tuple[Any, ...]:
+    return (
         Entity.id,
         Entity.kind,
         Entity.namespace,
@@ -173,6 +247,14 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
         Entity.location,
         Entity.owner_team_id,
     )
+
+
+def _prefetch_entities(session: Session, batch: Batch, world: World, prefix: str | None) -> None:
+    wanted: set[Key] = set(batch.entities)
+    for drafts in batch.entities.values():
+        for draft in drafts:
+            wanted.update(use.key for use in draft.refs)
+    columns = _entity_columns()
     by_scope: dict[tuple[str, str], list[str]] = defaultdict(list)
     for kind, namespace, name_key in wanted:
         by_scope[(kind, namespace)].append(name_key)
@@ -203,49 +285,143 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
             world.entities.setdefault(found.key, found)
             if found.key not in batch.entities:
                 world.candidates[found.key] = found
-    slugs = set(batch.groups)
-    emails = set(batch.users_by_email)
+
+
+def _people_refs(batch: Batch) -> tuple[set[str], set[PersonKey], set[str]]:
+    """Team slugs, User references and e-mails the batch mentions."""
+    slugs: set[str] = set()
+    users: set[PersonKey] = set(batch.users)
+    emails: set[str] = set()
+
+    def group(ref: Ref) -> None:
+        slugs.add(group_slug(ref.namespace, ref.name))
+
     for drafts in batch.entities.values():
         for draft in drafts:
-            slugs.add(draft.owner)
+            if draft.owner is not None:
+                if draft.owner.kind == "group":
+                    group(draft.owner)
+                else:
+                    users.add((draft.owner.namespace, draft.owner.name.lower()))
+                    slugs.add(personal_slug(draft.owner.namespace, draft.owner.name))
             if draft.accountable:
                 emails.add(draft.accountable)
     for groups in batch.groups.values():
-        for group in groups:
-            if group.lead and "@" in group.lead[1]:
-                emails.add(group.lead[1].lower())
-    for users in batch.users_by_name.values():
-        slugs.update(slug for _, slug in users[0].member_of)
-    for part in chunks(sorted(slugs)):
-        teams = session.execute(
-            sa.select(Team.id, Team.slug, User.email, User.id)
-            .join(User, User.id == Team.lead_user_id)
-            .where(Team.slug.in_(part))
-        ).tuples()
-        for team_id, slug, lead_email, lead_id in teams:
-            world.teams[slug] = (team_id, lead_email)
-            world.users[lead_email] = lead_id
-    team_ids = [team_id for team_id, _ in world.teams.values()]
+        for group_draft in groups:
+            slugs.add(group_draft.slug)
+            parent = [group_draft.parent] if group_draft.parent else []
+            for _, ref in [*group_draft.children, *parent]:
+                group(ref)
+            users.update((ref.namespace, ref.name.lower()) for _, ref in group_draft.members)
+            if group_draft.lead is not None:
+                lead = group_draft.lead[1]
+                if "@" in lead:
+                    emails.add(lead.lower())
+    for user_drafts in batch.users.values():
+        for user in user_drafts:
+            if user.email:
+                emails.add(user.email)
+            for _, ref in user.member_of:
+                group(ref)
+    return slugs, users, emails
+
+
+def _read_teams(session: Session, world: World, slugs: Iterable[str]) -> None:
+    """Teams by slug, and every ancestor of them (the accountable person may come from one)."""
+    query = sa.select(
+        Team.id,
+        Team.slug,
+        Team.name,
+        Team.description,
+        Team.type,
+        Team.namespace,
+        Team.parent_id,
+        Team.parent_ref,
+        Team.origin,
+        User.email,
+    ).outerjoin(User, User.id == Team.lead_user_id)
+    pending: list[Any] = sorted(slugs)
+    by_slug = True
+    while pending:
+        parents: set[int] = set()
+        for part in chunks(pending):
+            where = Team.slug.in_(part) if by_slug else Team.id.in_(part)
+            for row in session.execute(query.where(where)).tuples():
+                team = TeamRow(*row)
+                world.teams[team.slug] = team
+                world.team_slugs[team.id] = team.slug
+                if team.parent_id is not None:
+                    parents.add(team.parent_id)
+        pending = sorted(parents - set(world.team_slugs))
+        by_slug = False
+
+
+def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> World:
+    """Read what the batch mentions; ``prefix``: entities from files under it that are not in
+    the batch any more (the file was deleted) count as gone from their location."""
+    world = World()
+    _prefetch_entities(session, batch, world, prefix)
+    slugs, people, emails = _people_refs(batch)
+    _read_teams(session, world, slugs)
+    for team in world.teams.values():
+        if team.lead_email:
+            emails.add(team.lead_email)
+    user_columns = (User.id, User.email, User.catalog_namespace, User.catalog_name)
+
+    def learn(rows: Iterable[Any]) -> None:
+        for user_id, email, namespace, name in rows:
+            world.users[email] = user_id
+            if namespace is not None and name is not None:
+                world.people[(namespace, name)] = email
+                world.referenced[email] = (namespace, name)
+
+    by_namespace: dict[str, list[str]] = defaultdict(list)
+    for namespace, name in people:
+        by_namespace[namespace].append(name)
+    for namespace, names in by_namespace.items():
+        for part in chunks(sorted(names)):
+            learn(
+                session.execute(
+                    sa.select(*user_columns).where(
+                        User.catalog_namespace == namespace, User.catalog_name.in_(part)
+                    )
+                ).tuples()
+            )
+    for part in chunks(sorted(emails)):
+        learn(session.execute(sa.select(*user_columns).where(User.email.in_(part))).tuples())
+    team_ids = [team.id for team in world.teams.values()]
     for part in chunks(team_ids):
         members = session.execute(
-            sa.select(TeamMember.team_id, User.email, User.id)
+            sa.select(TeamMember.team_id, *user_columns)
             .join(User, User.id == TeamMember.user_id)
             .where(TeamMember.team_id.in_(part))
         ).tuples()
-        for team_id, email, user_id in members:
+        for team_id, user_id, email, user_namespace, user_name in members:
             world.members.setdefault(team_id, set()).add(email)
-            world.users[email] = user_id
-    for part in chunks(sorted(emails)):
-        by_email = session.execute(sa.select(User.email, User.id).where(User.email.in_(part)))
-        world.users.update(dict(by_email.tuples().all()))
+            learn([(user_id, email, user_namespace, user_name)])
+    known = sorted(world.users)
+    for part in chunks(known):  # the first team of each person who may own something
+        rows = session.execute(
+            sa.select(User.email, Team.slug)
+            .join(TeamMember, TeamMember.user_id == User.id)
+            .join(Team, Team.id == TeamMember.team_id)
+            .where(User.email.in_(part), Team.origin != TeamOrigin.PERSONAL.value)
+            .order_by(User.email, TeamMember.added_at, Team.id)
+        ).tuples()
+        for email, slug in rows:
+            world.first_team.setdefault(email, slug)
     unknown_names = {
-        name
+        ref.name.lower()
         for groups in batch.groups.values()
         for group in groups
-        for name in [n for _, n in group.members]
-        + ([group.lead[1]] if group.lead and "@" not in group.lead[1] else [])
-        if name not in batch.users_by_name
+        for _, ref in group.members
+        if (ref.namespace, ref.name.lower()) not in batch.users
+        and (ref.namespace, ref.name.lower()) not in world.people
     }
+    for group_drafts in batch.groups.values():
+        for group in group_drafts:
+            if group.lead and "@" not in group.lead[1]:
+                unknown_names.add(group.lead[1].lower().rsplit("/", 1)[-1].split(":")[-1])
     for name in sorted(unknown_names):
         matches = (
             session.execute(
@@ -261,256 +437,9 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
     return world
 
 
-# -- resolving ------------------------------------------------------------------------------------
-class Resolver:
-    def __init__(self, batch: Batch, world: World, *, prune: bool) -> None:
-        self.batch = batch
-        self.world = world
-        self.prune = prune
-
-    def team(self, file: str, index: int, where: str, slug: str) -> bool:
-        if slug in self.world.teams:
-            return True
-        if slug in self.batch.groups:
-            self.batch.use(self.batch.groups[slug][0].file, file, index, where, f"group {slug}")
-            return True
-        self.batch.fail(
-            file, index, where, f"no team {slug!r}: add a Group document or create the team first"
-        )
-        return False
-
-    def user_email(self, file: str, index: int, where: str, email: str) -> bool:
-        if email in self.world.users:
-            return True
-        if email in self.batch.users_by_email:
-            provider = self.batch.users_by_email[email][0].file
-            self.batch.use(provider, file, index, where, f"user {email}")
-            return True
-        self.batch.fail(file, index, where, f"no user with email {email}")
-        return False
-
-    def user_name(self, file: str, index: int, where: str, name: str) -> str | None:
-        if name in self.batch.users_by_name:
-            user = self.batch.users_by_name[name][0]
-            self.batch.use(user.file, file, index, where, f"user {name}")
-            return user.email
-        found = self.world.by_local_part.get(name, [])
-        if len(found) == 1:
-            return found[0]
-        reason = (
-            f"user {name!r} is ambiguous: {', '.join(found)}; name the lead by email"
-            if found
-            else f"no user {name!r}: add a User document (or a user {name}@… must exist)"
-        )
-        self.batch.fail(file, index, where, reason)
-        return None
-
-    def groups(self) -> None:
-        joining: dict[str, set[str]] = defaultdict(set)  # team slug → emails of Users joining
-        for users in self.batch.users_by_name.values():
-            for user in users:
-                for where, slug in user.member_of:
-                    if self.team(user.file, user.index, where, slug):
-                        joining[slug].add(user.email)
-        for slug, groups in self.batch.groups.items():
-            group = groups[0]
-            members = [self.user_name(group.file, group.index, w, n) for w, n in group.members]
-            lead: str | None = None
-            if group.lead is not None:
-                where, value = group.lead
-                if "@" not in value:
-                    lead = self.user_name(group.file, group.index, where, value.lower())
-                elif self.user_email(group.file, group.index, where, value.lower()):
-                    lead = value.lower()
-            elif members:
-                lead = members[0]
-            if lead is not None:
-                found = {email for email in members if email} | joining[slug] | {lead}
-                self.batch.team_plans[slug] = TeamPlan(group, lead, found)
-
-    def entities(self) -> None:
-        for drafts in self.batch.entities.values():
-            for draft in drafts:
-                self.entity(draft)
-
-    def entity(self, draft: EntityDraft) -> None:
-        file, index = draft.file, draft.index
-        if not draft.owner or not self.team(file, index, "spec.owner", draft.owner):
-            return
-        accountable: str | None = None
-        if draft.accountable:
-            where = "metadata.annotations.lamplighter.io/accountable"
-            if self.user_email(file, index, where, draft.accountable):
-                members = self._members(draft.owner)
-                if members is not None and draft.accountable not in members:
-                    self.batch.fail(
-                        file,
-                        index,
-                        where,
-                        f"{draft.accountable} is not a member of the owning team {draft.owner}",
-                    )
-                else:
-                    accountable = draft.accountable
-        elif draft.owner in self.world.teams:
-            accountable = self.world.teams[draft.owner][1]
-        elif draft.owner in self.batch.team_plans:
-            accountable = self.batch.team_plans[draft.owner].lead
-        relations: set[tuple[str, Key]] = set()
-        relation_refs: dict[str, list[str]] = defaultdict(list)
-        ok = accountable is not None
-        for use in draft.refs:
-            key = use.key
-            if self.prune and key in self.world.candidates:
-                gone = self.world.candidates[key]
-                self.batch.fail(
-                    file,
-                    index,
-                    use.field,
-                    f"{gone.ref} was removed from {gone.location} and --prune deletes it",
-                )
-                ok = False
-                continue
-            if key in self.batch.entities:
-                target = self.batch.entities[key][0]
-                if key not in self.world.entities:
-                    self.batch.use(target.file, file, index, use.field, target.ref)
-                display = target.ref
-            elif key in self.world.entities:
-                display = self.world.entities[key].ref
-            else:
-                self.batch.fail(file, index, use.field, f"no catalog entity {use.ref}")
-                ok = False
-                continue
-            relations.add((use.relation, key))
-            relation_refs[use.name].append(display)
-        if ok and accountable is not None:
-            self.batch.resolved[id(draft)] = Resolved(
-                draft, accountable, sorted(relations), dict(relation_refs)
-            )
-
-    def _members(self, slug: str) -> set[str] | None:
-        if slug in self.world.teams:
-            return self.world.members.get(self.world.teams[slug][0], set())
-        plan = self.batch.team_plans.get(slug)
-        return plan.members if plan is not None else None
-
-    def fail_dependents(self) -> None:
-        """A file that needs something only a failed file defines fails too, to a fixpoint."""
-        queue = deque(sorted(self.batch.failed))
-        while queue:
-            bad = queue.popleft()
-            for file, index, where, what in self.batch.uses.get(bad, []):
-                self.batch.problems.append(
-                    Problem(
-                        file, index, where, f"{what} is defined in {bad}, which was not imported"
-                    )
-                )
-                if file not in self.batch.failed:
-                    self.batch.failed.add(file)
-                    queue.append(file)
-
-
-# -- deciding -------------------------------------------------------------------------------------
-def entity_values(
-    resolved: Resolved, owner_team_id: int, accountable_user_id: int
-) -> dict[str, Any]:
-    draft = resolved.draft
-    return {
-        "kind": draft.kind,
-        "namespace": draft.namespace,
-        "name": draft.name,
-        "name_key": draft.name.lower(),
-        "title": draft.title,
-        "description": draft.description,
-        "type": draft.type,
-        "owner_team_id": owner_team_id,
-        "accountable_user_id": accountable_user_id,
-        "lifecycle": draft.lifecycle,
-        "tier": draft.tier,
-        "tags": list(draft.tags),
-        "labels": dict(draft.labels),
-        "annotations": dict(draft.annotations),
-        "links": [dict(link) for link in draft.links],
-        "cost_centre": draft.cost_centre,
-        "version": draft.version,
-        "spec_extra": dict(draft.spec_extra),
-    }
-
-
-def entity_hash(values: Mapping[str, Any], relations: Iterable[tuple[str, int]]) -> str:
-    """A digest of everything stored for an entity but where it came from. Relations count by
-    target id, so an entity whose target was deleted and registered again is rewritten."""
-    hashed = {k: v for k, v in values.items() if k not in {"kind", "namespace", "name_key"}}
-    hashed["relations"] = sorted(f"{relation} {target}" for relation, target in relations)
-    return service.content_hash(hashed)
-
-
-def plan_changes(batch: Batch, world: World) -> Plan:
-    plan = Plan()
-    valid = [f for f in batch.files if f.name not in batch.failed]
-    valid_names = {f.name for f in valid}
-    for parsed in valid:
-        for draft in parsed.entities:
-            resolved = batch.resolved[id(draft)]
-            existing = world.entities.get(draft.key)
-            if existing is None:
-                plan.creates.append(resolved)
-                continue
-            team = world.teams.get(draft.owner)
-            person = world.users.get(resolved.accountable)
-            targets = [world.entities.get(key) for _, key in resolved.relations]
-            if team is None or person is None or any(t is None for t in targets):
-                plan.updates.append((resolved, existing))  # it points at something new
-                continue
-            values = entity_values(resolved, team[0], person)
-            relations = [
-                (r, t.id) for (r, _), t in zip(resolved.relations, targets, strict=True) if t
-            ]
-            if entity_hash(values, relations) != existing.content_hash:
-                plan.updates.append((resolved, existing))
-                continue
-            plan.unchanged += 1
-            if existing.location != draft.file:
-                plan.relocations.append((existing.id, draft.file))
-    read = {f.name for f in batch.files}
-    plan.removed = sorted(  # gone from a file imported whole, or with the file itself
-        (
-            c
-            for c in world.candidates.values()
-            if c.location in valid_names or c.location not in read
-        ),
-        key=lambda e: e.id,
+def docs_of(parsed: ParsedFile) -> list[DocKey]:
+    return (
+        [d.doc for d in parsed.entities]
+        + [d.doc for d in parsed.groups]
+        + [d.doc for d in parsed.users]
     )
-    for parsed in valid:
-        plan.teams.extend(
-            batch.team_plans[g.slug] for g in parsed.groups if g.slug not in world.teams
-        )
-        plan.users.extend(u for u in parsed.users if u.email not in world.users)
-    return plan
-
-
-def authorize(
-    session: Session, actor: Actor, batch: Batch, world: World, plan: Plan, prune: bool
-) -> None:
-    """Refuse unless the actor may write for every owning team the import touches."""
-    if (plan.teams or plan.users) and actor.role not in PRIVILEGED:
-        names = [t.draft.slug for t in plan.teams] + [u.email for u in plan.users]
-        raise Forbidden(
-            f"importing new teams and users ({', '.join(names[:5])}) needs the sre or admin role"
-        )
-    owners = sorted(
-        {d.owner for drafts in batch.entities.values() for d in drafts if d.owner in world.teams}
-    )
-    for slug in owners:
-        if not can_write_owned(actor, world.teams[slug][0]):
-            raise Forbidden(
-                f"you may not import entities owned by team {slug}: only its members, SREs "
-                "and admins may"
-            )
-    current = {existing.owner_team_id for _, existing in plan.updates}
-    if prune:
-        current |= {existing.owner_team_id for existing in plan.removed}
-    refused = sorted(i for i in current if i is not None and not can_write_owned(actor, i))
-    if refused:
-        refused_slug = session.scalar(sa.select(Team.slug).where(Team.id == refused[0]))
-        raise Forbidden(f"you may not change or remove entities owned by team {refused_slug}")

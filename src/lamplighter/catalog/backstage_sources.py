@@ -13,8 +13,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urljoin
 
-from lamplighter.catalog.backstage_parse import ParsedFile, Problem, parse_file
+from lamplighter.catalog.backstage_parse import URL_RE, NotFetched, ParsedFile, Problem, parse_file
 from lamplighter.catalog.yaml_cache import DocumentCache
 
 CATALOG_FILE_NAMES = frozenset({"catalog-info.yaml", "catalog-info.yml"})
@@ -23,6 +24,10 @@ SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
 
 class SourceError(Exception):
     """A file or a Location target that cannot be read; the message is user-facing."""
+
+
+class MissingTarget(SourceError):
+    """A Location target that names no file: Backstage reports it and imports the rest."""
 
 
 class Source(Protocol):
@@ -90,7 +95,7 @@ class FileSystemSource:
             if not resolved.is_relative_to(root):
                 raise SourceError(f"target {target!r} is outside the imported directory {root}")
             if not resolved.is_file():
-                raise SourceError(f"target {target!r} does not exist")
+                raise MissingTarget(f"target {target!r} does not exist; the rest is imported")
             names.append(str(resolved))
         return names
 
@@ -128,8 +133,23 @@ class MappingSource:
         if _has_glob(target):
             return sorted(n for n in self.files if fnmatch.fnmatchcase(n, joined))
         if joined not in self.files:
-            raise SourceError(f"target {target!r} is not among the files sent")
+            raise MissingTarget(f"target {target!r} is not among the files sent")
         return [joined]
+
+
+class Fetcher(Protocol):
+    """Reads URLs the outbound policy allows (``backstage_fetch.UrlFetcher``)."""
+
+    def refusal(self, url: str) -> str | None: ...
+
+    def read(self, url: str) -> bytes: ...
+
+
+NOT_ASKED = "the import was not asked to fetch (--fetch, with LAMPLIGHTER_CATALOG_FETCH_ALLOWLIST)"
+
+
+def is_url(text: str) -> bool:
+    return URL_RE.match(text) is not None
 
 
 def read_all(
@@ -139,26 +159,64 @@ def read_all(
     name_rules: Mapping[str, str] | None,
     on_file: Callable[[int, int], None] | None = None,
     cache: DocumentCache | None = None,
+    fetcher: Fetcher | None = None,
 ) -> list[ParsedFile]:
     """Parse every file, following Location targets; ``on_file(done, known)`` reports progress;
-    ``cache`` supplies the documents of files read before."""
+    ``cache`` supplies the documents of files read before; ``fetcher`` reads URL targets and
+    substitutions (without one they are kept as references, with a warning)."""
     queue = deque(source.initial())
     seen = set(queue)
     parsed: list[ParsedFile] = []
+
+    def url_of(base: str, target: str) -> str | None:
+        if is_url(target):
+            return target
+        return urljoin(base, target) if is_url(base) else None
+
+    def read_url(url: str) -> bytes:
+        if fetcher is None:
+            raise NotFetched(NOT_ASKED)
+        return fetcher.read(url)
+
     while queue:
         name = queue.popleft()
         try:
-            data = source.read(name, max_bytes)
-        except SourceError as exc:
+            data = read_url(name) if is_url(name) else source.read(name, max_bytes)
+        except (SourceError, NotFetched) as exc:
             result = ParsedFile(name=name, problems=[Problem(name, None, "file", str(exc))])
         else:
-            result = parse_file(name, data, name_rules=name_rules, cache=cache)
+
+            def substitute(target: str, base: str = name) -> bytes:
+                url = url_of(base, target)
+                if url is not None:
+                    return read_url(url)
+                found = source.targets(base, target)
+                if len(found) != 1:
+                    raise SourceError(f"{target!r} names {len(found)} files, not one")
+                return source.read(found[0], max_bytes)
+
+            result = parse_file(
+                name, data, name_rules=name_rules, cache=cache, substitute=substitute
+            )
         for index, where, target in result.targets:
-            try:
-                names = source.targets(name, target)
-            except SourceError as exc:
-                result.problems.append(Problem(name, index, where, str(exc)))
-                continue
+            url = url_of(name, target)
+            if url is not None:
+                reason = NOT_ASKED if fetcher is None else fetcher.refusal(url)
+                if reason is not None:
+                    result.warnings.append(
+                        Problem(name, index, where, f"URL target {url!r} is not followed: {reason}")
+                    )
+                    continue
+                names = [url]
+            else:
+                try:
+                    names = source.targets(name, target)
+                except MissingTarget as exc:
+                    result.warnings.append(Problem(name, index, where, str(exc)))
+                    continue
+                except SourceError as exc:  # outside what was imported: refused
+                    result.problems.append(Problem(name, index, where, str(exc)))
+                    continue
             for found in names:
                 if found not in seen:
                     seen.add(found)

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from lamplighter.catalog import unresolved
 from lamplighter.catalog.backstage_import import (
     Existing,
     Key,
@@ -16,9 +17,8 @@ from lamplighter.catalog.backstage_import import (
     Resolved,
     World,
     chunks,
-    entity_hash,
-    entity_values,
 )
+from lamplighter.catalog.backstage_plan import entity_hash, entity_values
 from lamplighter.catalog.models import Entity, EntityTag, Provenance, Relation, SearchDocument
 from lamplighter.catalog.service import OBJECT_TYPE
 from lamplighter.core import audit, events, identity
@@ -45,6 +45,26 @@ SNAPSHOT_FIELDS = (
     "cost_centre",
     "version",
     "spec_extra",
+    "owner_ref",
+)
+USER_AUDIT = (
+    "email",
+    "display_name",
+    "time_zone",
+    "role",
+    "is_active",
+    "catalog_namespace",
+    "catalog_name",
+)
+TEAM_AUDIT = (
+    "slug",
+    "name",
+    "description",
+    "lead_user_id",
+    "type",
+    "namespace",
+    "origin",
+    "parent_ref",
 )
 PART_OF_NAMES = {"system": "system", "domain": "domain", "service": "subcomponent_of"}
 RELATION_SNAPSHOT_NAMES = {
@@ -135,31 +155,20 @@ def _delete_dependents(session: Session, ids: Iterable[int]) -> None:
         session.execute(sa.delete(SearchDocument).where(SearchDocument.entity_id.in_(part)))
 
 
-def write_plan(
-    *,
-    session: Session,
-    actor: Actor,
-    plan: Plan,
-    world: World,
-    prune: bool,
-    root: str,
-    files: int,
-    errors: int,
-    progress: Progress | None,
+def _write_users(
+    session: Session, plan: Plan, user_ids: dict[str, int], now: Any, changes: list[audit.Change]
 ) -> None:
-    """Write a plan: users, teams, entities, relations, tags, search text, audit, one event."""
-    now = utcnow()
-    changes: list[audit.Change] = []
-    user_ids = dict(world.users)
     if plan.users:
         user_rows: list[dict[str, Any]] = [
             {
                 "email": u.email,
-                "display_name": u.display_name,
+                "display_name": u.draft.display_name,
                 "time_zone": "UTC",
                 "role": Role.MEMBER.value,
                 "password_hash": None,
                 "is_active": True,
+                "catalog_namespace": u.draft.namespace,
+                "catalog_name": u.draft.name,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -173,44 +182,140 @@ def write_plan(
                     "user.create",
                     "user",
                     user_id,
-                    after={
-                        k: row[k]
-                        for k in ("email", "display_name", "time_zone", "role", "is_active")
-                    },
+                    after={k: row[k] for k in USER_AUDIT},
                 )
             )
-    team_ids = {slug: team_id for slug, (team_id, _) in world.teams.items()}
+    for u in plan.user_updates:
+        assert u.existing_id is not None
+        values: dict[str, Any] = {"updated_at": now}
+        if u.set_ref:
+            values |= {"catalog_namespace": u.draft.namespace, "catalog_name": u.draft.name}
+        if u.set_email:
+            values["email"] = u.email
+        session.execute(sa.update(User).where(User.id == u.existing_id).values(**values))
+        user_ids[u.email] = u.existing_id
+        changes.append(
+            audit.Change(
+                "user.update",
+                "user",
+                u.existing_id,
+                after={k: v for k, v in values.items() if k != "updated_at"},
+            )
+        )
+
+
+def _write_teams(
+    session: Session,
+    plan: Plan,
+    world: World,
+    user_ids: dict[str, int],
+    now: Any,
+    changes: list[audit.Change],
+) -> dict[str, int]:
+    team_ids = {slug: team.id for slug, team in world.teams.items()}
     if plan.teams:
         team_rows: list[dict[str, Any]] = [
             {
-                "slug": t.draft.slug,
-                "name": t.draft.name,
-                "description": t.draft.description,
-                "lead_user_id": user_ids[t.lead],
+                "slug": t.slug,
+                "name": t.name,
+                "description": t.description,
+                "lead_user_id": user_ids.get(t.lead) if t.lead else None,
+                "type": t.type,
+                "namespace": t.namespace,
+                "parent_id": None,
+                "parent_ref": t.parent_ref,
+                "origin": t.origin,
                 "created_at": now,
                 "updated_at": now,
             }
             for t in plan.teams
         ]
         ids = _insert_with_ids(session, Team, team_rows)
-        members: list[dict[str, Any]] = []
         for team, row, team_id in zip(plan.teams, team_rows, ids, strict=True):
-            team_ids[team.draft.slug] = team_id
-            members.extend(
-                {"team_id": team_id, "user_id": user_ids[email], "added_at": now}
-                for email in sorted(team.members)
-                if email in user_ids  # a User whose own file failed does not join
-            )
+            team_ids[team.slug] = team_id
             changes.append(
                 audit.Change(
                     "team.create",
                     "team",
-                    team.draft.slug,
-                    after={k: row[k] for k in ("slug", "name", "description", "lead_user_id")},
+                    team.slug,
+                    after={k: row[k] for k in TEAM_AUDIT} | {"parent": team.parent},
                 )
             )
-        _insert(session, TeamMember, members)
+    parents = [
+        {"id": team_ids[t.slug], "parent_id": team_ids[t.parent]}
+        for t in plan.teams
+        if t.parent is not None and t.parent in team_ids
+    ]
+    for team, team_changes in plan.team_updates:
+        values: dict[str, Any] = {"updated_at": now}
+        for name, value in team_changes.items():
+            if name == "lead":
+                values["lead_user_id"] = user_ids.get(value)
+            elif name == "parent":
+                values["parent_id"] = team_ids.get(value) if value else None
+                if value:
+                    values["parent_ref"] = None
+            else:
+                values[name] = value
+        session.execute(sa.update(Team).where(Team.id == team_ids[team.slug]).values(**values))
+        assert team.existing is not None
+        changes.append(
+            audit.Change(
+                "team.update",
+                "team",
+                team.slug,
+                before={k: getattr(team.existing, k, None) for k in team_changes if k != "lead"}
+                | ({"lead": team.existing.lead_email} if "lead" in team_changes else {}),
+                after=team_changes,
+            )
+        )
+    if parents:
+        session.execute(sa.update(Team).execution_options(synchronize_session=False), parents)
+    arrived = [t for t in plan.teams if t.draft is not None] + [
+        t for t, c in plan.team_updates if c.get("origin") == "import"
+    ]
+    for team in arrived:  # children that named this Group before it was in the catalog
+        session.execute(
+            sa.update(Team)
+            .where(Team.parent_ref == f"group:{team.namespace}/{team.slug.split('--')[-1]}")
+            .values(parent_id=team_ids[team.slug], parent_ref=None)
+        )
+    if plan.memberships:
+        _insert(
+            session,
+            TeamMember,
+            [
+                {"team_id": team_ids[slug], "user_id": user_ids[email], "added_at": now}
+                for slug, email in plan.memberships
+                if email in user_ids and slug in team_ids
+            ],
+        )
+        for slug, email in plan.memberships:
+            changes.append(audit.Change("team.add_member", "team", slug, after={"member": email}))
+    if plan.teams or plan.team_updates or plan.memberships:
         identity.AUTH_CACHE.clear()  # cached actors carry their team ids
+    return team_ids
+
+
+def write_plan(
+    *,
+    session: Session,
+    actor: Actor,
+    plan: Plan,
+    world: World,
+    prune: bool,
+    root: str,
+    files: int,
+    errors: int,
+    warnings: int = 0,
+    progress: Progress | None,
+) -> None:
+    """Write a plan: users, teams, entities, relations, tags, search text, audit, one event."""
+    now = utcnow()
+    changes: list[audit.Change] = []
+    user_ids = dict(world.users)
+    _write_users(session, plan, user_ids, now, changes)
+    team_ids = _write_teams(session, plan, world, user_ids, now, changes)
 
     total = len(plan.creates) + len(plan.updates) + (len(plan.removed) if prune else 0)
     done = 0
@@ -222,15 +327,21 @@ def write_plan(
             progress("write", done, total)
 
     key_ids: dict[Key, int] = {key: e.id for key, e in world.entities.items()}
+    if prune:
+        for gone in plan.removed:
+            key_ids.pop(gone.key, None)
     new_ids = _allocate_ids(session, Entity, len(plan.creates))
     for resolved, entity_id in zip(plan.creates, new_ids, strict=True):
         key_ids[resolved.draft.key] = entity_id
 
     def values_of(resolved: Resolved) -> dict[str, Any]:
         draft = resolved.draft
-        values = entity_values(resolved, team_ids[draft.owner], user_ids[resolved.accountable])
-        relations = [(relation, key_ids[key]) for relation, key in resolved.relations]
-        values["content_hash"] = entity_hash(values, relations)
+        values = entity_values(
+            resolved,
+            team_ids.get(resolved.owner) if resolved.owner else None,
+            user_ids.get(resolved.accountable) if resolved.accountable else None,
+        )
+        values["content_hash"] = entity_hash(values, resolved.relations)
         values["provenance"] = Provenance.IMPORT.value
         values["location"] = draft.file
         values["updated_at"] = now
@@ -273,13 +384,23 @@ def write_plan(
             sa.update(Entity).execution_options(synchronize_session=False),
             [{"id": entity_id, "location": location} for entity_id, location in plan.relocations],
         )
-    _delete_dependents(session, [existing.id for _, existing in plan.updates])
-    relation_rows = [
-        {"source_id": entity_id, "type": relation, "target_id": key_ids[key]}
-        for entity_id, resolved, _ in written
-        for relation, key in resolved.relations
-    ]
+    updated_ids = [existing.id for _, existing in plan.updates]
+    _delete_dependents(session, updated_ids)
+    unresolved.forget(session, updated_ids)
+    relation_rows = []
+    dangling: list[tuple[int, str, Key, str]] = []
+    for entity_id, resolved, _ in written:
+        names = {use.key: use.ref.name for use in resolved.draft.refs}
+        for relation, key in resolved.relations:
+            target_id = key_ids.get(key)
+            if target_id is None:
+                dangling.append((entity_id, relation, key, names.get(key, key[2])))
+            else:
+                relation_rows.append(
+                    {"source_id": entity_id, "type": relation, "target_id": target_id}
+                )
     _insert(session, Relation, relation_rows)
+    unresolved.store(session, dangling)
     tag_rows = [
         {"entity_id": entity_id, "tag": tag} for entity_id, _, row in written for tag in row["tags"]
     ]
@@ -291,6 +412,10 @@ def write_plan(
     if prune and plan.removed:
         _prune(session, plan.removed, changes)
         advance(len(plan.removed))
+    if plan.creates:  # relations kept unresolved by earlier imports, whose target came now
+        unresolved.resolve_arrivals(
+            session, {r.draft.key: key_ids[r.draft.key] for r in plan.creates}
+        )
     counts = {
         "files": files,
         "created": len(plan.creates),
@@ -301,6 +426,7 @@ def write_plan(
         "teams_created": len(plan.teams),
         "users_created": len(plan.users),
         "errors": errors,
+        "warnings": warnings,
     }
     if not changes:
         return  # nothing changed: no audit entry, no event
@@ -317,6 +443,7 @@ def write_plan(
 
 def _prune(session: Session, removed: list[Existing], changes: list[audit.Change]) -> None:
     before = _before(session, [e.id for e in removed])
+    unresolved.dangle_incoming(session, [e.id for e in removed])
     for part in chunks([e.id for e in removed]):
         # Search rows first and explicitly, so SQLite's FTS triggers see every delete.
         session.execute(sa.delete(SearchDocument).where(SearchDocument.entity_id.in_(part)))

@@ -110,9 +110,12 @@ def _show_report(report: dict[str, Any], output: Output, *, dry_run: bool) -> No
             "unchanged": report["unchanged"],
             "removed": len(report["removed"]),
             "pruned": report["pruned"],
+            "kept as imported (other kinds)": report.get("kept", 0),
             "teams created": len(report["teams_created"]),
+            "teams updated": len(report.get("teams_updated", [])),
             "users created": len(report["users_created"]),
-            "errors": len(report["errors"]),
+            "skipped (errors)": len(report["errors"]),
+            "warnings": len(report.get("warnings", [])),
         }
         emit(summary, output, title="Catalog import (dry run)" if dry_run else "Catalog import")
         if report["removed"] and not report["pruned"]:
@@ -120,11 +123,15 @@ def _show_report(report: dict[str, Any], output: Output, *, dry_run: bool) -> No
                 f"[yellow]{len(report['removed'])} entities are gone from their files and were "
                 "kept; --prune removes them:[/] " + ", ".join(report["removed"][:10])
             )
-        for error in report["errors"]:  # one line each: long paths stay whole and greppable
-            where = "" if error["document"] is None else f" document {error['document']}"
-            line = f"{error['file']}{where} {error['field']}: {error['reason']}"
-            console.print("[red]error:[/] " + escape(line), soft_wrap=True)
-    if report["errors"]:
+        for label, items in (
+            ("[yellow]warning:[/] ", report.get("warnings", [])),
+            ("[red]error:[/] ", report["errors"]),
+        ):
+            for item in items:  # one line each: long paths stay whole and greppable
+                where = "" if item["document"] is None else f" document {item['document']}"
+                line = f"{item['file']}{where} {item['field']}: {item['reason']}"
+                console.print(label + escape(line), soft_wrap=True)
+    if report["errors"]:  # something was skipped: the summary says what, the exit code that
         raise typer.Exit(1)
 
 
@@ -166,12 +173,34 @@ def import_(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would change; change nothing.")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Skip a whole file when any document in it has an error."),
+    ] = False,
+    fetch: Annotated[
+        bool,
+        typer.Option(
+            "--fetch",
+            help="Read URL targets and $text/$json/$yaml URLs under "
+            "LAMPLIGHTER_CATALOG_FETCH_ALLOWLIST (else they are kept as references).",
+        ),
+    ] = False,
     output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Import Backstage catalog-info.yaml files; each file is imported whole or not at all."""
+    """Import Backstage catalog-info.yaml files. An invalid document is reported and skipped
+    (with the documents that need it); the rest imports. Exit code 0 when everything imported,
+    1 when something was skipped, 2 on a usage error."""
+    if not path.exists():
+        fail(f"{path} does not exist", code=2)
     if client := remote(ctx):
         files, refused = _files_for_remote(path)
-        body = {"files": files, "prune": prune, "dry_run": dry_run}
+        body = {
+            "files": files,
+            "prune": prune,
+            "dry_run": dry_run,
+            "strict": strict,
+            "fetch": fetch,
+        }
         report = (
             client.call("POST", "/catalog/import", json=body)
             if files
@@ -200,6 +229,8 @@ def import_(
                 settings=settings,
                 prune=prune,
                 dry_run=dry_run,
+                strict=strict,
+                fetch=fetch,
                 progress=progress,
             )
 
@@ -422,3 +453,108 @@ def deps(
         console.print("[yellow]cycle:[/] " + " → ".join(cycle))
     if data["truncated"]:
         console.print("[yellow]truncated:[/] the walk stopped at its node limit")
+
+
+OWNED_COLUMNS = ["ref", "title", "owner", "type", "lifecycle", "tier"]
+
+
+def _owned_page(session: Session, slug: str, *, subtree: bool, limit: int) -> dict[str, Any]:
+    """The first page of what a team owns, as the REST route presents it."""
+    from lamplighter.core.deps import PageParams  # with FastAPI, late, as in _api()
+
+    page = _api().team_entities(
+        slug, session, cli_actor(), PageParams(limit=limit), subtree=subtree
+    )
+    return dict(page.model_dump(mode="json"))
+
+
+@catalog_app.command("owned-by")
+def owned_by(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="The team's slug, e.g. payments.")],
+    direct: Annotated[
+        bool,
+        typer.Option("--direct", help="Only what the team owns itself, not the teams within it."),
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """What a team owns and, unless --direct, what every team within it owns; each entity with
+    the team that owns it."""
+    if client := remote(ctx):
+        params = {"subtree": str(not direct).lower(), "limit": limit}
+        page = client.call("GET", f"/catalog/teams/{slug.lower()}/entities", params=params)
+    else:
+        page = _local(lambda s: _owned_page(s, slug, subtree=not direct, limit=limit), commit=False)
+    rows = page["items"]
+    if output == Output.TABLE:
+        rows = [{**row, "owner": (row.get("owner") or {}).get("slug", "")} for row in rows]
+    emit(rows, output, columns=OWNED_COLUMNS)
+    if page["next_cursor"]:  # on stderr, so that JSON on stdout stays whole
+        err_console.print(
+            f"[yellow]more:[/] only the first {limit} are shown; --limit takes up to 500, "
+            f"and GET /api/v1/catalog/teams/{slug.lower()}/entities pages through all"
+        )
+
+
+HYGIENE_COLUMNS = ["ref", "owner", "problem"]
+
+
+def _local_hygiene(session: Session, limit: int) -> dict[str, Any]:
+    found = service.hygiene(session=session, after_id=None, limit=limit + 1)
+    teams = service.teams_by_id(session, [e.owner_team_id for e, _ in found])
+    people = service.people_hygiene(session=session, limit=limit + 1)
+    return {
+        "entities": [
+            {
+                "ref": entity.ref,
+                "owner": teams[entity.owner_team_id].slug
+                if entity.owner_team_id in teams
+                else None,
+                "problem": why,
+            }
+            for entity, why in found[:limit]
+        ],
+        "people": [
+            {
+                "ref": f"user:{user.catalog_namespace}/{user.catalog_name}"
+                if user.catalog_name
+                else None,
+                "display_name": user.display_name,
+                "problem": why,
+            }
+            for user, why in people[:limit]
+        ],
+        "more": len(found) > limit or len(people) > limit,
+    }
+
+
+@catalog_app.command("hygiene")
+def hygiene(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many of each.")] = 100,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """What keeps ownership from being whole, and how to fix each: entities without a valid
+    owner or accountable person, or with unresolved relations; people without an e-mail."""
+    if client := remote(ctx):
+        entities = client.call("GET", "/catalog/hygiene", params={"limit": limit})
+        people = client.call("GET", "/catalog/hygiene/people", params={"limit": limit})
+        data = {
+            "entities": [{k: item.get(k) for k in HYGIENE_COLUMNS} for item in entities["items"]],
+            "people": [
+                {k: item.get(k) for k in ("ref", "display_name", "problem")}
+                for item in people["items"]
+            ],
+            "more": bool(entities["next_cursor"] or people["next_cursor"]),
+        }
+    else:
+        data = _local(lambda s: _local_hygiene(s, limit), commit=False)
+    if output == Output.JSON:
+        emit(data, output)
+        return
+    emit(data["entities"], output, columns=HYGIENE_COLUMNS, title="Entities")
+    if data["people"]:
+        emit(data["people"], output, columns=["ref", "display_name", "problem"], title="People")
+    if data["more"]:
+        err_console.print(f"[yellow]more:[/] only the first {limit} of each are shown")

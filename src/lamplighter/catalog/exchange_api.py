@@ -22,9 +22,11 @@ IMPORT_BODY_LIMIT = 50 * 1024 * 1024
 def import_catalog(
     body: ImportRequest, session: SessionDep, actor: CurrentActor, settings: SettingsDep
 ) -> ImportReport:
-    """Import catalog-info.yaml files (name → text). Each file is imported whole or not at all;
-    the report names every problem by file, document (0-based) and field. Needs write access
-    for every owning team the files mention; new Groups and Users need the sre or admin role."""
+    """Import catalog-info.yaml files (name → text). An invalid document is skipped with the
+    documents that need it, the rest imports (``strict``: a file with any error is skipped
+    whole); the report names every error and warning by file, document (0-based) and field.
+    Needs write access for every owning team the files mention; Groups and Users need the sre
+    or admin role."""
     report = backstage.import_files(
         session=session,
         actor=actor,
@@ -32,6 +34,8 @@ def import_catalog(
         settings=settings,
         prune=body.prune,
         dry_run=body.dry_run,
+        strict=body.strict,
+        fetch=body.fetch,
     )
     if body.dry_run:
         session.rollback()

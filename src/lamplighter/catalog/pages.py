@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import markupsafe
+import yaml
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
@@ -23,7 +24,13 @@ from lamplighter.core import identity
 from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_owned_write, require_writer
 from lamplighter.core.db import utcnow
 from lamplighter.core.deps import PageDep, SessionDep, SettingsDep
-from lamplighter.core.errors import FieldError, LamplighterError, NotFound, ValidationFailed
+from lamplighter.core.errors import (
+    Conflict,
+    FieldError,
+    LamplighterError,
+    NotFound,
+    ValidationFailed,
+)
 from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.webui import (
@@ -101,7 +108,7 @@ def _split(text: str) -> list[str]:
 
 # -- the list, with search and filters --------------------------------------------------------
 def _list_filters(
-    session: Session, values: Mapping[str, str], errors: dict[str, str]
+    session: Session, values: Mapping[str, str], errors: dict[str, str], kinds: Sequence[str]
 ) -> service.ListFilters:
     """Turn the filter form into service filters; a wrong value becomes a message next to it."""
     owner_id = None
@@ -110,7 +117,7 @@ def _list_filters(
             owner_id = identity.get_team(session=session, slug=values["owner"]).id
         except NotFound as exc:
             errors["owner"] = exc.detail
-    for name, allowed in (("kind", KINDS), ("lifecycle", LIFECYCLES), ("tier", TIERS)):
+    for name, allowed in (("kind", kinds), ("lifecycle", LIFECYCLES), ("tier", TIERS)):
         if values[name] and values[name] not in allowed:
             errors[name] = f"choose one of {', '.join(allowed)}"
     return service.ListFilters(
@@ -145,7 +152,8 @@ def catalog_list(
     values = dict(zip(FILTERS, (q, kind, type, owner, lifecycle, tier, tag), strict=True))
     values = {key: value.strip() for key, value in values.items()}
     form = FormState(values)
-    filters = _list_filters(session, values, form.errors)
+    kinds = [*KINDS, *service.other_kinds(session=session)]
+    filters = _list_filters(session, values, form.errors, kinds)
     items: list[Entity] = []
     cursor = None
     if form.errors:  # nothing to show but the messages
@@ -166,7 +174,7 @@ def catalog_list(
         "form": form,
         "rows": _rows(session, items),
         "filtered": any(values.values()),
-        "kinds": KINDS,
+        "kinds": kinds,
         "lifecycles": LIFECYCLES,
         "tiers": TIERS,
         "teams": _team_choices(session, viewer, everyone=True, keep=values["owner"]),
@@ -193,7 +201,13 @@ def hygiene_page(
         (e, why, teams.get(e.owner_team_id or 0), people.get(e.accountable_user_id or 0))
         for e, why in items
     ]
-    context = {"rows": rows, **page_links(request, cursor, page.position)}
+    unreachable = service.people_hygiene(session=session, limit=OWNED_SHOWN + 1)
+    context = {
+        "rows": rows,
+        "people": unreachable[:OWNED_SHOWN],
+        "more_people": len(unreachable) > OWNED_SHOWN,
+        **page_links(request, cursor, page.position),
+    }
     return render(request, "catalog/hygiene.html", context, viewer=viewer)
 
 
@@ -409,9 +423,14 @@ def create_entity(
     return redirect_after_post(request, entity_url(entity), message, viewer)
 
 
-def _writable(session: Session, viewer: Viewer, ref: str) -> Entity:
+def _writable(session: Session, viewer: Viewer, ref: str, *, editing: bool = True) -> Entity:
     entity = service.get_by_ref(session=session, ref=ref)
     require_owned_write(viewer.actor, entity.owner_team_id, entity.ref)
+    if editing and entity.document is not None:
+        raise Conflict(
+            f"{entity.ref} is of a kind Lamplighter keeps as imported; change it in its file "
+            f"({entity.location or 'unknown'}) and import that again"
+        )
     return entity
 
 
@@ -468,7 +487,7 @@ def delete_entity_form(
     viewer: ViewerDep,
     ref: EntityRef,
 ) -> Response:
-    entity = _writable(session, viewer, ref)
+    entity = _writable(session, viewer, ref, editing=False)
     relations = service.relations_of(session=session, entity_id=entity.id)
     context = {"entity": entity, "url": entity_url(entity), "relations": relations}
     return render(request, "catalog/delete.html", context, viewer=viewer)
@@ -642,6 +661,14 @@ def entity_page(
         "history": _history(session, entity.ref),
         "links": [(link, bool(SAFE_URL.match(str(link.get("url", ""))))) for link in entity.links],
         "can_write": can_write_owned(viewer.actor, entity.owner_team_id),
+        "can_edit": entity.document is None,  # kinds kept as imported change in their file
+        "unresolved": [
+            (RELATION_LABELS[service.RELATION_NAMES[u.type][0]], u.ref)
+            for u in service.unresolved_of(session=session, entity_id=entity.id)
+        ],
+        "document_yaml": yaml.safe_dump(entity.document, sort_keys=False, allow_unicode=True)
+        if entity.document is not None
+        else None,
         **_access(session, entity.id, utcnow()),
         "may_request_access": viewer.actor.role != Role.VIEWER.value,
     }
@@ -656,11 +683,16 @@ OWNED_SHOWN = 50
 def owned_panel(
     request: Request, session: Session, team: Team, viewer: Viewer
 ) -> markupsafe.Markup | None:
-    """A section of the team page listing the first entities the team owns."""
-    found = service.owned_by(session=session, team_id=team.id, after_id=None, limit=OWNED_SHOWN + 1)
+    """A section of the team page listing the first entities the team and the teams within it
+    own, each with its owning team: a department's page answers what the department owns."""
+    found = service.owned_by_subtree(
+        session=session, team_id=team.id, after_id=None, limit=OWNED_SHOWN + 1
+    )
+    rows = _rows(session, found[:OWNED_SHOWN])
     context = {
         "team": team,
-        "entities": found[:OWNED_SHOWN],
+        "rows": rows,
+        "within": any(owner is not None and owner.id != team.id for _, owner in rows),
         "more": len(found) > OWNED_SHOWN,
         "can_write": can_write_owned(viewer.actor, team.id),
         "tz": viewer.user.time_zone,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from lamplighter.core.errors import ValidationFailed
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[-_.][a-zA-Z0-9]+)*$")
+OTHER_KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
 TAG_RE = re.compile(r"^[a-z0-9:+#]+(?:-[a-z0-9:+#]+)*$")
 KINDS = ("service", "api", "resource", "system", "domain", "platform")
 # Backstage's kinds, as they appear in references, mapped to Lamplighter's.
@@ -80,9 +81,14 @@ def parse_ref(text: str, *, default_kind: str | None, default_namespace: str, fi
     kind: str | None = default_kind
     if ":" in raw:
         kind_part, raw = raw.split(":", 1)
-        kind = KIND_ALIASES.get(kind_part.strip().lower())
+        kind_part = kind_part.strip()
+        kind = KIND_ALIASES.get(kind_part.lower())
+        if kind is None and OTHER_KIND_RE.match(kind_part):
+            kind = kind_part.lower()  # a kind Lamplighter keeps without modelling it
         if kind is None:
-            raise ValidationFailed.one(field, f"unknown kind {kind_part!r} in reference {text!r}")
+            raise ValidationFailed.one(
+                field, f"kind {kind_part!r} in reference {text!r} is not a kind name"
+            )
     if kind is None:
         raise ValidationFailed.one(
             field, f"reference {text!r} must name its kind, e.g. component:{text}"

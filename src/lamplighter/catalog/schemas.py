@@ -99,6 +99,11 @@ class EntityBrief(ReadModel):
     tier: int
 
 
+class UnresolvedRead(BaseModel):
+    relation: str = Field(description="depends_on, provides_apis, consumes_apis or part_of")
+    ref: str
+
+
 class EntityRead(EntityBrief):
     id: int
     description: str
@@ -115,6 +120,10 @@ class EntityRead(EntityBrief):
     relations: dict[str, list[EntityBrief]] = Field(
         description="depends_on, dependency_of, provides_apis, api_provided_by, consumes_apis, "
         "api_consumed_by, part_of, has_part"
+    )
+    unresolved: list[UnresolvedRead] = Field(
+        default_factory=list,
+        description="Relations to entities not in the catalog yet; they resolve when it arrives.",
     )
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -160,9 +169,19 @@ class ImportReport(BaseModel):
         description="Gone from their location: deleted with prune, else kept."
     )
     pruned: bool
+    kept: int = Field(
+        default=0, description="Entities of kinds Lamplighter keeps whole (created or updated)."
+    )
     teams_created: list[str]
-    users_created: list[str]
-    errors: list[ImportError_]
+    teams_updated: list[str] = Field(default_factory=list)
+    users_created: list[str] = Field(description="The User references of new people.")
+    errors: list[ImportError_] = Field(
+        description="Documents skipped (or whole files, document null), with the field and why."
+    )
+    warnings: list[ImportError_] = Field(
+        default_factory=list,
+        description="Imported, but not as written: unresolved references, placeholders, …",
+    )
 
 
 class ImportRequest(WriteModel):
@@ -172,3 +191,15 @@ class ImportRequest(WriteModel):
     )
     prune: bool = False
     dry_run: bool = False
+    strict: bool = Field(default=False, description="Skip a whole file on any error (for CI).")
+    fetch: bool = Field(
+        default=False,
+        description="Read URL Location targets and $text/$json/$yaml URLs that "
+        "LAMPLIGHTER_CATALOG_FETCH_ALLOWLIST allows; otherwise they are kept as references.",
+    )
+
+
+class OwnedEntity(EntityBrief):
+    """An entity in the list of what a team (and the teams within it) own."""
+
+    owner: TeamBrief | None = Field(description="The team that owns it directly.")

@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from lamplighter.catalog import unresolved
 from lamplighter.catalog.models import (
     Entity,
     EntityTag,
@@ -27,6 +28,7 @@ from lamplighter.catalog.models import (
     Relation,
     RelationType,
     SearchDocument,
+    UnresolvedRelation,
 )
 from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
 from lamplighter.core import audit, events, identity
@@ -34,10 +36,11 @@ from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.db import UTCDateTime
 from lamplighter.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from lamplighter.core.models import Team, TeamMember, User
+from lamplighter.core.models import Team, TeamMember, TeamOrigin, User
 from lamplighter.core.pagination import keyset
 
 OBJECT_TYPE = "catalog_entity"
+UNRESOLVED = "unresolved"  # the key of relations to entities not in the catalog (yet)
 # The relation fields of the API, with the kind a bare name defaults to.
 RELATION_FIELDS: dict[str, tuple[str, str | None]] = {
     "depends_on": (RelationType.DEPENDS_ON.value, None),
@@ -158,6 +161,12 @@ def relation_briefs(*, session: Session, entity_id: int) -> dict[str, list[sa.Ro
     return result
 
 
+# Relations kept unresolved read like outgoing ones (``incoming`` 2), with no summary.
+_UNRESOLVED_ROWS = (
+    "SELECT 2 AS incoming, u.type AS relation, u.target_kind AS kind, "
+    "u.target_namespace AS namespace, u.target_name AS name, '' AS title, NULL AS type, "
+    "NULL AS lifecycle, NULL AS tier FROM catalog_unresolved u WHERE {source}"
+)
 # The hot read path (GET one entity) as plain SQL: building and cache-keying an ORM statement
 # cost more than running it. Typed columns give the same Python values on both engines.
 _ENTITY_SELECT = (
@@ -181,13 +190,14 @@ _ENTITY_VIEW = sa.text(
     created_at=UTCDateTime,
     updated_at=UTCDateTime,
 )
-_RELATION_VIEW = sa.text(
-    "SELECT 0 AS incoming, r.type AS relation, "
+_RELATION_VIEW = sa.text(  # constant texts joined, no input in them
+    "SELECT 0 AS incoming, r.type AS relation, "  # noqa: S608
     "e.kind, e.namespace, e.name, e.title, e.type, e.lifecycle, e.tier FROM catalog_relations r "
     "JOIN catalog_entities e ON e.id = r.target_id WHERE r.source_id = :entity_id "
     "UNION ALL SELECT 1 AS incoming, r.type AS relation, "
     "e.kind, e.namespace, e.name, e.title, e.type, e.lifecycle, e.tier FROM catalog_relations r "
     "JOIN catalog_entities e ON e.id = r.source_id WHERE r.target_id = :entity_id "
+    f"UNION ALL {_UNRESOLVED_ROWS.format(source='u.source_id = :entity_id')} "
     "ORDER BY kind, name"
 )
 
@@ -206,7 +216,9 @@ _ENTITY_VIEW_PG = (
         "WHERE r.source_id = v.id UNION ALL "
         "SELECT 1, r.type, e.kind, e.namespace, e.name, e.title, e.type, e.lifecycle, e.tier "
         "FROM catalog_relations r JOIN catalog_entities e ON e.id = r.source_id "
-        "WHERE r.target_id = v.id) x) AS relations "
+        "WHERE r.target_id = v.id UNION ALL "
+        + _UNRESOLVED_ROWS.format(source="u.source_id = v.id")
+        + ") x) AS relations "
         f"FROM ({_ENTITY_SELECT}) v"
     )
     .replace(":kind", "%(kind)s")
@@ -237,6 +249,7 @@ def read_view(*, session: Session, ref: str) -> tuple[Any, dict[str, list[Any]]]
     relations: dict[str, list[Any]] = {
         name: [] for pair in RELATION_NAMES.values() for name in pair
     }
+    relations[UNRESOLVED] = []
     rows: Iterable[Any]
     if session.get_bind().dialect.name == "postgresql":
         # One statement reads a consistent snapshot on its own: no transaction needed, unless
@@ -259,7 +272,10 @@ def read_view(*, session: Session, ref: str) -> tuple[Any, dict[str, list[Any]]]
             raise NotFound(f"no catalog entity {parsed}")
         rows = session.execute(_RELATION_VIEW, {"entity_id": row.id})
     for rel in rows:
-        relations[RELATION_NAMES[rel.relation][rel.incoming]].append(rel)
+        if rel.incoming == 2:
+            relations[UNRESOLVED].append(rel)
+        else:
+            relations[RELATION_NAMES[rel.relation][rel.incoming]].append(rel)
     return row, relations
 
 
@@ -291,6 +307,16 @@ def apply_filters(query: sa.Select[Any], filters: ListFilters) -> sa.Select[Any]
     return query
 
 
+def other_kinds(*, session: Session) -> list[str]:
+    """The kinds in the catalog that Lamplighter keeps as imported (airesource, template, …)."""
+    ours = [k.value for k in Kind]
+    return list(
+        session.scalars(
+            sa.select(Entity.kind).where(Entity.kind.not_in(ours)).distinct().order_by(Entity.kind)
+        )
+    )
+
+
 def list_(
     *, session: Session, filters: ListFilters, after_id: int | None, limit: int
 ) -> list[Entity]:
@@ -298,24 +324,104 @@ def list_(
     return list(session.scalars(keyset(query, Entity.id, position=after_id, limit=limit)))
 
 
+def _lineage() -> Any:
+    """(team_id, ancestor_id) for every team and each of its ancestors, the team included."""
+    lineage = sa.select(Team.id.label("team_id"), Team.id.label("ancestor_id")).cte(
+        "lineage", recursive=True
+    )
+    parent = sa.orm.aliased(Team)
+    return lineage.union(  # UNION, not UNION ALL: a cycle in the parents still ends
+        sa.select(lineage.c.team_id, parent.parent_id)
+        .join(parent, parent.id == lineage.c.ancestor_id)
+        .where(parent.parent_id.is_not(None))
+    )
+
+
+FIX_OWNER = "set spec.owner in its file (or on the entity's page)"
+FIX_ACCOUNTABLE = (
+    "set the lamplighter.io/accountable annotation, or give the owning team or a team above it "
+    "a lead (lamplighter.io/lead)"
+)
+
+
 def hygiene(*, session: Session, after_id: int | None, limit: int) -> list[tuple[Entity, str]]:
-    """Entities without a valid owner: no team, an empty team, no accountable person, or an
-    accountable person who is no longer in the owning team."""
-    member = sa.select(TeamMember.user_id).where(
-        TeamMember.team_id == Entity.owner_team_id,
-        TeamMember.user_id == Entity.accountable_user_id,
+    """Entities without a valid owner, each with what is wrong and how to fix it: no owning team,
+    a placeholder or personal team standing in, no accountable person, an accountable person no
+    longer in the owning team (or a team above it), or relations that are still unresolved."""
+    lineage = _lineage()
+    owner = sa.orm.aliased(Team)
+    in_lineage = (
+        sa.select(TeamMember.user_id)
+        .join(lineage, lineage.c.ancestor_id == TeamMember.team_id)
+        .where(
+            lineage.c.team_id == Entity.owner_team_id,
+            TeamMember.user_id == Entity.accountable_user_id,
+        )
     )
     any_member = sa.select(TeamMember.user_id).where(TeamMember.team_id == Entity.owner_team_id)
+    dangling = sa.select(UnresolvedRelation.source_id).where(
+        UnresolvedRelation.source_id == Entity.id
+    )
     reason = sa.case(
-        (Entity.owner_team_id.is_(None), "no owning team (it was deleted)"),
-        (~sa.exists(any_member), "the owning team has no members"),
-        (Entity.accountable_user_id.is_(None), "no accountable person"),
-        (~sa.exists(member), "the accountable person is no longer in the owning team"),
+        (
+            Entity.owner_team_id.is_(None),
+            sa.case(
+                (Entity.document.is_not(None), f"no owner in its file: {FIX_OWNER}"),
+                else_=f"no owning team (it was deleted): {FIX_OWNER}",
+            ),
+        ),
+        (
+            owner.origin == TeamOrigin.PLACEHOLDER.value,
+            "the owner Group is not in the catalog: a placeholder team stands in; import the "
+            "Group (or create the team)",
+        ),
+        (
+            owner.origin == TeamOrigin.PERSONAL.value,
+            "owned by a person who belongs to no team: add them to a team (User.spec.memberOf) "
+            "or name a Group as owner",
+        ),
+        (Entity.accountable_user_id.is_(None), f"no accountable person: {FIX_ACCOUNTABLE}"),
+        (
+            sa.and_(~sa.exists(any_member), ~sa.exists(in_lineage)),
+            "the owning team has no members",
+        ),
+        (
+            ~sa.exists(in_lineage),
+            "the accountable person is no longer in the owning team (nor a team above it)",
+        ),
+        (
+            sa.exists(dangling),
+            "relations to entities not in the catalog yet: import them, or fix the reference",
+        ),
         else_="",
     )
-    query = sa.select(Entity, reason.label("reason")).where(reason != "")
+    query = (
+        sa.select(Entity, reason.label("reason"))
+        .outerjoin(owner, owner.id == Entity.owner_team_id)
+        .where(reason != "")
+    )
     rows = session.execute(keyset(query, Entity.id, position=after_id, limit=limit)).all()
     return [(entity, str(why)) for entity, why in rows]
+
+
+def people_hygiene(
+    *, session: Session, after_id: int | None = None, limit: int = 500
+) -> list[tuple[User, str]]:
+    """People who cannot sign in or be notified: imported without an e-mail address."""
+    query = sa.select(User).where(User.email.endswith(identity.NO_EMAIL_SUFFIX, autoescape=True))
+    users = session.scalars(keyset(query, User.id, position=after_id, limit=limit))
+    return [
+        (
+            user,
+            "no e-mail address: cannot sign in or be notified until one is set (a later file, "
+            "an admin, or SSO)",
+        )
+        for user in users
+    ]
+
+
+def unresolved_of(*, session: Session, entity_id: int) -> list[UnresolvedRelation]:
+    return unresolved.of(session, entity_id)
 
 
 @dataclass(frozen=True)
@@ -327,26 +433,45 @@ class Ownership:
     problems: list[str]
 
 
+def lineage_ids(session: Session, team_id: int) -> list[int]:
+    """The team and its ancestors, nearest first."""
+    return [team_id] + [t.id for t in identity.ancestors_of(session=session, team_id=team_id)]
+
+
 def who_owns(*, session: Session, ref: str) -> Ownership:
     entity = get_by_ref(session=session, ref=ref)
     team = session.get(Team, entity.owner_team_id) if entity.owner_team_id else None
     accountable = (
         session.get(User, entity.accountable_user_id) if entity.accountable_user_id else None
     )
+    lead = identity.nearest_lead(session=session, team_id=team.id) if team is not None else None
     problems = []
     if team is None:
         problems.append("no owning team")
+    elif team.origin == TeamOrigin.PLACEHOLDER.value:
+        problems.append(f"the owning team {team.slug} is a placeholder for a Group not imported")
+    elif team.origin == TeamOrigin.PERSONAL.value:
+        problems.append(f"the owning team {team.slug} stands for a person in no team")
     if accountable is None:
-        problems.append("no accountable person")
-    elif team is not None and session.get(TeamMember, (team.id, accountable.id)) is None:
-        problems.append(f"{accountable.email} is no longer a member of {team.slug}")
+        problems.append(f"no accountable person: {FIX_ACCOUNTABLE}")
+    elif team is not None:
+        teams = lineage_ids(session, team.id)
+        member = session.scalar(
+            sa.select(TeamMember.user_id).where(
+                TeamMember.team_id.in_(teams), TeamMember.user_id == accountable.id
+            )
+        )
+        if member is None:
+            problems.append(f"{accountable.email} is no longer a member of {team.slug}")
     if accountable is not None and not accountable.is_active:
         problems.append(f"{accountable.email} is deactivated")
+    if accountable is not None and not identity.has_email(accountable.email):
+        problems.append("the accountable person has no e-mail address")
     return Ownership(
         entity=entity,
         team=team,
         accountable=accountable,
-        lead=team.lead if team else None,
+        lead=lead,
         problems=problems,
     )
 
@@ -395,7 +520,7 @@ def search_body(entity: Entity) -> str:
 @dataclass
 class Resolved:
     team: Team
-    accountable: User
+    accountable: User | None  # None while neither the team nor a team above it has a lead
     relations: dict[str, list[int]]  # relation type → target ids
     relation_refs: dict[str, list[str]]  # API field → canonical refs (for audit and export)
 
@@ -420,7 +545,15 @@ def resolve(
                 errors.append(
                     FieldError(f"{prefix}.accountable", f"no user with email {data.accountable}")
                 )
-            elif session.get(TeamMember, (team.id, accountable.id)) is None:
+            elif (
+                session.scalar(
+                    sa.select(TeamMember.user_id).where(
+                        TeamMember.team_id.in_(lineage_ids(session, team.id)),
+                        TeamMember.user_id == accountable.id,
+                    )
+                )
+                is None
+            ):
                 errors.append(
                     FieldError(
                         f"{prefix}.accountable",
@@ -428,7 +561,7 @@ def resolve(
                     )
                 )
         else:
-            accountable = team.lead
+            accountable = identity.nearest_lead(session=session, team_id=team.id)
     relations: dict[str, list[int]] = {}
     relation_refs: dict[str, list[str]] = {}
     wanted: list[
@@ -469,7 +602,7 @@ def resolve(
         raise ValidationFailed(
             "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]), errors=errors
         )
-    assert team is not None and accountable is not None
+    assert team is not None
     return Resolved(
         team=team, accountable=accountable, relations=relations, relation_refs=relation_refs
     )
@@ -526,7 +659,7 @@ def _apply(entity: Entity, data: EntityInput, resolved: Resolved) -> None:
     entity.description = data.description
     entity.type = data.type
     entity.owner_team_id = resolved.team.id
-    entity.accountable_user_id = resolved.accountable.id
+    entity.accountable_user_id = resolved.accountable.id if resolved.accountable else None
     entity.lifecycle = data.lifecycle
     entity.tier = data.tier
     entity.tags = sorted(set(data.tags))
@@ -594,6 +727,10 @@ def create(
     session.add(entity)
     session.flush()
     _write_dependents(session, entity, resolved, fresh=True)
+    # Relations that imports kept unresolved while this entity was missing resolve now.
+    unresolved.resolve_arrivals(
+        session, {(entity.kind, entity.namespace, entity.name_key): entity.id}
+    )
     audit.record(
         session=session,
         actor=actor,
@@ -656,6 +793,11 @@ def update(
     """Change an entity; only fields present in ``changes`` change."""
     entity = get_by_ref(session=session, ref=ref)
     require_owned_write(actor, entity.owner_team_id, entity.ref)
+    if entity.document is not None:
+        raise Conflict(
+            f"{entity.ref} is of a kind Lamplighter keeps as imported; change it in its file "
+            f"({entity.location or 'unknown'}) and import that again"
+        )
     current = input_of(session, entity)
     before = snapshot(entity, _relation_refs(current))
     for key, value in changes.items():
@@ -677,9 +819,22 @@ def update(
     validate_shape(current, name_rules=name_rules)
     resolved = resolve(session, current)
     _apply(entity, current, resolved)
+    if changes.get("owner") is not None:
+        entity.owner_ref = None  # owned by a team now, as the change said
     entity.content_hash = content_hash(snapshot(entity, resolved.relation_refs))
     session.flush()
     _write_dependents(session, entity, resolved, fresh=False)
+    replaced = {
+        RELATION_FIELDS[name][0] if name in RELATION_FIELDS else RelationType.PART_OF.value
+        for name in changes
+        if name in RELATION_FIELDS or name in {"system", "domain"}
+    }
+    if replaced:  # the change names these relations afresh: the unresolved ones go
+        session.execute(
+            sa.delete(UnresolvedRelation).where(
+                UnresolvedRelation.source_id == entity.id, UnresolvedRelation.type.in_(replaced)
+            )
+        )
     after = snapshot(entity, resolved.relation_refs)
     audit.record(
         session=session,
@@ -713,6 +868,7 @@ def delete(*, session: Session, actor: Actor, ref: str) -> None:
     require_owned_write(actor, entity.owner_team_id, entity.ref)
     before = snapshot(entity)
     entity_ref = entity.ref
+    unresolved.dangle_incoming(session, [entity.id])  # registered again, they come back
     session.delete(entity)
     session.flush()
     audit.record(
@@ -758,3 +914,14 @@ def users_by_id(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
     if not wanted:
         return {}
     return {user.id: user for user in session.scalars(sa.select(User).where(User.id.in_(wanted)))}
+
+
+def owned_by_subtree(
+    *, session: Session, team_id: int, after_id: int | None, limit: int
+) -> list[Entity]:
+    """What a team and every team within it own, keyset-paginated by id like :func:`owned_by`."""
+    team_ids = identity.subtree_ids(session=session, team_id=team_id)
+    if not team_ids:
+        return []
+    query = sa.select(Entity).where(Entity.owner_team_id.in_(team_ids))
+    return list(session.scalars(keyset(query, Entity.id, position=after_id, limit=limit)))

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         description='Extra naming rule per kind, e.g. {"resource": "^{team}-"}.',
     )
     catalog_max_file_bytes: int = 1024 * 1024
+    catalog_fetch_allowlist: str = Field(
+        default="",
+        description="Comma-separated URL prefixes a catalog import with --fetch may read; "
+        "empty = none.",
+    )
     selfservice_git_provider_url: str = Field(
         default="", description="API base URL of the GitHub/GitLab/Gitea host for repo.create."
     )

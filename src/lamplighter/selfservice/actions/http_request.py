@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
 
-from lamplighter.core import jobs, webhooks
+from lamplighter.core import outbound
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.selfservice.actions.base import (
     Action,
@@ -59,49 +59,21 @@ def http_client(timeout_s: float) -> httpx.Client:
     return httpx.Client(timeout=timeout_s, follow_redirects=False)
 
 
-def _prefix_matches(url: str, prefix: str) -> bool:
-    """Same scheme, host and port, and the path at or under the prefix's path."""
-    target, allowed = urlsplit(url), urlsplit(prefix)
-    if target.scheme.lower() != allowed.scheme.lower() or not allowed.hostname:
-        return False
-    if target.hostname != allowed.hostname:  # urlsplit lowercases host names
-        return False
-    default = {"http": 80, "https": 443}.get(allowed.scheme.lower())
-    if (target.port or default) != (allowed.port or default):
-        return False
-    base = allowed.path.rstrip("/")
-    return not base or target.path == base or target.path.startswith(base + "/")
-
-
 def check_target(url: str, allowlist: str, field: str) -> None:
-    """Refuse a URL outside the allowlist, with credentials or dot segments in it, or aimed at a
-    link-local or metadata address (by literal or by what its name resolves to)."""
-    prefixes = [p.strip() for p in allowlist.split(",") if p.strip()]
-    if not prefixes:
+    """Refuse a URL the outbound policy refuses (``core.outbound``): outside the allowlist, with
+    credentials or dot segments in it, or aimed at a link-local or metadata address."""
+    if not outbound.prefixes_of(allowlist):
         raise ActionError(
             f"{field}: http.request may call nothing until LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST "
             "names the allowed URL prefixes",
             field=field,
         )
     try:
-        webhooks.check_url(url, field=field)
+        outbound.check_allowed(
+            url, allowlist, field=field, setting="LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST"
+        )
     except ValidationFailed as exc:
         raise action_error_from(exc) from exc
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ActionError(f"{field}: put credentials in headers, not in the URL", field=field)
-    if any(unquote(segment) in {".", ".."} for segment in parts.path.split("/")):
-        raise ActionError(f"{field}: '.' and '..' path segments are not allowed", field=field)
-    if not any(_prefix_matches(url, prefix) for prefix in prefixes):
-        raise ActionError(
-            f"{field}: {parts.scheme}://{parts.netloc}{parts.path} is not under an allowed prefix "
-            f"({', '.join(prefixes)})",
-            field=field,
-        )
-    try:
-        webhooks.check_resolved(url)
-    except jobs.PermanentFailure as exc:
-        raise ActionError(f"{field}: {exc}", field=field) from exc
 
 
 def _check_headers(headers: dict[str, str], field: str) -> None:
