@@ -11,7 +11,7 @@ Targets on the 2-core build machine, SQLite and PostgreSQL:
   two targets meet.
 
     python bench/catalog.py [--entities 100000] [--backends sqlite,postgresql] [--pg-url URL]
-                            [--connections 4,8,16] [--seconds 20] [--repeat 3]
+                            [--connections 4,8,16] [--seconds 20] [--repeat 3] [--peer DIR]
 
 The 10,000 import (with its re-import) and each wrk load run --repeat times; the figure is the
 median, printed with the fastest and slowest run (this machine is a shared VM whose speed moves
@@ -20,7 +20,8 @@ each database's runs to show it). On PostgreSQL the queries are timed after a VA
 the steady state autovacuum reaches a minute or two after a large import. Every first import
 starts with an empty data directory, so without the parsed-YAML cache that a re-import uses.
 
-The synthetic catalog: a few hundred teams (Groups) with four members each (Users), ten domains,
+The synthetic catalog: a few hundred teams (Groups, each with a lead, under departments of ten)
+with four members each (Users), ten domains,
 a system per 50 entities, resources, APIs and services in files of 100 entities under
 teams/<slug>/part-<n>/catalog-info.yaml (found by the directory walk) plus org/*.yaml and
 domains.yaml reached through the root Location. Each service depends on a resource of its team
@@ -84,7 +85,17 @@ def generate(root: Path, entities: int, seed: int = 7) -> dict[str, Any]:
     (root / "org").mkdir(parents=True)
     team_count = max(20, entities // 300)
     teams = [f"team-{i:03d}" for i in range(team_count)]
-    groups, users = [], []
+    departments = [f"dept-{i:02d}" for i in range(max(1, team_count // 10))]
+    groups: list[dict[str, Any]] = [  # led by the first member of their first team
+        _doc(
+            "Group",
+            dept,
+            {"type": "department", "children": []},
+            annotations={"lamplighter.io/lead": f"u{index:03d}-0"},
+        )
+        for index, dept in enumerate(departments)
+    ]
+    users = []
     for index, slug in enumerate(teams):
         members = [f"u{index:03d}-{m}" for m in range(4)]
         groups.append(
@@ -94,9 +105,11 @@ def generate(root: Path, entities: int, seed: int = 7) -> dict[str, Any]:
                 {
                     "type": "team",
                     "profile": {"displayName": f"Team {index}"},
+                    "parent": departments[index % len(departments)],
                     "children": [],
                     "members": members,
                 },
+                annotations={"lamplighter.io/lead": members[0]},
             )
         )
         users.extend(
@@ -444,30 +457,53 @@ def run_backend(
     env.pop("LAMPLIGHTER_DATABASE_URL", None)
     if url:
         env["LAMPLIGHTER_DATABASE_URL"] = url
+    sides = {"": env}
+    if args.peer:  # the same commands, run by the peer checkout's code
+        peer_src = str(Path(args.peer).resolve() / "src")
+        sides["peer_"] = env | {"PYTHONPATH": peer_src}
 
-    def fresh() -> None:
+    def fresh(side_env: dict[str, str]) -> None:
         """An empty database and no parse cache: each first import is a cold one."""
         shutil.rmtree(data_dir, ignore_errors=True)
         if url:
             reset(url)
-        cli(env, "db", "upgrade")
+        cli(side_env, "db", "upgrade")
 
     figures: dict[str, float] = {}
     small_path, _ = trees[10_000]
-    imports, reimports = [], []
+    imports: dict[str, list[float]] = {side: [] for side in sides}
+    reimports: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(args.repeat):
-        fresh()
-        elapsed, report = timed_import(env, small_path)
-        assert len(report["created"]) == 10_000, len(report["created"])
-        imports.append(elapsed)
-        elapsed, report = timed_import(env, small_path)
-        assert report["unchanged"] == 10_000 and not report["created"] and not report["updated"]
-        reimports.append(elapsed)
-    figures |= _spread("import_10k_s", imports) | _spread("reimport_10k_s", reimports)
+        for side, side_env in sides.items():  # alternating, so both meet the same machine
+            fresh(side_env)
+            elapsed, report = timed_import(side_env, small_path)
+            assert len(report["created"]) == 10_000, len(report["created"])
+            imports[side].append(elapsed)
+            elapsed, report = timed_import(side_env, small_path)
+            assert report["unchanged"] == 10_000 and not report["created"]
+            assert not report["updated"]
+            reimports[side].append(elapsed)
+    for side in sides:
+        figures |= _spread(f"{side}import_10k_s", imports[side])
+        figures |= _spread(f"{side}reimport_10k_s", reimports[side])
     big_path, big = trees[args.entities]
+    big_key = f"import_{args.entities // 1000}k_s"
+    if args.peer and args.entities != 10_000:
+        fresh(sides["peer_"])
+        figures[f"peer_{big_key}"], report = timed_import(sides["peer_"], big_path)
+        assert len(report["created"]) == args.entities
+        if url:
+            steady_state(url)
+        first = [int(n) for n in args.connections.split(",")][:1]
+        figures |= {
+            f"peer_get_{k}": v
+            for k, v in http_get(
+                sides["peer_"], big, work, args.seconds, first, args.repeat
+            ).items()
+        }
     if args.entities != 10_000:  # else a smoke run: the queries use the 10,000 just imported
-        fresh()
-        figures[f"import_{args.entities // 1000}k_s"], report = timed_import(env, big_path)
+        fresh(env)
+        figures[big_key], report = timed_import(env, big_path)
         assert len(report["created"]) == args.entities
         figures[f"reimport_{args.entities // 1000}k_s"], _ = timed_import(env, big_path)
     if url:
@@ -478,6 +514,15 @@ def run_backend(
         f"get_{k}": v
         for k, v in http_get(env, big, work, args.seconds, connections, args.repeat).items()
     }
+    if args.peer:  # this build's time over the peer's (below 1: faster); throughput: over
+        for key in ("import_10k_s", "reimport_10k_s", big_key):
+            if f"peer_{key}" in figures:
+                figures[f"ratio_{key}"] = figures[key] / figures[f"peer_{key}"]
+        n = connections[0]
+        if f"peer_get_c{n}_requests_per_s" in figures:
+            figures[f"ratio_get_c{n}_requests_per_s"] = (
+                figures[f"get_c{n}_requests_per_s"] / figures[f"peer_get_c{n}_requests_per_s"]
+            )
     return figures
 
 
@@ -497,6 +542,12 @@ def main() -> None:
         "--connections", default="4,8,16", help="wrk connections, one run for each (comma list)"
     )
     parser.add_argument("--samples", type=int, default=300, help="traversals and searches timed")
+    parser.add_argument(
+        "--peer",
+        default="",
+        help="another checkout (e.g. `git worktree add /tmp/peer HEAD~1`) whose code runs the "
+        "same imports and GET alternately with this one; the ratios are printed",
+    )
     parser.add_argument(
         "--repeat",
         type=int,

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
+from lamplighter import registry
 from lamplighter.core import jobs, migrate
 from lamplighter.core.db import Database
 from lamplighter.core.models import Job
@@ -159,6 +160,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
 
 def work_off(portal: Portal) -> None:
     """A worker of its own against the server's database, until the queue is empty."""
+    registry.load()  # as `lamplighter worker` does: this test may run on its own
     db = Database(portal.url)
     settings = Settings(
         database_url=portal.url,
