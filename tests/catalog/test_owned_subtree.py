@@ -3,27 +3,18 @@ of every team within it, each with the team that owns it."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from lamplighter.app import create_app
-from lamplighter.cli import app as cli_app
 from lamplighter.core import identity
 from lamplighter.core.db import Database
 from lamplighter.core.models import Team, User
-from lamplighter.core.settings import Settings, get_settings
 from tests.catalog.conftest import make_entity
-from tests.conftest import SYSTEM, TEST_SECRET, auth, make_team, make_token, make_user
+from tests.catalog.test_cli import as_json
+from tests.conftest import SYSTEM, auth, make_team, make_token, make_user
 
 PASSWORD = "correct horse battery"
 # Who owns what: payments (a department) > checkout > squad, and payments > ledger.
@@ -175,51 +166,6 @@ def test_team_entities_route_and_the_entity_routes_each_answer_their_own(
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
-@pytest.fixture
-def run_cli(
-    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Any]:
-    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
-    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(cli_app, list(args), env=env, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
-@pytest.fixture
-def live_server(settings: Settings, db: Database) -> Iterator[str]:
-    config = uvicorn.Config(create_app(settings, db=db), host="127.0.0.1", port=0, log_config=None)
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started and server.servers:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def as_json(result: Any) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def table_rows(result: Any) -> dict[str, str]:
     """The table's rows as {ref: owner}, read from the lines with cells."""
     assert result.exit_code == 0, result.output
