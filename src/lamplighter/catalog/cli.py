@@ -517,6 +517,7 @@ def _local_hygiene(session: Session, limit: int) -> dict[str, Any]:
         ],
         "people": [
             {
+                "id": user.id,
                 "ref": f"user:{user.catalog_namespace}/{user.catalog_name}"
                 if user.catalog_name
                 else None,
@@ -543,7 +544,7 @@ def hygiene(
         data = {
             "entities": [{k: item.get(k) for k in HYGIENE_COLUMNS} for item in entities["items"]],
             "people": [
-                {k: item.get(k) for k in ("ref", "display_name", "problem")}
+                {k: item.get(k) for k in ("id", "ref", "display_name", "problem")}
                 for item in people["items"]
             ],
             "more": bool(entities["next_cursor"] or people["next_cursor"]),
@@ -555,6 +556,11 @@ def hygiene(
         return
     emit(data["entities"], output, columns=HYGIENE_COLUMNS, title="Entities")
     if data["people"]:
-        emit(data["people"], output, columns=["ref", "display_name", "problem"], title="People")
+        emit(
+            data["people"],
+            output,
+            columns=["id", "ref", "display_name", "problem"],
+            title="People (set an address: lamplighter user set-email ID EMAIL)",
+        )
     if data["more"]:
         err_console.print(f"[yellow]more:[/] only the first {limit} of each are shown")

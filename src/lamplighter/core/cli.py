@@ -189,6 +189,23 @@ def user_create(
     emit(_dump(UserRead.model_validate(user)), output)
 
 
+@user_app.command("set-email")
+def user_set_email(
+    ctx: typer.Context,
+    user_id: Annotated[int, typer.Argument(help="The user's id (`catalog hygiene` lists them).")],
+    email: Annotated[str, typer.Argument(help="The address to sign in and be notified by.")],
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Set a person's e-mail address (admins): for someone imported without one."""
+    if client := remote(ctx):
+        emit(client.call("PATCH", f"/users/{user_id}", json={"email": email}), output)
+        return
+    user = _run_local(
+        lambda s: identity.update_user(session=s, actor=cli_actor(), user_id=user_id, email=email)
+    )
+    emit(_dump(UserRead.model_validate(user)), output)
+
+
 @team_app.command("create")
 def team_create(
     ctx: typer.Context,

@@ -47,6 +47,39 @@ def has_email(email: str) -> bool:
     return not email.endswith(NO_EMAIL_SUFFIX)
 
 
+def claim_address(*, session: Session, name: str, email: str) -> User | None:
+    """The one person imported without an address whose Backstage name is ``name`` (any
+    namespace), now given ``email``: how single sign-on finds them. None when there is no such
+    person, or more than one (an admin then sets the address by hand)."""
+    found = list(
+        session.scalars(
+            sa.select(User)
+            .where(
+                User.catalog_name == name.strip().lower(),
+                User.email.endswith(NO_EMAIL_SUFFIX, autoescape=True),
+            )
+            .limit(2)
+        )
+    )
+    if len(found) != 1 or get_user_by_email(session=session, email=email) is not None:
+        return None
+    user = found[0]
+    before = user_snapshot(user)
+    user.email = email.strip().lower()
+    session.flush()
+    audit.record(
+        session=session,
+        actor=Actor.system("oidc"),
+        action="user.update",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after=user_snapshot(user),
+    )
+    AUTH_CACHE.clear()
+    return user
+
+
 def user_snapshot(user: User) -> dict[str, Any]:
     return {
         "email": user.email,
@@ -164,6 +197,7 @@ def update_user(
     role: str | None = None,
     is_active: bool | None = None,
     password: str | None = None,
+    email: str | None = None,
 ) -> User:
     user = get_user(session=session, user_id=user_id)
     is_self = actor.user_id == user.id
@@ -171,7 +205,17 @@ def update_user(
         raise Forbidden("only the user themself or an admin may change a user")
     if (role is not None or is_active is not None) and actor.role != Role.ADMIN.value:
         raise Forbidden("only an admin may change roles or deactivate users")
+    if email is not None and actor.role != Role.ADMIN.value:
+        raise Forbidden("only an admin may change a user's e-mail address (it is the login)")
     before = user_snapshot(user)
+    if email is not None:
+        address = email.strip().lower()
+        if not has_email(address):
+            raise ValidationFailed.one("body.email", "give a real address")
+        holder = get_user_by_email(session=session, email=address)
+        if holder is not None and holder.id != user.id:
+            raise Conflict(f"a user with email {address} exists already")
+        user.email = address
     if display_name is not None:
         user.display_name = display_name.strip() or user.display_name
     if time_zone is not None:

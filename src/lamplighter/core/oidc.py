@@ -374,6 +374,14 @@ def sign_in(
     """Find (or, when allowed, create) the user the ID token names and start a web session."""
     email = email_of(claims)
     user = identity.get_user_by_email(session=session, email=email)
+    if user is None:  # someone imported without an address, by the name they sign in with
+        for claim in ("preferred_username", "nickname"):
+            name = claims.get(claim)
+            if isinstance(name, str) and name.strip():
+                user = identity.claim_address(session=session, name=name, email=email)
+                if user is not None:
+                    log.info("address set on first OIDC sign-in", extra={"user_id": user.id})
+                    break
     if user is None:
         if not auto_create:
             raise Forbidden(f"no Lamplighter account for {email}; ask an admin")

@@ -43,6 +43,9 @@ class UserUpdate(WriteModel):
     role: str | None = Field(default=None, pattern="^(admin|sre|member|viewer)$")
     is_active: bool | None = None
     password: str | None = Field(default=None, min_length=10, max_length=200)
+    email: EmailStr | None = Field(
+        default=None, description="Admins only: the login, e.g. for a person imported without one."
+    )
 
 
 class UserBrief(ReadModel):
