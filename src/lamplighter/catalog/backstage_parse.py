@@ -751,7 +751,7 @@ def _other(
             name=name,
             owner=owner,
             accountable=None,
-            title=_text(metadata.get("title")) or "",
+            title=(_text(metadata.get("title")) or "")[:200],
             description=_text(metadata.get("description")) or "",
             type=(_text(spec.get("type")) or "")[:63] or None,
             lifecycle=lifecycle[:16] or Lifecycle.PRODUCTION.value,

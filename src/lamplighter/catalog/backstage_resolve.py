@@ -23,8 +23,10 @@ from lamplighter.catalog.backstage_import import (
 from lamplighter.catalog.backstage_parse import EntityDraft, GroupDraft, group_slug, personal_slug
 from lamplighter.catalog.refs import Ref, parse_ref
 from lamplighter.core.errors import ValidationFailed
-from lamplighter.core.identity import has_email, no_email_address
+from lamplighter.core.identity import RESERVED_SLUGS, has_email, no_email_address
 from lamplighter.core.models import TeamOrigin
+
+SLUG_MAX = 63  # teams.slug
 
 
 class Resolver:
@@ -332,6 +334,8 @@ class Resolver:
                     draft.file, draft.index, "spec.owner", f"{group.ref} was not imported"
                 )
                 return None
+            if not self._stand_in_ok(draft, slug):
+                return None
             self.batch.wanted_placeholders[slug].append(draft.doc)
             self.batch.warn(
                 draft.file,
@@ -359,6 +363,8 @@ class Resolver:
             team = self.world.first_team.get(email)
         if team is None:
             team = personal_slug(owner.namespace, owner.name)
+            if not self._stand_in_ok(draft, team):
+                return None
             self.batch.wanted_placeholders[team].append(draft.doc)
             self.batch.warn(
                 draft.file,
@@ -369,6 +375,26 @@ class Resolver:
                 + f": a personal team {team!r} owns it",
             )
         return (team, owner_ref, email)
+
+    def _stand_in_ok(self, draft: EntityDraft, slug: str) -> bool:
+        """Whether a placeholder or personal team may take this slug; if not, say why."""
+        if slug in self.world.teams or slug in self.batch.team_plans:
+            return True
+        reason = None
+        if len(slug) > SLUG_MAX:
+            reason = f"the team standing in for it would be {slug!r}, over {SLUG_MAX} characters"
+        elif slug in RESERVED_SLUGS:
+            reason = f"{slug!r} is reserved and cannot name the team standing in for it"
+        if reason is None:
+            return True
+        self.batch.fail(
+            draft.file,
+            draft.index,
+            "spec.owner",
+            f"{draft.owner} is not a team in the catalog, and {reason}: import its Group or name "
+            "another owner",
+        )
+        return False
 
     def entity(self, draft: EntityDraft) -> None:
         file, index = draft.file, draft.index
