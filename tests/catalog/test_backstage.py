@@ -560,6 +560,20 @@ def test_api_import_needs_write_access_for_every_owner(client: Any, db: Any) -> 
     assert report["errors"] == []
     with db.sessionmaker() as session:
         assert service.get_by_ref(session=session, ref="ledger").location == "svc/catalog-info.yaml"
+    in_payments = make_user(db)
+    with db.transaction() as session:
+        identity.add_member(session=session, actor=SYSTEM, slug="payments", email=in_payments.email)
+    mixed = client.post(  # a member's file naming a missing owner: that entity alone is refused
+        "/api/v1/catalog/import",
+        json={
+            "files": {"m.yaml": component("mine") + "---\n" + component("theirs", owner="ghosts")}
+        },
+        headers=auth(make_token(db, in_payments)),
+    )
+    assert mixed.status_code == 200, mixed.text
+    assert mixed.json()["created"] == ["service:default/mine"]
+    assert [(e["document"], e["field"]) for e in mixed.json()["errors"]] == [(1, "spec.owner")]
+    assert "only SREs and admins may create the team" in mixed.json()["errors"][0]["reason"]
     dangling = client.post(
         "/api/v1/catalog/import",
         json={"files": {"x.yaml": component("x", dependsOn=["resource:ghost"])}},

@@ -30,10 +30,15 @@ SLUG_MAX = 63  # teams.slug
 
 
 class Resolver:
-    def __init__(self, batch: Batch, world: World, *, prune: bool) -> None:
+    def __init__(
+        self, batch: Batch, world: World, *, prune: bool, may_create_teams: bool = True
+    ) -> None:
         self.batch = batch
         self.world = world
         self.prune = prune
+        # Whether the importer may create the placeholder and personal teams that stand in for
+        # missing owners (sre and admin): if not, only the entities that need one are refused.
+        self.may_create_teams = may_create_teams
         self.emails: dict[str, PersonKey] = {}  # address → the User of the batch holding it
 
     # -- people --
@@ -381,7 +386,9 @@ class Resolver:
         if slug in self.world.teams or slug in self.batch.team_plans:
             return True
         reason = None
-        if len(slug) > SLUG_MAX:
+        if not self.may_create_teams:
+            reason = "only SREs and admins may create the team standing in for it"
+        elif len(slug) > SLUG_MAX:
             reason = f"the team standing in for it would be {slug!r}, over {SLUG_MAX} characters"
         elif slug in RESERVED_SLUGS:
             reason = f"{slug!r} is reserved and cannot name the team standing in for it"
