@@ -411,9 +411,9 @@ def import_csv(path: Path, count: int, sres: int = 40, teams: int = 200) -> None
 
 
 def imports_columns() -> tuple[str, ...]:
-    from lamplighter.tickets import imports
+    from lamplighter.tickets import import_formats
 
-    return imports.PLAIN_COLUMNS
+    return import_formats.PLAIN_COLUMNS
 
 
 def time_import(db: Database, path: Path) -> dict[str, float]:
