@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 import lamplighter.models_registry  # noqa: F401
 from lamplighter.app import create_app
-from lamplighter.core import identity, migrate
+from lamplighter.core import crypto, identity, migrate
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, Database
 from lamplighter.core.models import Team, User
@@ -46,6 +47,15 @@ def _reset_postgres(url: str) -> None:
         connection.execute(sa.text("DROP SCHEMA public CASCADE"))
         connection.execute(sa.text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2 at its lowest cost for the suite's own users; production keeps its cost
+    (tests/core/test_passwords.py), and servers the browser tests start use it."""
+    crypto.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    crypto.use_hasher(crypto.PRODUCTION_HASHER)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
