@@ -156,12 +156,20 @@ def make_team(
     slug: str | None = None,
     lead: User | None = None,
     members: list[User] | None = None,
+    type: str = "team",
+    parent: str | None = None,
 ) -> Team:
     lead = lead or make_user(db)
     slug = slug or f"team-{next(_counter)}"
     with db.transaction() as session:
         team = identity.create_team(
-            session=session, actor=SYSTEM, slug=slug, name=slug.title(), lead_email=lead.email
+            session=session,
+            actor=SYSTEM,
+            slug=slug,
+            name=slug.title(),
+            lead_email=lead.email,
+            type=type,
+            parent=parent,
         )
         for member in members or []:
             identity.add_member(session=session, actor=SYSTEM, slug=slug, email=member.email)

@@ -560,6 +560,13 @@ def test_api_import_needs_write_access_for_every_owner(client: Any, db: Any) -> 
     assert report["errors"] == []
     with db.sessionmaker() as session:
         assert service.get_by_ref(session=session, ref="ledger").location == "svc/catalog-info.yaml"
+    outsider = client.post(  # the lead of payments as owner makes it payments': refused
+        "/api/v1/catalog/import",
+        json={"files": {"o.yaml": component("sneaky", owner="user:lead")}},
+        headers=auth(make_token(db, member)),
+    )
+    assert outsider.status_code == 403 and "team payments" in outsider.json()["detail"]
+    assert refs(db) == {"api:default/pay-api", "service:default/ledger"}
     in_payments = make_user(db)
     with db.transaction() as session:
         identity.add_member(session=session, actor=SYSTEM, slug="payments", email=in_payments.email)

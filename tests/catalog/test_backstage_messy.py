@@ -289,3 +289,26 @@ def test_pages_show_unresolved_relations_kept_kinds_and_people_to_reach(
     assert "People who cannot sign in or be notified" in text(hygiene)
     assert "user:default/kim" in text(hygiene)
     assert "relations to entities not in the catalog yet" in text(hygiene)
+
+
+def test_a_nul_character_refuses_its_document_and_names_where(
+    db: Any, settings: Settings, tmp_path: Path
+) -> None:
+    run(db, settings, write(tmp_path / "org", "org.yaml", *ORG))
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "blob.txt").write_text("a\x00b")
+    path = write(
+        tmp_path / "svc",
+        "catalog-info.yaml",
+        'kind: Component\nmetadata: {name: nul}\nspec: {type: "a\\0b", owner: storage}\n',
+        "kind: API\nmetadata: {name: blob}\n"
+        "spec: {type: openapi, owner: storage, definition: {$text: ./blob.txt}}\n",
+        "kind: Component\nmetadata: {name: fine}\nspec: {type: service, owner: storage}\n",
+    )
+    report = run(db, settings, path)
+    assert where(report.errors) == [
+        ("catalog-info.yaml", 0, "spec.type"),
+        ("catalog-info.yaml", 1, "spec.definition.$text"),
+    ]
+    assert all("NUL" in e.reason for e in report.errors)
+    assert report.created == ["service:default/fine"]

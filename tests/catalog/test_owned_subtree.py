@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lamplighter.core import identity
 from lamplighter.core.db import Database
-from lamplighter.core.models import Team, User
+from lamplighter.core.models import User
 from tests.catalog.conftest import make_entity
 from tests.catalog.test_cli import as_json
-from tests.conftest import SYSTEM, auth, make_team, make_token, make_user
+from tests.conftest import auth, make_team, make_token, make_user
 
 PASSWORD = "correct horse battery"
 # Who owns what: payments (a department) > checkout > squad, and payments > ledger.
@@ -27,28 +26,13 @@ OWNED = {
 }
 
 
-def unit(
-    db: Database, slug: str, lead: User, *, type: str = "team", parent: str | None = None
-) -> Team:
-    with db.transaction() as session:
-        return identity.create_team(
-            session=session,
-            actor=SYSTEM,
-            slug=slug,
-            name=slug.title(),
-            lead_email=lead.email,
-            type=type,
-            parent=parent,
-        )
-
-
 @pytest.fixture
 def org(db: Database) -> dict[str, User]:
     people = {n: make_user(db, email=f"{n}@example.com", password=PASSWORD) for n in "pcslx"}
-    unit(db, "payments", people["p"], type="department")
-    unit(db, "checkout", people["c"], parent="payments")
-    unit(db, "squad", people["s"], parent="checkout")
-    unit(db, "ledger", people["l"], parent="payments")
+    make_team(db, slug="payments", lead=people["p"], type="department")
+    make_team(db, slug="checkout", lead=people["c"], parent="payments")
+    make_team(db, slug="squad", lead=people["s"], parent="checkout")
+    make_team(db, slug="ledger", lead=people["l"], parent="payments")
     make_team(db, slug="search", lead=people["x"])  # not within payments
     for ref, owner in OWNED.items():
         kind, name = ref.split(":default/")

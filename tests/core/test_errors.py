@@ -190,3 +190,32 @@ def test_request_id_is_echoed(client: Any, db: Any, admin_headers: dict[str, str
     response = client.get("/api/v1/teams/nope", headers=admin_headers | {"x-request-id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
     assert response.json()["request_id"] == "abc-123"
+
+
+def test_nul_characters_and_ids_out_of_range_are_refused_by_name(client: Any, db: Any) -> None:
+    token = make_token(db, make_user(db, role="admin"))
+    query = client.get("/api/v1/catalog/entities?owner=a%00b", headers=auth(token))
+    assert query.status_code == 422
+    first = query.json()["errors"][0]
+    assert (first["field"], first["reason"]) == ("query.owner", "must not contain NUL characters")
+    path = client.get("/api/v1/teams/a%00b", headers=auth(token))
+    assert path.status_code == 422 and path.json()["errors"][0]["field"] == "path"
+    form = client.post(
+        "/teams/new",
+        content=b"slug=a%00b&name=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 422 and form.json()["errors"][0]["field"] == "body.slug"
+    body = client.post(
+        "/api/v1/teams",
+        json={"slug": "nul", "name": "a\x00b", "lead_email": "x@example.com"},
+        headers=auth(token),
+    )
+    assert body.status_code == 422
+    error = body.json()["errors"][0]
+    assert (error["field"], error["reason"]) == ("body.name", "must not contain NUL characters")
+    huge = client.get("/api/v1/users/99999999999999999999", headers=auth(token))
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "path.user_id"
+    beyond_int4 = client.get(f"/api/v1/users/{2**31}", headers=auth(token))
+    assert beyond_int4.status_code == 422
+    assert client.get(f"/api/v1/users/{2**31 - 1}", headers=auth(token)).status_code == 404

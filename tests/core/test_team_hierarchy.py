@@ -30,22 +30,6 @@ def person(db: Database, email: str) -> User:
     return make_user(db, email=email, password=PASSWORD)
 
 
-def unit(
-    db: Database, slug: str, *, lead: User, type: str = "team", parent: str | None = None
-) -> Team:
-    """A team of any type, created through the service like an SRE would."""
-    with db.transaction() as session:
-        return identity.create_team(
-            session=session,
-            actor=SYSTEM,
-            slug=slug,
-            name=slug.title(),
-            lead_email=lead.email,
-            type=type,
-            parent=parent,
-        )
-
-
 def lose_lead(db: Database, slug: str) -> None:
     """What an import of a Group without members leaves behind: a team with no lead."""
     with db.transaction() as session:
@@ -120,11 +104,11 @@ def org(db: Database) -> dict[str, User]:
         name: person(db, f"{name}@example.com")
         for name in ("olga", "pat", "cher", "leda", "sam", "dev")
     }
-    unit(db, "acme", lead=people["olga"], type="organization")
-    unit(db, "payments", lead=people["pat"], type="department", parent="acme")
-    unit(db, "ledger", lead=people["leda"], parent="payments")
-    unit(db, "checkout", lead=people["cher"], parent="payments")
-    unit(db, "squad", lead=people["sam"], parent="checkout")
+    make_team(db, slug="acme", lead=people["olga"], type="organization")
+    make_team(db, slug="payments", lead=people["pat"], type="department", parent="acme")
+    make_team(db, slug="ledger", lead=people["leda"], parent="payments")
+    make_team(db, slug="checkout", lead=people["cher"], parent="payments")
+    make_team(db, slug="squad", lead=people["sam"], parent="checkout")
     with db.transaction() as session:
         identity.add_member(session=session, actor=SYSTEM, slug="checkout", email="dev@example.com")
     return people

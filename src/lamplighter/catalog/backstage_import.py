@@ -399,17 +399,6 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
         for team_id, user_id, email, user_namespace, user_name in members:
             world.members.setdefault(team_id, set()).add(email)
             learn([(user_id, email, user_namespace, user_name)])
-    known = sorted(world.users)
-    for part in chunks(known):  # the first team of each person who may own something
-        rows = session.execute(
-            sa.select(User.email, Team.slug)
-            .join(TeamMember, TeamMember.user_id == User.id)
-            .join(Team, Team.id == TeamMember.team_id)
-            .where(User.email.in_(part), Team.origin != TeamOrigin.PERSONAL.value)
-            .order_by(User.email, TeamMember.added_at, Team.id)
-        ).tuples()
-        for email, slug in rows:
-            world.first_team.setdefault(email, slug)
     unknown_names = {
         ref.name.lower()
         for groups in batch.groups.values()
@@ -418,6 +407,13 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
         if (ref.namespace, ref.name.lower()) not in batch.users
         and (ref.namespace, ref.name.lower()) not in world.people
     }
+    for drafts in batch.entities.values():  # User owners named as Lamplighter users are known
+        for draft in drafts:
+            owner = draft.owner
+            if owner is not None and owner.kind == "user" and owner.namespace == "default":
+                key = (owner.namespace, owner.name.lower())
+                if key not in batch.users and key not in world.people:
+                    unknown_names.add(key[1])
     for group_drafts in batch.groups.values():
         for group in group_drafts:
             if group.lead and "@" not in group.lead[1]:
@@ -434,6 +430,19 @@ def prefetch(session: Session, batch: Batch, *, prefix: str | None = None) -> Wo
         )
         world.by_local_part[name] = [email for email, _ in matches]
         world.users.update(dict(matches))
+    known = sorted(world.users)
+    for part in chunks(known):  # the first team of each person who may own something
+        rows = session.execute(
+            sa.select(User.email, Team.slug)
+            .join(TeamMember, TeamMember.user_id == User.id)
+            .join(Team, Team.id == TeamMember.team_id)
+            .where(User.email.in_(part), Team.origin != TeamOrigin.PERSONAL.value)
+            .order_by(User.email, TeamMember.added_at, Team.id)
+        ).tuples()
+        for email, slug in rows:
+            world.first_team.setdefault(email, slug)
+    # A User owner's team decides who may import the entity: it must be known like any owner.
+    _read_teams(session, world, set(world.first_team.values()) - set(world.teams))
     return world
 
 

@@ -64,6 +64,7 @@ REF_FIELDS: dict[str, RefField] = {
 SINGLE_REF_FIELDS = frozenset({"system", "domain", "subcomponentOf"})
 OTHER_REF_FIELDS = {k: REF_FIELDS[k] for k in ("dependsOn", "system", "domain")}
 KNOWN_SPEC = frozenset({"owner", "type", "lifecycle", "version", *REF_FIELDS})
+INT64 = (-(2**63), 2**64 - 1)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -223,6 +224,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        return str(value)  # JSON encoders and databases stop at 64 bits
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -374,9 +377,13 @@ def parse_file(
         if document is None:
             continue  # empty (e.g. after a trailing ---), or refused above
         reader = _Reader(name, index)
-        if substitute is not None and _has_placeholder(document):
-            document = _substitute(reader, document, "", substitute)
-        _parse_document(reader, document, result, name_rules)
+        placeholder, nul = _scan(document)
+        if nul is not None:
+            reader.error(nul, "must not contain NUL characters")
+        else:
+            if substitute is not None and placeholder:
+                document = _substitute(reader, document, "", substitute)
+            _parse_document(reader, document, result, name_rules)
         result.problems.extend(reader.problems)
         result.warnings.extend(reader.warnings)
     return result
@@ -386,19 +393,30 @@ SUBSTITUTIONS = ("$text", "$json", "$yaml")
 URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
-def _has_placeholder(document: Any) -> bool:
-    """Whether any mapping in the document is a substitution; rebuilding every document to find
-    out cost a fifth of a re-import (10,000 entities: 0.54 of 2.4 s)."""
-    stack = [document]
+def _scan(document: Any) -> tuple[bool, str | None]:
+    """Whether any mapping in the document is a substitution, and where the first text with a
+    NUL character is (no field means one; PostgreSQL refuses it). One walk for both: rebuilding
+    every document to look for substitutions cost a fifth of a re-import (0.54 of 2.4 s)."""
+    if isinstance(document, str):
+        return False, ("document" if "\x00" in document else None)
+    if not isinstance(document, (dict, list)):
+        return False, None
+    placeholder = False
+    stack: list[tuple[Any, str]] = [(document, "")]
     while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            if len(value) == 1 and ("$text" in value or "$json" in value or "$yaml" in value):
-                return True
-            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
-        elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, (dict, list)))
-    return False
+        value, where = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        if isinstance(value, dict) and len(value) == 1:
+            placeholder = placeholder or any(k in value for k in SUBSTITUTIONS)
+        for key, item in items:
+            if isinstance(item, str):
+                if "\x00" in item:
+                    return placeholder, f"{where}.{key}".lstrip(".")
+            elif isinstance(item, (dict, list)):
+                stack.append((item, f"{where}.{key}".lstrip(".")))
+            if isinstance(key, str) and "\x00" in key:
+                return placeholder, f"{where}.{key}".lstrip(".")
+    return placeholder, None
 
 
 def _substitute(reader: _Reader, value: Any, where: str, read: Substitute) -> Any:
@@ -425,6 +443,9 @@ def _substitute(reader: _Reader, value: Any, where: str, read: Substitute) -> An
             return value
         except Exception as exc:  # a SourceError: missing, too big, outside the import
             reader.error(place, f"cannot read {target!r}: {exc}")
+            return value
+        if "\x00" in text:
+            reader.error(place, f"{target!r} must not contain NUL characters")
             return value
         if how == "$text":
             return text

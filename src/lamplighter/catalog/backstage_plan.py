@@ -74,8 +74,8 @@ def _team_changes(plan: TeamPlan, world: World) -> dict[str, Any]:
             changes["origin"] = plan.origin
         if plan.lead is not None and plan.lead != row.lead_email:
             changes["lead"] = plan.lead
-        if plan.parent_ref != row.parent_ref and (plan.parent is None or plan.parent_ref):
-            changes["parent_ref"] = plan.parent_ref
+        if plan.parent is None and plan.parent_ref != row.parent_ref:  # a resolved parent
+            changes["parent_ref"] = plan.parent_ref  # clears parent_ref with parent_id
     if plan.parent != current_parent and (plan.parent is not None or plan.draft is not None):
         changes["parent"] = plan.parent
     return changes

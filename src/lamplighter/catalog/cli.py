@@ -500,34 +500,14 @@ def owned_by(
 HYGIENE_COLUMNS = ["ref", "owner", "problem"]
 
 
-def _local_hygiene(session: Session, limit: int) -> dict[str, Any]:
-    found = service.hygiene(session=session, after_id=None, limit=limit + 1)
-    teams = service.teams_by_id(session, [e.owner_team_id for e, _ in found])
-    people = service.people_hygiene(session=session, limit=limit + 1)
-    return {
-        "entities": [
-            {
-                "ref": entity.ref,
-                "owner": teams[entity.owner_team_id].slug
-                if entity.owner_team_id in teams
-                else None,
-                "problem": why,
-            }
-            for entity, why in found[:limit]
-        ],
-        "people": [
-            {
-                "id": user.id,
-                "ref": f"user:{user.catalog_namespace}/{user.catalog_name}"
-                if user.catalog_name
-                else None,
-                "display_name": user.display_name,
-                "problem": why,
-            }
-            for user, why in people[:limit]
-        ],
-        "more": len(found) > limit or len(people) > limit,
-    }
+def _local_hygiene(session: Session, limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two pages the API answers, from the local database."""
+    from lamplighter.core.deps import PageParams
+
+    api = _api()
+    entities = api.ownership_hygiene(session, cli_actor(), PageParams(limit=limit))
+    people = api.people_hygiene(session, cli_actor(), PageParams(limit=limit))
+    return entities.model_dump(mode="json"), people.model_dump(mode="json")
 
 
 @catalog_app.command("hygiene")
@@ -541,16 +521,16 @@ def hygiene(
     if client := remote(ctx):
         entities = client.call("GET", "/catalog/hygiene", params={"limit": limit})
         people = client.call("GET", "/catalog/hygiene/people", params={"limit": limit})
-        data = {
-            "entities": [{k: item.get(k) for k in HYGIENE_COLUMNS} for item in entities["items"]],
-            "people": [
-                {k: item.get(k) for k in ("id", "ref", "display_name", "problem")}
-                for item in people["items"]
-            ],
-            "more": bool(entities["next_cursor"] or people["next_cursor"]),
-        }
     else:
-        data = _local(lambda s: _local_hygiene(s, limit), commit=False)
+        entities, people = _local(lambda s: _local_hygiene(s, limit), commit=False)
+    data = {
+        "entities": [{k: item.get(k) for k in HYGIENE_COLUMNS} for item in entities["items"]],
+        "people": [
+            {k: item.get(k) for k in ("id", "ref", "display_name", "problem")}
+            for item in people["items"]
+        ],
+        "more": bool(entities["next_cursor"] or people["next_cursor"]),
+    }
     if output == Output.JSON:
         emit(data, output)
         return

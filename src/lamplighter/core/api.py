@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from lamplighter.core import audit, events, identity, jobs, webhooks
 from lamplighter.core.authz import PRIVILEGED, require_role
-from lamplighter.core.deps import BoxDep, CurrentActor, PageDep, SessionDep
+from lamplighter.core.deps import MAX_BIG_ID, BigId, BoxDep, CurrentActor, Id, PageDep, SessionDep
 from lamplighter.core.models import Team
 from lamplighter.core.pagination import page_of
 from lamplighter.core.schemas import (
@@ -80,13 +80,13 @@ def create_user(body: UserCreate, session: SessionDep, actor: CurrentActor) -> U
 
 
 @router.get("/users/{user_id}", response_model=UserRead, tags=["identity"])
-async def read_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserRead:
+async def read_user(user_id: Id, session: SessionDep, actor: CurrentActor) -> UserRead:
     return UserRead.model_validate(identity.get_user(session=session, user_id=user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["identity"])
 def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, actor: CurrentActor
+    user_id: Id, body: UserUpdate, session: SessionDep, actor: CurrentActor
 ) -> UserRead:
     """Change a user: themself for profile fields, admins for role and activation."""
     user = identity.update_user(
@@ -162,7 +162,7 @@ def add_member(slug: str, body: MemberAdd, session: SessionDep, actor: CurrentAc
 @router.delete(
     "/teams/{slug}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["identity"]
 )
-def remove_member(slug: str, user_id: int, session: SessionDep, actor: CurrentActor) -> Response:
+def remove_member(slug: str, user_id: Id, session: SessionDep, actor: CurrentActor) -> Response:
     identity.remove_member(session=session, actor=actor, slug=slug, user_id=user_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -195,7 +195,7 @@ def create_token(body: TokenCreate, session: SessionDep, actor: CurrentActor) ->
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead, tags=["identity"])
-def revoke_token(token_id: int, session: SessionDep, actor: CurrentActor) -> TokenRead:
+def revoke_token(token_id: Id, session: SessionDep, actor: CurrentActor) -> TokenRead:
     token = identity.revoke_token(session=session, actor=actor, token_id=token_id)
     session.commit()
     return TokenRead.model_validate(token)
@@ -256,7 +256,9 @@ def verify_audit(session: SessionDep, actor: CurrentActor) -> AuditVerifyRead:
 def list_events(
     session: SessionDep,
     actor: CurrentActor,
-    after: Annotated[int, Query(ge=0, description="Return events with a greater id.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_BIG_ID, description="Return events with a greater id.")
+    ] = 0,
     type: Annotated[list[str] | None, Query(max_length=50)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EventPage:
@@ -293,7 +295,7 @@ def create_webhook(
 
 
 @router.get("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
-def read_webhook(subscription_id: int, session: SessionDep, actor: CurrentActor) -> WebhookRead:
+def read_webhook(subscription_id: Id, session: SessionDep, actor: CurrentActor) -> WebhookRead:
     return WebhookRead.model_validate(
         webhooks.get(session=session, subscription_id=subscription_id)
     )
@@ -301,7 +303,7 @@ def read_webhook(subscription_id: int, session: SessionDep, actor: CurrentActor)
 
 @router.patch("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
 def update_webhook(
-    subscription_id: int, body: WebhookUpdate, session: SessionDep, actor: CurrentActor
+    subscription_id: Id, body: WebhookUpdate, session: SessionDep, actor: CurrentActor
 ) -> WebhookRead:
     sub = webhooks.update(
         session=session,
@@ -316,7 +318,7 @@ def update_webhook(
 @router.delete(
     "/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"]
 )
-def delete_webhook(subscription_id: int, session: SessionDep, actor: CurrentActor) -> Response:
+def delete_webhook(subscription_id: Id, session: SessionDep, actor: CurrentActor) -> Response:
     webhooks.delete(session=session, actor=actor, subscription_id=subscription_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -326,7 +328,7 @@ def delete_webhook(subscription_id: int, session: SessionDep, actor: CurrentActo
     "/webhooks/{subscription_id}/deliveries", response_model=Page[DeliveryRead], tags=["webhooks"]
 )
 def list_deliveries(
-    subscription_id: int, session: SessionDep, actor: CurrentActor, page: PageDep
+    subscription_id: Id, session: SessionDep, actor: CurrentActor, page: PageDep
 ) -> Page[DeliveryRead]:
     webhooks.get(session=session, subscription_id=subscription_id)
     rows = webhooks.list_deliveries(
@@ -362,7 +364,7 @@ def list_jobs(
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobRead, tags=["jobs"])
-def retry_job(job_id: int, session: SessionDep, actor: CurrentActor) -> JobRead:
+def retry_job(job_id: BigId, session: SessionDep, actor: CurrentActor) -> JobRead:
     """Give a dead job a fresh set of tries (SREs and admins)."""
     job = jobs.retry_dead(session=session, actor=actor, job_id=job_id)
     session.commit()

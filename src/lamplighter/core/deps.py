@@ -6,7 +6,7 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         session.close()  # returns the connection to the pool: a rollback of microseconds
 
 
+# Ids in paths are bounded by their columns (PostgreSQL integer; bigint for jobs and events), so an
+# id out of range is a 422 naming the parameter, not a driver overflow and a 500.
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+BigId = Annotated[int, Path(ge=1, le=MAX_BIG_ID)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[SecretBox, Depends(get_box)]

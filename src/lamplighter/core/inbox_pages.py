@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from lamplighter.core import inbox
-from lamplighter.core.deps import PageDep, SessionDep, SettingsDep, resolve_actor
+from lamplighter.core.deps import Id, PageDep, SessionDep, SettingsDep, resolve_actor
 from lamplighter.core.pagination import page_of
 from lamplighter.core.webui import (
     PageRoute,
@@ -69,7 +69,7 @@ def mark_read(
     request: Request,
     session: SessionDep,
     viewer: WriterDep,
-    item_id: int,
+    item_id: Id,
     next_: Annotated[str, Form(alias="next")] = "/inbox",
 ) -> Response:
     item = inbox.mark_read(session=session, actor=viewer.actor, item_id=item_id)

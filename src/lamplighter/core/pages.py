@@ -22,6 +22,8 @@ from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_role
 from lamplighter.core.db import utcnow
 from lamplighter.core.deps import (
     SESSION_COOKIE,
+    BigId,
+    Id,
     PageDep,
     SessionDep,
     SettingsDep,
@@ -301,7 +303,7 @@ def add_member(
 
 @router.post("/teams/{slug}/members/{user_id}/remove")
 def remove_member(
-    request: Request, session: SessionDep, viewer: WriterDep, slug: str, user_id: int
+    request: Request, session: SessionDep, viewer: WriterDep, slug: str, user_id: Id
 ) -> Response:
     try:
         name = identity.get_user(session=session, user_id=user_id).display_name
@@ -399,7 +401,7 @@ def create_token(
 
 @router.post("/profile/tokens/{token_id}/revoke")
 def revoke_token(
-    request: Request, session: SessionDep, viewer: WriterDep, token_id: int
+    request: Request, session: SessionDep, viewer: WriterDep, token_id: Id
 ) -> Response:
     try:
         token = identity.revoke_token(session=session, actor=viewer.actor, token_id=token_id)
@@ -497,7 +499,7 @@ def jobs_page(
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry_job(request: Request, session: SessionDep, viewer: WriterDep, job_id: int) -> Response:
+def retry_job(request: Request, session: SessionDep, viewer: WriterDep, job_id: BigId) -> Response:
     job = jobs.retry_dead(session=session, actor=viewer.actor, job_id=job_id)
     session.commit()
     return redirect_after_post(

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from lamplighter.core.context import RequestInfo, request_info
-from lamplighter.core.errors import FieldError, LamplighterError, problem
+from lamplighter.core.errors import FieldError, LamplighterError, ValidationFailed, problem
 from lamplighter.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("lamplighter.http")
@@ -116,6 +117,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+                await self._refuse_nul(scope, send_wrapper, request_id)
+                return
             if scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
                 limited = await self._limited_receive(
                     scope, headers, receive, send_wrapper, request_id
@@ -179,7 +183,12 @@ class RequestContextMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replay = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        whole = b"".join(chunks)
+        form = headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded")
+        if form and b"%00" in whole:
+            await self._refuse_nul(scope, send, request_id, form=whole)
+            return None
+        replay = {"type": "http.request", "body": whole, "more_body": False}
         sent = False
 
         async def replay_receive() -> Message:
@@ -190,6 +199,38 @@ class RequestContextMiddleware:
             return await receive()
 
         return replay_receive
+
+    async def _refuse_nul(
+        self, scope: Scope, send: Send, request_id: str, *, form: bytes | None = None
+    ) -> None:
+        """A NUL character in the path, the query or a form: no name or value has one, and
+        PostgreSQL refuses it in text (it was a 500 on every route that reads a string)."""
+        where = "path"
+        if form is not None or "\x00" not in scope["path"]:
+            prefix, raw = ("body", form) if form is not None else ("query", scope["query_string"])
+            pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+            names = [name for name, value in pairs if "\x00" in name + value]
+            where = f"{prefix}.{names[0]}" if names else prefix
+        document = problem(
+            status=422,
+            slug=ValidationFailed.slug,
+            title=ValidationFailed.title,
+            detail=f"{where}: must not contain NUL characters",
+            errors=[FieldError(where, "must not contain NUL characters")],
+            request_id=request_id,
+        )
+        body = orjson.dumps(document)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 422,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     async def _reject(self, send: Send, limit: int, request_id: str) -> None:
         body = _raw_problem(

@@ -21,7 +21,7 @@ from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, identity
 from lamplighter.core.context import Actor
-from lamplighter.core.deps import BoxDep, CurrentActor, PageDep, SessionDep
+from lamplighter.core.deps import BoxDep, CurrentActor, Id, PageDep, SessionDep
 from lamplighter.core.errors import FieldError, NotFound, ValidationFailed
 from lamplighter.core.models import Team, TeamMember, User
 from lamplighter.core.pagination import encode_cursor, page_of
@@ -337,14 +337,14 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
-def read_run(run_id: int, session: SessionDep, actor: CurrentActor) -> RunDetail:
+def read_run(run_id: Id, session: SessionDep, actor: CurrentActor) -> RunDetail:
     """Each step's status, rendered input, output, log and error; the journal ticket."""
     return run_detail(session, runs.get(session=session, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/approve", response_model=RunDetail)
 def approve_run(
-    run_id: int,
+    run_id: Id,
     session: SessionDep,
     actor: CurrentActor,
     body: RunDecision | None = None,
@@ -359,7 +359,7 @@ def approve_run(
 
 @router.post("/runs/{run_id}/reject", response_model=RunDetail)
 def reject_run(
-    run_id: int, session: SessionDep, actor: CurrentActor, body: RunRejection | None = None
+    run_id: Id, session: SessionDep, actor: CurrentActor, body: RunRejection | None = None
 ) -> RunDetail:
     """End a run waiting for approval; the reason is required and told to the requester."""
     reason = _required_reason(body)
@@ -370,7 +370,7 @@ def reject_run(
 
 
 @router.post("/runs/{run_id}/retry", response_model=RunDetail)
-def retry_run(run_id: int, session: SessionDep, actor: CurrentActor) -> RunDetail:
+def retry_run(run_id: Id, session: SessionDep, actor: CurrentActor) -> RunDetail:
     """Queue a failed run again from its failed step (the requester, SREs and admins)."""
     run = runs.retry(session=session, actor=actor, run_id=run_id)
     session.commit()
@@ -379,7 +379,7 @@ def retry_run(run_id: int, session: SessionDep, actor: CurrentActor) -> RunDetai
 
 @router.post("/runs/{run_id}/secrets/reveal", response_model=SecretsRevealed)
 def reveal_secrets(
-    run_id: int, response: Response, session: SessionDep, actor: CurrentActor, box: BoxDep
+    run_id: Id, response: Response, session: SessionDep, actor: CurrentActor, box: BoxDep
 ) -> SecretsRevealed:
     """The run's secrets in plain text, once, to its requester; 409 the second time."""
     response.headers["Cache-Control"] = "no-store"
@@ -491,7 +491,7 @@ def list_grants(
 
 @router.post("/grants/{grant_id}/approve", response_model=GrantRead)
 def approve_grant(
-    grant_id: int, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
+    grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
 ) -> GrantRead:
     """Approve a pending request (the accountable person, else the team lead, or an admin)."""
     grant = grants.approve(
@@ -503,7 +503,7 @@ def approve_grant(
 
 @router.post("/grants/{grant_id}/reject", response_model=GrantRead)
 def reject_grant(
-    grant_id: int, session: SessionDep, actor: CurrentActor, body: GrantRejection | None = None
+    grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantRejection | None = None
 ) -> GrantRead:
     """Reject a pending request; the reason is required and told to the requester."""
     reason = _required_reason(body)
@@ -514,7 +514,7 @@ def reject_grant(
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantRead)
 def revoke_grant(
-    grant_id: int, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
+    grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
 ) -> GrantRead:
     """End a pending or active grant now (deciders, admins, the grantee and the requester)."""
     grant = grants.revoke(

@@ -24,7 +24,7 @@ from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, identity
 from lamplighter.core.authz import PRIVILEGED
 from lamplighter.core.crypto import SecretBox
-from lamplighter.core.deps import PageDep, SessionDep
+from lamplighter.core.deps import Id, PageDep, SessionDep
 from lamplighter.core.errors import LamplighterError, ValidationFailed
 from lamplighter.core.models import Role, Team, User
 from lamplighter.core.pagination import MAX_LIMIT, page_of
@@ -326,13 +326,13 @@ def runs_page(request: Request, session: SessionDep, viewer: ViewerDep, page: Pa
 
 
 @router.get("/selfservice/runs/{run_id}")
-def run_page(request: Request, session: SessionDep, viewer: ViewerDep, run_id: int) -> Response:
+def run_page(request: Request, session: SessionDep, viewer: ViewerDep, run_id: Id) -> Response:
     context = _run_context(session, viewer, run_id)
     return render(request, "selfservice/run.html", context, viewer=viewer)
 
 
 @router.get("/selfservice/runs/{run_id}/live")
-def run_live(request: Request, session: SessionDep, viewer: ViewerDep, run_id: int) -> Response:
+def run_live(request: Request, session: SessionDep, viewer: ViewerDep, run_id: Id) -> Response:
     """The part of the run page that changes while the run goes on (polled by HTMX)."""
     context = _run_context(session, viewer, run_id)
     return render(request, "selfservice/_live.html", context, viewer=viewer, fragment=True)
@@ -344,7 +344,7 @@ def _decided(request: Request, viewer: Viewer, run_id: int, message: str) -> Res
 
 @router.post("/selfservice/runs/{run_id}/approve")
 def approve_run(
-    request: Request, session: SessionDep, viewer: WriterDep, run_id: int, reason: FormField = ""
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: Id, reason: FormField = ""
 ) -> Response:
     check_lengths({"reason": reason}, {"reason": 2_000})
     runs.approve(session=session, actor=viewer.actor, run_id=run_id, reason=reason)
@@ -354,7 +354,7 @@ def approve_run(
 
 @router.post("/selfservice/runs/{run_id}/reject")
 def reject_run(
-    request: Request, session: SessionDep, viewer: WriterDep, run_id: int, reason: FormField = ""
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: Id, reason: FormField = ""
 ) -> Response:
     values = {"reason": reason}
     try:
@@ -369,7 +369,7 @@ def reject_run(
 
 
 @router.post("/selfservice/runs/{run_id}/retry")
-def retry_run(request: Request, session: SessionDep, viewer: WriterDep, run_id: int) -> Response:
+def retry_run(request: Request, session: SessionDep, viewer: WriterDep, run_id: Id) -> Response:
     runs.retry(session=session, actor=viewer.actor, run_id=run_id)
     session.commit()
     return _decided(request, viewer, run_id, f"Run {run_id} queued again from its failed step.")
@@ -377,7 +377,7 @@ def retry_run(request: Request, session: SessionDep, viewer: WriterDep, run_id: 
 
 @router.post("/selfservice/runs/{run_id}/secrets")
 def reveal_secrets(
-    request: Request, session: SessionDep, viewer: WriterDep, run_id: int
+    request: Request, session: SessionDep, viewer: WriterDep, run_id: Id
 ) -> Response:
     """Show the run's secrets on this response only; the page is never cached."""
     box: SecretBox = request.app.state.box
@@ -503,7 +503,7 @@ def request_access(
 
 @router.post("/selfservice/access/{grant_id}/approve")
 def approve_grant(
-    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int, reason: FormField = ""
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id, reason: FormField = ""
 ) -> Response:
     check_lengths({"reason": reason}, {"reason": 2_000})
     grants.approve(session=session, actor=viewer.actor, grant_id=grant_id, reason=reason)
@@ -515,7 +515,7 @@ def approve_grant(
 
 @router.post("/selfservice/access/{grant_id}/reject")
 def reject_grant(
-    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int, reason: FormField = ""
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id, reason: FormField = ""
 ) -> Response:
     values = {"reason": reason}
     try:
@@ -535,7 +535,7 @@ def reject_grant(
 
 @router.post("/selfservice/access/{grant_id}/revoke")
 def revoke_grant(
-    request: Request, session: SessionDep, viewer: WriterDep, grant_id: int
+    request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id
 ) -> Response:
     grants.revoke(session=session, actor=viewer.actor, grant_id=grant_id)
     session.commit()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from lamplighter.core import identity, inbox
-from lamplighter.core.deps import CurrentActor, PageDep, SessionDep
+from lamplighter.core.deps import CurrentActor, Id, PageDep, SessionDep
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
@@ -167,13 +167,13 @@ def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) 
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail)
-def read_ticket(ticket_id: int, session: SessionDep, actor: CurrentActor) -> TicketDetail:
+def read_ticket(ticket_id: Id, session: SessionDep, actor: CurrentActor) -> TicketDetail:
     return detail(session, service.get(session=session, ticket_id=ticket_id))
 
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketDetail)
 def update_ticket(
-    ticket_id: int, body: TicketUpdate, session: SessionDep, actor: CurrentActor
+    ticket_id: Id, body: TicketUpdate, session: SessionDep, actor: CurrentActor
 ) -> TicketDetail:
     ticket = service.update(
         session=session,
@@ -187,7 +187,7 @@ def update_ticket(
 
 @router.post("/tickets/{ticket_id}/transitions", response_model=TicketDetail)
 def transition_ticket(
-    ticket_id: int, body: Transition, session: SessionDep, actor: CurrentActor
+    ticket_id: Id, body: Transition, session: SessionDep, actor: CurrentActor
 ) -> TicketDetail:
     """Move the ticket: new → triaged → in_progress → waiting → done (or rejected); 409 if not allowed."""
     ticket = service.transition(
@@ -206,7 +206,7 @@ def transition_ticket(
     "/tickets/{ticket_id}/comments", response_model=CommentRead, status_code=status.HTTP_201_CREATED
 )
 def comment_ticket(
-    ticket_id: int, body: CommentCreate, session: SessionDep, actor: CurrentActor
+    ticket_id: Id, body: CommentCreate, session: SessionDep, actor: CurrentActor
 ) -> CommentRead:
     comment = service.add_comment(session=session, actor=actor, ticket_id=ticket_id, body=body.body)
     session.commit()
@@ -219,7 +219,7 @@ def comment_ticket(
     status_code=status.HTTP_201_CREATED,
 )
 def log_work(
-    ticket_id: int, body: WorkLogCreate, session: SessionDep, actor: CurrentActor
+    ticket_id: Id, body: WorkLogCreate, session: SessionDep, actor: CurrentActor
 ) -> WorkLogRead:
     """Record minutes spent on the ticket (1 to 1,440 per entry)."""
     entry = service.log_work(
@@ -279,7 +279,7 @@ def list_inbox(
 
 
 @router.post("/inbox/{item_id}/read", response_model=InboxItemRead, tags=["inbox"])
-def read_inbox_item(item_id: int, session: SessionDep, actor: CurrentActor) -> InboxItemRead:
+def read_inbox_item(item_id: Id, session: SessionDep, actor: CurrentActor) -> InboxItemRead:
     item = inbox.mark_read(session=session, actor=actor, item_id=item_id)
     session.commit()
     return InboxItemRead.model_validate(item)

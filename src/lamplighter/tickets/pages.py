@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from lamplighter.core import identity
 from lamplighter.core.authz import require_writer
 from lamplighter.core.db import utcnow
-from lamplighter.core.deps import PageDep, SessionDep
+from lamplighter.core.deps import Id, PageDep, SessionDep
 from lamplighter.core.errors import (
     FieldError,
     LamplighterError,
@@ -429,7 +429,7 @@ def _failed(
 
 @router.get("/tickets/{ticket_id}")
 def ticket_page(
-    request: Request, session: SessionDep, viewer: ViewerDep, ticket_id: int
+    request: Request, session: SessionDep, viewer: ViewerDep, ticket_id: Id
 ) -> Response:
     return _ticket_page(request, session, viewer, ticket_id)
 
@@ -439,7 +439,7 @@ def move_ticket(
     request: Request,
     session: SessionDep,
     viewer: WriterDep,
-    ticket_id: int,
+    ticket_id: Id,
     status: FormField = "",
     resolution: FormField = "",
     note: FormField = "",
@@ -469,7 +469,7 @@ def update_ticket(
     request: Request,
     session: SessionDep,
     viewer: WriterDep,
-    ticket_id: int,
+    ticket_id: Id,
     assignee: OptionalField = None,
     team: OptionalField = None,
     priority: OptionalField = None,
@@ -498,7 +498,7 @@ def update_ticket(
 
 @router.post("/tickets/{ticket_id}/comments")
 def comment_ticket(
-    request: Request, session: SessionDep, viewer: WriterDep, ticket_id: int, body: FormField = ""
+    request: Request, session: SessionDep, viewer: WriterDep, ticket_id: Id, body: FormField = ""
 ) -> Response:
     values = {"body": body}
     try:
@@ -529,7 +529,7 @@ def log_work(
     request: Request,
     session: SessionDep,
     viewer: WriterDep,
-    ticket_id: int,
+    ticket_id: Id,
     minutes: FormField = "",
     logged_at: FormField = "",
     work_note: FormField = "",
