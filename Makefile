@@ -28,7 +28,8 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/lint-imports
+	$(BIN)/mypy src tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/http_get.py

@@ -20,8 +20,8 @@ from lamplighter.core.db import Database, utcnow
 from lamplighter.core.models import Team, User
 from lamplighter.selfservice import grants
 from tests.catalog.conftest import make_entity
-from tests.catalog.test_pages import person, sign_in, text
 from tests.conftest import make_team, make_user
+from tests.helpers import person, sign_in, text
 
 PAGE = "/catalog/service/default/ledger"
 

@@ -18,9 +18,10 @@ from lamplighter.catalog.backstage_import import chunks
 from lamplighter.catalog.backstage_parse import ACCOUNTABLE, COST_CENTRE, LEAD, TIER
 from lamplighter.catalog.models import Entity, Lifecycle, Relation, RelationType
 from lamplighter.catalog.refs import NAME_RE, parse_ref
+from lamplighter.core import people
 from lamplighter.core.errors import NotFound
 from lamplighter.core.identity import has_email
-from lamplighter.core.models import Team, TeamMember, User
+from lamplighter.core.models import Team
 
 _BASE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -156,8 +157,8 @@ def _relations(session: Session, ids: list[int]) -> dict[int, list[tuple[str, st
 def _emails(session: Session, ids: set[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     for part in chunks(sorted(ids)):
-        rows = session.execute(sa.select(User.id, User.email).where(User.id.in_(part)))
-        found.update(dict(rows.tuples().all()))
+        users = people.users_by_id(session=session, ids=part)
+        found.update({user_id: user.email for user_id, user in users.items()})
     return found
 
 
@@ -177,7 +178,7 @@ def _teams_with_ancestors(session: Session, team_ids: set[int]) -> list[Team]:
     while pending:
         parents: set[int] = set()
         for part in chunks(pending):
-            for team in session.scalars(sa.select(Team).where(Team.id.in_(part))):
+            for team in people.teams_by_id(session=session, ids=part).values():
                 found[team.id] = team
                 if team.parent_id is not None:
                     parents.add(team.parent_id)
@@ -193,17 +194,13 @@ def _people_documents(
     by_id = {team.id: team for team in teams}
     members: dict[int, list[int]] = {}
     for part in chunks(sorted(by_id)):
-        rows = session.execute(
-            sa.select(TeamMember.team_id, TeamMember.user_id).where(TeamMember.team_id.in_(part))
-        ).all()
-        for team_id, user_id in rows:
-            members.setdefault(team_id, []).append(user_id)
+        members.update(people.member_ids_of(session=session, team_ids=part))
     wanted = extra_user_ids | {u for ids in members.values() for u in ids}
     wanted |= {team.lead_user_id for team in teams if team.lead_user_id is not None}
     users = {
         user.id: user
         for part in chunks(sorted(wanted))
-        for user in session.scalars(sa.select(User).where(User.id.in_(part)))
+        for user in people.users_by_id(session=session, ids=part).values()
     }
     names = user_names(
         {user_id: user.email for user_id, user in users.items() if user.catalog_name is None}
@@ -267,7 +264,7 @@ def iter_documents(session: Session, *, ref: str | None = None) -> Iterator[dict
         )
         if entity is None:
             raise NotFound(f"no catalog entity {parsed}")
-        owner_team = session.get(Team, entity.owner_team_id) if entity.owner_team_id else None
+        owner_team = people.find_team(session=session, team_id=entity.owner_team_id)
         slug = _group_ref(owner_team) if owner_team is not None else None
         person = entity.accountable_user_id
         emails = _emails(session, {person} if person is not None else set())
@@ -289,7 +286,7 @@ def iter_documents(session: Session, *, ref: str | None = None) -> Iterator[dict
         if user_id is not None
     }
     yield from _people_documents(session, team_ids, accountable_ids)
-    slugs = {team.id: _group_ref(team) for team in session.scalars(sa.select(Team))}
+    slugs = {team.id: _group_ref(team) for team in people.all_teams(session=session)}
     emails = _emails(session, accountable_ids)
     last_id = 0
     while True:

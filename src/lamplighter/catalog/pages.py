@@ -7,7 +7,6 @@ Everything works without JavaScript; HTMX only swaps the search results while ty
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -20,9 +19,8 @@ from sqlalchemy.orm import Session
 
 from lamplighter.catalog import graph, graph_svg, search, service
 from lamplighter.catalog.models import Entity, Kind, Lifecycle
-from lamplighter.core import identity
+from lamplighter.core import identity, people
 from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_owned_write, require_writer
-from lamplighter.core.db import utcnow
 from lamplighter.core.deps import PageDep, SessionDep, SettingsDep
 from lamplighter.core.errors import (
     Conflict,
@@ -34,7 +32,7 @@ from lamplighter.core.errors import (
 from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.webui import (
-    TEMPLATES,
+    ENTITY_PANELS,
     FormState,
     PageRoute,
     QueryText,
@@ -47,9 +45,8 @@ from lamplighter.core.webui import (
     page_links,
     redirect_after_post,
     render,
-    team_panel,
+    render_panel,
 )
-from lamplighter.selfservice import grants as access_grants
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -131,7 +128,7 @@ def _list_filters(
 
 
 def _rows(session: Session, entities: Sequence[Entity]) -> list[tuple[Entity, Team | None]]:
-    teams = service.teams_by_id(session, [e.owner_team_id for e in entities])
+    teams = people.teams_by_id(session=session, ids=[e.owner_team_id for e in entities])
     return [(e, teams.get(e.owner_team_id or 0)) for e in entities]
 
 
@@ -195,10 +192,10 @@ def hygiene_page(
     found = service.hygiene(session=session, after_id=page.position, limit=page.limit + 1)
     items, cursor = page_of(found, page.limit, lambda pair: pair[0].id)
     entities = [entity for entity, _ in items]
-    teams = service.teams_by_id(session, [e.owner_team_id for e in entities])
-    people = service.users_by_id(session, [e.accountable_user_id for e in entities])
+    teams = people.teams_by_id(session=session, ids=[e.owner_team_id for e in entities])
+    persons = people.users_by_id(session=session, ids=[e.accountable_user_id for e in entities])
     rows = [
-        (e, why, teams.get(e.owner_team_id or 0), people.get(e.accountable_user_id or 0))
+        (e, why, teams.get(e.owner_team_id or 0), persons.get(e.accountable_user_id or 0))
         for e, why in items
     ]
     unreachable = service.people_hygiene(session=session, limit=OWNED_SHOWN + 1)
@@ -546,11 +543,11 @@ def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
     names: dict[str, tuple[str, dict[int, str]]] = {
         "owner_team_id": (
             "owner",
-            {i: t.slug for i, t in service.teams_by_id(session, ids).items()},
+            {i: t.slug for i, t in people.teams_by_id(session=session, ids=ids).items()},
         ),
         "accountable_user_id": (
             "accountable",
-            {i: u.email for i, u in service.users_by_id(session, ids).items()},
+            {i: u.email for i, u in people.users_by_id(session=session, ids=ids).items()},
         ),
     }
     rows = []
@@ -567,69 +564,6 @@ def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
             readable[side] = values
         rows.append((entry, readable))
     return rows
-
-
-ACCESS_SHOWN = 50
-TIME_UNITS = (("day", 24 * 60), ("hour", 60), ("minute", 1))
-
-
-def _span(length: dt.timedelta) -> str:
-    """A length of time in its largest whole unit: "3 days", "1 hour", "0 minutes"."""
-    minutes = int(abs(length).total_seconds() // 60)
-    unit, size = next((u, s) for u, s in TIME_UNITS if minutes >= s or s == 1)
-    count = minutes // size
-    return f"{count} {unit}{'' if count == 1 else 's'}"
-
-
-def _from_now(instant: dt.datetime, now: dt.datetime) -> str:
-    """How far an instant is from now: "in 3 days", "5 hours ago"."""
-    if abs(instant - now) < dt.timedelta(minutes=1):
-        return "now"
-    return f"in {_span(instant - now)}" if instant > now else f"{_span(now - instant)} ago"
-
-
-def _access(session: Session, entity_id: int, now: dt.datetime) -> dict[str, Any]:
-    """The entity's newest access grants with every person and team named (one query each)."""
-    found = access_grants.grants_for_entity(session=session, entity_id=entity_id)
-    shown = found[:ACCESS_SHOWN]
-    people = service.users_by_id(
-        session,
-        [
-            user_id
-            for g in shown
-            for user_id in (
-                g.grantee_user_id,
-                g.requested_by_user_id,
-                g.approver_user_id,
-                g.revoked_by_user_id,
-            )
-        ],
-    )
-    teams = service.teams_by_id(session, [g.grantee_team_id for g in shown])
-    rows = []
-    for grant in shown:
-        status = access_grants.GrantStatus(grant.status)
-        if status == access_grants.GrantStatus.PENDING:
-            # Approval starts the clock again, so the request's length is what it asks for.
-            expiry = f"{_span(grant.expires_at - grant.created_at)} from approval"
-        elif status == access_grants.GrantStatus.REJECTED:
-            expiry = "never granted"
-        elif status == access_grants.GrantStatus.REVOKED:
-            expiry = "ended early, when revoked"
-        else:
-            expiry = _from_now(grant.expires_at, now)
-        rows.append(
-            {
-                "grant": grant,
-                "user": people.get(grant.grantee_user_id or 0),
-                "team": teams.get(grant.grantee_team_id or 0),
-                "requester": people.get(grant.requested_by_user_id or 0),
-                "approver": people.get(grant.approver_user_id or 0),
-                "revoker": people.get(grant.revoked_by_user_id or 0),
-                "expiry": expiry,
-            }
-        )
-    return {"access_rows": rows, "access_hidden": len(found) - len(shown)}
 
 
 @router.get("/catalog/{kind}/{namespace}/{name}")
@@ -669,8 +603,13 @@ def entity_page(
         "document_yaml": yaml.safe_dump(entity.document, sort_keys=False, allow_unicode=True)
         if entity.document is not None
         else None,
-        **_access(session, entity.id, utcnow()),
-        "may_request_access": viewer.actor.role != Role.VIEWER.value,
+        # What the domains above the catalog know about it (who has access, …), each rendered
+        # by its own domain.
+        "panels": [
+            html
+            for panel in ENTITY_PANELS
+            if (html := panel(request, session, entity, viewer)) is not None
+        ],
     }
     return render(request, "catalog/entity.html", context, viewer=viewer)
 
@@ -679,7 +618,6 @@ def entity_page(
 OWNED_SHOWN = 50
 
 
-@team_panel
 def owned_panel(
     request: Request, session: Session, team: Team, viewer: Viewer
 ) -> markupsafe.Markup | None:
@@ -695,8 +633,5 @@ def owned_panel(
         "within": any(owner is not None and owner.id != team.id for _, owner in rows),
         "more": len(found) > OWNED_SHOWN,
         "can_write": can_write_owned(viewer.actor, team.id),
-        "tz": viewer.user.time_zone,
     }
-    html = TEMPLATES.env.get_template("catalog/_team_panel.html").render(context)
-    # Safe: the template is autoescaped, so its output is markup already.
-    return markupsafe.Markup(html)  # noqa: S704
+    return render_panel(request, viewer, "catalog/_team_panel.html", context)

@@ -61,10 +61,10 @@ def inbox_count(request: Request, session: SessionDep, settings: SettingsDep) ->
         if actor is not None and actor.user_id is not None
         else 0
     )
-    return render(request, "tickets/_inbox_count.html", {"unread": count}, fragment=True)
+    return render(request, "core/_inbox_count.html", {"unread": count}, fragment=True)
 
 
-@router.post("/inbox/{item_id}/read")
+@router.post("/inbox/{item_id:int}/read")
 def mark_read(
     request: Request,
     session: SessionDep,
@@ -79,5 +79,5 @@ def mark_read(
             "item": item,
             "unread": inbox.unread_count(session=session, user_id=viewer.user.id),
         }
-        return render(request, "tickets/_inbox_read.html", context, viewer=viewer, fragment=True)
+        return render(request, "core/_inbox_read.html", context, viewer=viewer, fragment=True)
     return redirect_after_post(request, safe_next(next_), f"“{item.title}” marked read.", viewer)

@@ -10,7 +10,7 @@ import zoneinfo
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -71,26 +71,23 @@ class Domain:
     built: bool = False
 
 
-# The navigation, in DESIGN.md's order. When a domain ships its own pages, set built=True so
-# the placeholder route below is not registered and cannot shadow the domain's router.
-DOMAINS: tuple[Domain, ...] = (
+# The roadmap, in DESIGN.md's order: the navigation shows each of these, as a placeholder page
+# until a domain's manifest brings pages for its path (see set_navigation).
+ROADMAP: tuple[Domain, ...] = (
     Domain(
         "/catalog",
         "Catalog",
         "Every service, API and resource, with its owning team, accountable person and dependencies.",
-        built=True,
     ),
     Domain(
         "/tickets",
         "Tickets",
         "The journal of requests that still need a human, and the toil worth automating next.",
-        built=True,
     ),
     Domain(
         "/selfservice",
         "Self-service",
         "Golden-path templates: create repositories, databases, topics and access grants yourself.",
-        built=True,
     ),
     Domain(
         "/slos",
@@ -128,6 +125,35 @@ DOMAINS: tuple[Domain, ...] = (
         "DORA keys, MTTA/MTTR, SLO compliance, toil and adoption of practices per team.",
     ),
 )
+# What the header lists: set once the domains are known (lamplighter.app.include_domains).
+NAVIGATION: list[Domain] = list(ROADMAP)
+
+
+class NavLike(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def order(self) -> int: ...
+
+
+def set_navigation(built: Iterable[NavLike]) -> None:
+    """The roadmap with each built domain in its place, then built domains the roadmap lacks."""
+    by_path = {entry.path: entry for entry in built}
+    navigation = [
+        Domain(d.path, by_path[d.path].label, by_path[d.path].summary, built=True)
+        if d.path in by_path
+        else d
+        for d in ROADMAP
+    ]
+    known = {d.path for d in ROADMAP}
+    extra = sorted((e for e in by_path.values() if e.path not in known), key=lambda e: e.order)
+    navigation += [Domain(e.path, e.label, e.summary, built=True) for e in extra]
+    NAVIGATION[:] = navigation
+
 
 PROBLEM_HELP: dict[str, str] = {
     "bad-request": "The request is malformed in a way that is not about one field. Check the detail.",
@@ -394,7 +420,7 @@ def render(
         "privileged": actor is not None and actor.role in PRIVILEGED,
         "csrf_token": getattr(request.state, "csrf_token", ""),
         "tz": viewer.user.time_zone if viewer else "UTC",
-        "domains": DOMAINS,
+        "domains": NAVIGATION,
         "current_path": request.url.path,
         "version": __version__,
         "flash": flash,
@@ -518,7 +544,8 @@ def problem_type_page(request: Request, slug: str, title: str | None) -> Respons
 
 # -- panels other domains add to core pages -----------------------------------------------------
 # The team page belongs to the core, which knows no higher domain; a domain that has something to
-# show there (the catalog: what the team owns) registers a panel that renders its own HTML.
+# show there (the catalog: what the team owns) names a panel in its manifest (``team_panels``),
+# which renders its own HTML; lamplighter.domains registers it here.
 TeamPanel = Callable[[Request, Any, Any, Viewer], "markupsafe.Markup | None"]
 TEAM_PANELS: list[TeamPanel] = []
 
@@ -527,3 +554,26 @@ def team_panel(func: TeamPanel) -> TeamPanel:
     """Register a section for the team page: ``func(request, session, team, viewer)``."""
     TEAM_PANELS.append(func)
     return func
+
+
+# The catalog's entity page offers the same slots (``entity_panels`` in a manifest): a domain above
+# the catalog (self-service: who has access) renders its part, so the catalog imports none of them.
+EntityPanel = Callable[[Request, Any, Any, Viewer], "markupsafe.Markup | None"]
+ENTITY_PANELS: list[EntityPanel] = []
+
+
+def entity_panel(func: EntityPanel) -> EntityPanel:
+    """Register a section for the entity page: ``func(request, session, entity, viewer)``."""
+    ENTITY_PANELS.append(func)
+    return func
+
+
+def render_panel(
+    request: Request, viewer: Viewer, template: str, context: Mapping[str, Any]
+) -> markupsafe.Markup:
+    """A panel's template rendered to markup for a team or entity page to place, with what the
+    shared macros read: the viewer's time zone and the CSRF token for forms."""
+    base = {"tz": viewer.user.time_zone, "csrf_token": getattr(request.state, "csrf_token", "")}
+    html = TEMPLATES.env.get_template(template).render({**base, **context})
+    # Safe: the templates are autoescaped, so their output is markup already.
+    return markupsafe.Markup(html)  # noqa: S704

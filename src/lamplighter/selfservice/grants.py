@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from lamplighter.catalog.models import Entity
-from lamplighter.core import audit, events, identity, inbox, jobs
+from lamplighter.core import audit, events, identity, inbox, jobs, people
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from lamplighter.core.models import Role, Team, TeamMember, User
+from lamplighter.core.models import Role, User
 
 OBJECT_TYPE = "access_grant"
 EXPIRE_JOB = "selfservice.expire_grants"
@@ -135,18 +135,14 @@ def deciders(session: Session, entity: Entity) -> list[User]:
 
     Admins may decide too but are not asked, unless the entity has neither (an orphan)."""
     if entity.accountable_user_id is not None:
-        accountable = session.get(User, entity.accountable_user_id)
+        accountable = people.find_user(session=session, user_id=entity.accountable_user_id)
         if accountable is not None and accountable.is_active:
             return [accountable]
     if entity.owner_team_id is not None:
         lead = identity.nearest_lead(session=session, team_id=entity.owner_team_id)
         if lead is not None and lead.is_active:
             return [lead]
-    return list(
-        session.scalars(
-            sa.select(User).where(User.role == Role.ADMIN.value, User.is_active.is_(True))
-        )
-    )
+    return people.active_users_with_role(session=session, role=Role.ADMIN)
 
 
 def may_decide(session: Session, actor: Actor, entity: Entity) -> bool:
@@ -166,10 +162,10 @@ def _aware(value: dt.datetime, field: str) -> dt.datetime:
 
 def _describe(session: Session, grant: AccessGrant, entity: Entity) -> str:
     if grant.grantee_user_id is not None:
-        user = session.get(User, grant.grantee_user_id)
+        user = people.find_user(session=session, user_id=grant.grantee_user_id)
         who = user.email if user else f"user {grant.grantee_user_id}"
     else:
-        team = session.get(Team, grant.grantee_team_id)
+        team = people.find_team(session=session, team_id=grant.grantee_team_id)
         who = f"team {team.slug}" if team else f"team {grant.grantee_team_id}"
     return f"{grant.access} access to {entity.ref} for {who}"
 
@@ -247,10 +243,10 @@ def request_grant(
     if expires_at - now > MAX_DURATION:
         raise ValidationFailed.one("body.expires_at", "access is granted for at most 365 days")
     if grantee.user_id is not None:
-        user = session.get(User, grantee.user_id)
+        user = people.find_user(session=session, user_id=grantee.user_id)
         if user is None or not user.is_active:
             raise ValidationFailed.one("body.grantee", "no active user with that id")
-    elif session.get(Team, grantee.team_id) is None:
+    elif people.find_team(session=session, team_id=grantee.team_id) is None:
         raise ValidationFailed.one("body.grantee", "no team with that id")
     duplicate = session.scalar(
         sa.select(AccessGrant.id).where(
@@ -409,9 +405,8 @@ def may_revoke(session: Session, actor: Actor, grant: AccessGrant, entity: Entit
         return False
     if actor.user_id in (grant.grantee_user_id, grant.requested_by_user_id):
         return True
-    return (
-        grant.grantee_team_id is not None
-        and session.get(TeamMember, (grant.grantee_team_id, actor.user_id)) is not None
+    return grant.grantee_team_id is not None and people.is_member(
+        session=session, user_id=actor.user_id, team_ids=[grant.grantee_team_id]
     )
 
 

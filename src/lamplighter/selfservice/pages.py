@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Annotated, Any
 
+import markupsafe
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
@@ -21,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
-from lamplighter.core import audit, identity
+from lamplighter.core import audit, identity, people
 from lamplighter.core.authz import PRIVILEGED
 from lamplighter.core.crypto import SecretBox
+from lamplighter.core.db import utcnow
 from lamplighter.core.deps import Id, PageDep, SessionDep
 from lamplighter.core.errors import LamplighterError, ValidationFailed
 from lamplighter.core.models import Role, Team, User
@@ -42,6 +44,7 @@ from lamplighter.core.webui import (
     page_links,
     redirect_after_post,
     render,
+    render_panel,
 )
 from lamplighter.selfservice import forms, grants, runs, templates
 from lamplighter.selfservice.grants import AccessGrant, GrantStatus
@@ -107,9 +110,7 @@ def _pretty(value: Any) -> str:
 
 
 def _teams_by_id(session: Session, ids: Iterable[int | None]) -> dict[int, Team]:
-    wanted = {i for i in ids if i is not None}
-    everyone = identity.list_teams(session=session, after_id=None, limit=MAX_LIMIT)
-    return {t.id: t for t in everyone if t.id in wanted}
+    return people.teams_by_id(session=session, ids=ids)
 
 
 def _people(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
@@ -325,13 +326,13 @@ def runs_page(request: Request, session: SessionDep, viewer: ViewerDep, page: Pa
     return render(request, "selfservice/runs.html", context, viewer=viewer)
 
 
-@router.get("/selfservice/runs/{run_id}")
+@router.get("/selfservice/runs/{run_id:int}")
 def run_page(request: Request, session: SessionDep, viewer: ViewerDep, run_id: Id) -> Response:
     context = _run_context(session, viewer, run_id)
     return render(request, "selfservice/run.html", context, viewer=viewer)
 
 
-@router.get("/selfservice/runs/{run_id}/live")
+@router.get("/selfservice/runs/{run_id:int}/live")
 def run_live(request: Request, session: SessionDep, viewer: ViewerDep, run_id: Id) -> Response:
     """The part of the run page that changes while the run goes on (polled by HTMX)."""
     context = _run_context(session, viewer, run_id)
@@ -342,7 +343,7 @@ def _decided(request: Request, viewer: Viewer, run_id: int, message: str) -> Res
     return redirect_after_post(request, f"/selfservice/runs/{run_id}", message, viewer)
 
 
-@router.post("/selfservice/runs/{run_id}/approve")
+@router.post("/selfservice/runs/{run_id:int}/approve")
 def approve_run(
     request: Request, session: SessionDep, viewer: WriterDep, run_id: Id, reason: FormField = ""
 ) -> Response:
@@ -352,7 +353,7 @@ def approve_run(
     return _decided(request, viewer, run_id, f"Run {run_id} approved; it starts now.")
 
 
-@router.post("/selfservice/runs/{run_id}/reject")
+@router.post("/selfservice/runs/{run_id:int}/reject")
 def reject_run(
     request: Request, session: SessionDep, viewer: WriterDep, run_id: Id, reason: FormField = ""
 ) -> Response:
@@ -368,14 +369,14 @@ def reject_run(
     return _decided(request, viewer, run_id, f"Run {run_id} rejected; the requester was told why.")
 
 
-@router.post("/selfservice/runs/{run_id}/retry")
+@router.post("/selfservice/runs/{run_id:int}/retry")
 def retry_run(request: Request, session: SessionDep, viewer: WriterDep, run_id: Id) -> Response:
     runs.retry(session=session, actor=viewer.actor, run_id=run_id)
     session.commit()
     return _decided(request, viewer, run_id, f"Run {run_id} queued again from its failed step.")
 
 
-@router.post("/selfservice/runs/{run_id}/secrets")
+@router.post("/selfservice/runs/{run_id:int}/secrets")
 def reveal_secrets(
     request: Request, session: SessionDep, viewer: WriterDep, run_id: Id
 ) -> Response:
@@ -501,7 +502,7 @@ def request_access(
     return redirect_after_post(request, "/selfservice/access", message, viewer)
 
 
-@router.post("/selfservice/access/{grant_id}/approve")
+@router.post("/selfservice/access/{grant_id:int}/approve")
 def approve_grant(
     request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id, reason: FormField = ""
 ) -> Response:
@@ -513,7 +514,7 @@ def approve_grant(
     )
 
 
-@router.post("/selfservice/access/{grant_id}/reject")
+@router.post("/selfservice/access/{grant_id:int}/reject")
 def reject_grant(
     request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id, reason: FormField = ""
 ) -> Response:
@@ -533,7 +534,7 @@ def reject_grant(
     )
 
 
-@router.post("/selfservice/access/{grant_id}/revoke")
+@router.post("/selfservice/access/{grant_id:int}/revoke")
 def revoke_grant(
     request: Request, session: SessionDep, viewer: WriterDep, grant_id: Id
 ) -> Response:
@@ -542,3 +543,77 @@ def revoke_grant(
     return redirect_after_post(
         request, "/selfservice/access", f"Access grant #{grant_id} revoked.", viewer
     )
+
+
+# -- the catalog entity page's panel: who has access ------------------------------------------
+ACCESS_SHOWN = 50
+TIME_UNITS = (("day", 24 * 60), ("hour", 60), ("minute", 1))
+
+
+def _span(length: dt.timedelta) -> str:
+    """A length of time in its largest whole unit: "3 days", "1 hour", "0 minutes"."""
+    minutes = int(abs(length).total_seconds() // 60)
+    unit, size = next((u, s) for u, s in TIME_UNITS if minutes >= s or s == 1)
+    count = minutes // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def _from_now(instant: dt.datetime, now: dt.datetime) -> str:
+    """How far an instant is from now: "in 3 days", "5 hours ago"."""
+    if abs(instant - now) < dt.timedelta(minutes=1):
+        return "now"
+    return f"in {_span(instant - now)}" if instant > now else f"{_span(now - instant)} ago"
+
+
+def _expiry(grant: AccessGrant, now: dt.datetime) -> str:
+    status = GrantStatus(grant.status)
+    if status == GrantStatus.PENDING:
+        # Approval starts the clock again, so the request's length is what it asks for.
+        return f"{_span(grant.expires_at - grant.created_at)} from approval"
+    if status == GrantStatus.REJECTED:
+        return "never granted"
+    if status == GrantStatus.REVOKED:
+        return "ended early, when revoked"
+    return _from_now(grant.expires_at, now)
+
+
+def access_panel(
+    request: Request, session: Session, entity: Entity, viewer: Viewer
+) -> markupsafe.Markup:
+    """The entity's newest access grants with every person and team named (one query each)."""
+    found = grants.grants_for_entity(session=session, entity_id=entity.id)
+    shown = found[:ACCESS_SHOWN]
+    persons = people.users_by_id(
+        session=session,
+        ids=[
+            user_id
+            for g in shown
+            for user_id in (
+                g.grantee_user_id,
+                g.requested_by_user_id,
+                g.approver_user_id,
+                g.revoked_by_user_id,
+            )
+        ],
+    )
+    teams = people.teams_by_id(session=session, ids=[g.grantee_team_id for g in shown])
+    now = utcnow()
+    rows = [
+        {
+            "grant": grant,
+            "user": persons.get(grant.grantee_user_id or 0),
+            "team": teams.get(grant.grantee_team_id or 0),
+            "requester": persons.get(grant.requested_by_user_id or 0),
+            "approver": persons.get(grant.approver_user_id or 0),
+            "revoker": persons.get(grant.revoked_by_user_id or 0),
+            "expiry": _expiry(grant, now),
+        }
+        for grant in shown
+    ]
+    context = {
+        "entity": entity,
+        "access_rows": rows,
+        "access_hidden": len(found) - len(shown),
+        "may_request_access": viewer.actor.role != Role.VIEWER.value,
+    }
+    return render_panel(request, viewer, "selfservice/_entity_access.html", context)

@@ -36,9 +36,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from lamplighter.core import people
 from lamplighter.core.db import UTCDateTime
 from lamplighter.core.errors import ValidationFailed
-from lamplighter.core.models import Team, User
+from lamplighter.core.models import User
 from lamplighter.tickets.models import RequestType, Resolution, Status, Ticket, WorkLog
 
 DEFAULT_DAYS = 90
@@ -235,9 +236,10 @@ def toil_report(
     start, end = _bounds(since, until)
     team_id = None
     if team:
-        team_id = session.scalar(sa.select(Team.id).where(Team.slug == team.strip().lower()))
-        if team_id is None:
+        found = people.find_team_by_slug(session=session, slug=team)
+        if found is None:
             raise ValidationFailed.one("query.team", f"no team with slug {team!r}")
+        team_id = found.id
     where = [Ticket.created_at >= start, Ticket.created_at < end]
     if team_id is not None:
         # Read the team from the covering indexes rather than through the team's own index.
@@ -495,10 +497,7 @@ def _demand(session: Session, where: Sequence[Any]) -> list[TeamDemand]:
         .group_by(Ticket.requesting_team_id)
     ).all()
     ids = [r[0] for r in rows if r[0] is not None]
-    teams = {
-        t.id: t
-        for t in session.execute(sa.select(Team.id, Team.slug, Team.name).where(Team.id.in_(ids)))
-    }
+    teams = people.teams_by_id(session=session, ids=ids)
     demand = [
         TeamDemand(
             team=teams[team_id].slug if team_id in teams else None,
@@ -533,8 +532,7 @@ def _load(
     # with tickets of that team, and their logged effort is all of it.
     logged = _logged(session, start, end, sorted(assigned) if team_id is not None else None)
     ids = sorted(set(assigned) | set(logged))
-    columns = (User.id, User.email, User.display_name, User.time_zone)
-    users = {u.id: u for u in session.execute(sa.select(*columns).where(User.id.in_(ids)))}
+    users = people.users_by_id(session=session, ids=ids)
     load = []
     for user_id in ids:
         user = users.get(user_id)

@@ -427,14 +427,14 @@ def _failed(
     return _ticket_page(request, session, viewer, ticket_id, forms={form: state}, status=exc.status)
 
 
-@router.get("/tickets/{ticket_id}")
+@router.get("/tickets/{ticket_id:int}")
 def ticket_page(
     request: Request, session: SessionDep, viewer: ViewerDep, ticket_id: Id
 ) -> Response:
     return _ticket_page(request, session, viewer, ticket_id)
 
 
-@router.post("/tickets/{ticket_id}/transitions")
+@router.post("/tickets/{ticket_id:int}/transitions")
 def move_ticket(
     request: Request,
     session: SessionDep,
@@ -464,7 +464,7 @@ def move_ticket(
     return redirect_after_post(request, f"/tickets/{ticket_id}", message, viewer)
 
 
-@router.post("/tickets/{ticket_id}/update")
+@router.post("/tickets/{ticket_id:int}/update")
 def update_ticket(
     request: Request,
     session: SessionDep,
@@ -496,7 +496,7 @@ def update_ticket(
     )
 
 
-@router.post("/tickets/{ticket_id}/comments")
+@router.post("/tickets/{ticket_id:int}/comments")
 def comment_ticket(
     request: Request, session: SessionDep, viewer: WriterDep, ticket_id: Id, body: FormField = ""
 ) -> Response:
@@ -524,7 +524,7 @@ def _utc_from_local(text: str, time_zone: str) -> dt.datetime | None:
         raise ValidationFailed.one("body.logged_at", message) from exc
 
 
-@router.post("/tickets/{ticket_id}/work-logs")
+@router.post("/tickets/{ticket_id:int}/work-logs")
 def log_work(
     request: Request,
     session: SessionDep,

@@ -15,7 +15,7 @@ from pydantic import Field
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity, Provenance
 from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
-from lamplighter.core import identity
+from lamplighter.core import identity, people
 from lamplighter.core.authz import can_write_owned, require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import (
@@ -25,7 +25,6 @@ from lamplighter.core.errors import (
     NotFound,
     ValidationFailed,
 )
-from lamplighter.core.models import Team
 from lamplighter.selfservice import grants
 from lamplighter.selfservice.actions.base import (
     Action,
@@ -47,7 +46,7 @@ RUN_LINK = "/selfservice/runs/{run_id}"
 def _team_slug(ctx: StepContext) -> str | None:
     if ctx.requesting_team_id is None:
         return None
-    team = ctx.session.get(Team, ctx.requesting_team_id)
+    team = people.find_team(session=ctx.session, team_id=ctx.requesting_team_id)
     return team.slug if team else None
 
 
