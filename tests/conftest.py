@@ -11,25 +11,41 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydantic
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 import lamplighter.models_registry  # noqa: F401
+from lamplighter import cli, domains
 from lamplighter.app import create_app
-from lamplighter.core import crypto, identity, migrate
+from lamplighter.core import clock, crypto, events, identity, migrate
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, Database
 from lamplighter.core.models import Team, User
-from lamplighter.core.settings import Settings
+from lamplighter.core.settings import Settings, get_settings
 from lamplighter.tickets import service as ticket_service
+from tests import helpers
 
 PG_URL = os.environ.get("LAMPLIGHTER_TEST_DATABASE_URL")
 REQUIRE_ALL = os.environ.get("LAMPLIGHTER_TEST_REQUIRE_ALL") == "1"
 SYSTEM = Actor.system("test")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 _counter = itertools.count(1)
+
+# Every domain registered (event types, handlers, subscriptions), and every event emitted in a
+# test checked against its declared payload model: a mismatch fails the test that emitted it.
+domains.load()
+events.STRICT = True
+
+
+class _AnyPayload(events.EventPayload):
+    model_config = pydantic.ConfigDict(extra="allow")
+
+
+for _name in ("test.effect", "test.ordered", "test.feed"):  # what the job and webhook tests emit
+    events.event_type(_name, description="emitted by the test suite", subject="test")(_AnyPayload)
 
 
 def require(condition: bool, what: str) -> None:
@@ -109,7 +125,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         data_dir=tmp_path,
-        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,
         log_json=True,
         job_poll_s=0.05,
         job_backoff_base_s=0.05,
@@ -118,14 +134,49 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+def app(settings: Settings, db: Database):
     return create_app(settings, db=db)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[clock.ManualClock]:
+    """The application's clock, held still: the test moves it instead of sleeping."""
+    with clock.frozen() as held:
+        yield held
+
+
+@pytest.fixture
+def live_server(settings: Settings, db: Database) -> Iterator[str]:
+    """The app served by uvicorn in a thread (for the CLI's remote mode); its base URL."""
+    with helpers.serve(create_app(settings, db=db)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def cli_env(
+    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
+    """The environment a local ``lamplighter`` command reads: the test database, no server."""
+    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
+    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
+    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def run_cli(cli_env: None) -> helpers.Invoke:
+    """``run_cli("team", "list")`` runs ``lamplighter team list`` in-process."""
+    return helpers.cli_invoker(cli.app)
 
 
 # -- factories ---------------------------------------------------------------------------------

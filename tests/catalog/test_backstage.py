@@ -122,6 +122,7 @@ def test_a_tree_with_locations_imports_every_kind(db: Any, settings: Settings, a
     assert refs(db) == ACME_REFS  # the shared API came only through the root Location's glob
     with db.sessionmaker() as session:
         payments = identity.get_team(session=session, slug="payments")
+        assert payments.lead is not None
         assert (payments.name, payments.lead.email) == ("Payments Team", "ana@acme.test")
         members = identity.list_members(session=session, team_id=payments.id)
         assert sorted(m.user.email for m in members) == ["ana@acme.test", "ben@acme.test"]

@@ -259,7 +259,7 @@ def test_a_user_owner_and_an_umbrella_group_with_no_members(
 def test_pages_show_unresolved_relations_kept_kinds_and_people_to_reach(
     client: Any, db: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    from tests.catalog.test_pages import person, sign_in, text
+    from tests.helpers import person, sign_in, text
 
     run(db, settings, write(tmp_path / "org", "org.yaml", *ORG))
     path = write(

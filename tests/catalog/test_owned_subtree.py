@@ -14,8 +14,8 @@ from lamplighter.core.models import User
 from tests.catalog.conftest import make_entity
 from tests.catalog.test_cli import as_json
 from tests.conftest import auth, make_team, make_token, make_user
+from tests.helpers import PASSWORD, sign_in
 
-PASSWORD = "correct horse battery"
 # Who owns what: payments (a department) > checkout > squad, and payments > ledger.
 OWNED = {
     "service:default/portal": "payments",
@@ -39,15 +39,6 @@ def org(db: Database) -> dict[str, User]:
         make_entity(db, name, owner, kind=kind)
     make_entity(db, "indexer", "search")
     return people
-
-
-def sign_in(client: TestClient, user: User) -> None:
-    client.cookies.clear()
-    form = client.get("/login").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert csrf
-    data = {"email": user.email, "password": PASSWORD, "csrf_token": csrf.group(1), "next": "/"}
-    assert client.post("/login", data=data, follow_redirects=False).status_code == 303
 
 
 def panel_rows(page: Any) -> dict[str, str]:

@@ -15,35 +15,8 @@ from lamplighter.core import identity
 from lamplighter.core.db import Database
 from lamplighter.core.models import User
 from tests.catalog.conftest import make_entity
-from tests.conftest import SYSTEM, make_team, make_user
-
-PASSWORD = "correct horse battery"
-HTMX = {"HX-Request": "true"}
-
-
-def person(db: Database, **kwargs: Any) -> User:
-    return make_user(db, password=PASSWORD, **kwargs)
-
-
-def csrf_in(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, user: User) -> str:
-    """Sign in through the form; return the session's CSRF token for page forms."""
-    client.cookies.clear()
-    form = client.get("/login")
-    data = {"email": user.email, "password": PASSWORD, "csrf_token": csrf_in(form.text)}
-    response = client.post("/login", data={**data, "next": "/"}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return csrf_in(client.get("/").text)
-
-
-def text(response: Any) -> str:
-    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
+from tests.conftest import SYSTEM, make_team
+from tests.helpers import HTMX, found, person, sign_in, text
 
 
 def names_listed(response: Any) -> set[str]:
@@ -137,7 +110,7 @@ def test_list_and_search_page_through(client: TestClient, db: Database, org) -> 
     for first_url in ("/catalog?limit=2", "/catalog?q=web&limit=2"):
         first = client.get(first_url)
         assert len(names_listed(first)) == 2, first_url
-        next_url = html.unescape(re.search(r'href="([^"]+)">Next page', first.text).group(1))
+        next_url = html.unescape(found(r'href="([^"]+)">Next page', first.text).group(1))
         second = client.get(next_url)
         assert len(names_listed(second)) == 1 and "First page" in text(second)
         assert names_listed(first) | names_listed(second) == {"alpha", "bravo", "charlie"}
@@ -181,7 +154,7 @@ def test_entity_page_shows_who_is_responsible_and_everything_about_it(
     sign_in(client, org["outsider"])
     page = client.get("/catalog/service/default/ledger")
     assert page.status_code == 200
-    owner_card = re.search(r'<section class="owner-card".*?</section>', page.text, re.S).group(0)
+    owner_card = found(r'<section class="owner-card".*?</section>', page.text, re.S).group(0)
     assert 'href="/teams/payments"' in owner_card and "Accountable person" in owner_card
     assert "dev@example.com" in owner_card and "Team lead: Lin" in owner_card
     body = text(page)
@@ -195,19 +168,19 @@ def test_entity_page_shows_who_is_responsible_and_everything_about_it(
     assert "Registered by hand" in body
     assert 'href="/catalog/system/default/checkout"' in page.text  # part of a system
     # Relations both ways, as lists.
-    depends = re.search(r'id="rel-depends_on".*?</ul>', page.text, re.S).group(0)
+    depends = found(r'id="rel-depends_on".*?</ul>', page.text, re.S).group(0)
     assert "orders-db" in depends
-    dependents = re.search(r'id="rel-dependency_of".*?</ul>', page.text, re.S).group(0)
+    dependents = found(r'id="rel-dependency_of".*?</ul>', page.text, re.S).group(0)
     assert "storefront" in dependents
-    assert "payments-api" in re.search(r'id="rel-provides_apis".*?</ul>', page.text, re.S).group(0)
+    assert "payments-api" in found(r'id="rel-provides_apis".*?</ul>', page.text, re.S).group(0)
     # ... and as a picture: dependents on the left, dependencies on the right, nodes are links.
-    svg = re.search(r"<svg class=\"dep-graph\".*?</svg>", page.text, re.S).group(0)
+    svg = found(r"<svg class=\"dep-graph\".*?</svg>", page.text, re.S).group(0)
     for label in (">ledger<", ">orders-db<", ">storefront<", "USED BY", "DEPENDS ON"):
         assert label in svg, label
     assert 'href="/catalog/resource/default/orders-db"' in svg
     assert node_x(svg, "storefront") < node_x(svg, "ledger") < node_x(svg, "orders-db")
     # History, newest first, with the team and people named.
-    history = re.search(r'id="history-title".*?</table>', page.text, re.S).group(0)
+    history = found(r'id="history-title".*?</table>', page.text, re.S).group(0)
     assert history.index("update") < history.index("create")
     assert "tier: <del>3</del> → <ins>1</ins>" in history
     assert "owner: <ins>payments</ins>" in history
@@ -228,7 +201,7 @@ def test_graph_marks_cycles_and_keeps_big_neighbourhoods_legible(
         )
     sign_in(client, org["dev"])
     page = client.get("/catalog/service/default/hub")
-    svg = re.search(r"<svg class=\"dep-graph\".*?</svg>", page.text, re.S).group(0)
+    svg = found(r"<svg class=\"dep-graph\".*?</svg>", page.text, re.S).group(0)
     assert "+5 more" in svg  # 13 dependents, 8 drawn
     assert "Dependency cycle" in text(page)
     assert re.search(r">hub</a> → <a [^>]+>back</a> → <a [^>]+>hub</a>", page.text)
@@ -245,7 +218,7 @@ def test_graph_marks_cycles_and_keeps_big_neighbourhoods_legible(
         )
     make_entity(db, "caller", "payments", depends_on=["service:selfish"])
     caller = client.get("/catalog/service/default/caller")
-    svg = re.search(r"<svg class=\"dep-graph\".*?</svg>", caller.text, re.S).group(0)
+    svg = found(r"<svg class=\"dep-graph\".*?</svg>", caller.text, re.S).group(0)
     assert svg.count("dep-back-edge") == 1 and "on a cycle" in svg
     assert re.search(r">selfish</a> → <a [^>]+>selfish</a>", caller.text)
     shallow = client.get("/catalog/service/default/hub?depth=1")
@@ -280,6 +253,7 @@ def test_links_that_are_not_web_addresses_are_not_clickable(
     entity = make_entity(db, "sneaky", "payments")
     with db.transaction() as session:
         stored = session.get(Entity, entity.id)
+        assert stored is not None
         stored.links = [{"type": "docs", "url": "javascript:alert(1)", "title": ""}]
     sign_in(client, org["dev"])
     page = client.get("/catalog/service/default/sneaky")
@@ -452,8 +426,8 @@ def test_edit_form_changes_the_entity(client: TestClient, db: Database, org, led
     assert "Saved the changes to service:default/ledger." in body
     assert "Ledger v2" in body and "deprecated" in body and "Tier 2" in body
     assert "lin@example.com" in page.text  # blank accountable: the team lead
-    assert "orders-db" not in re.search(r'id="rel-depends_on".*?</ul>', page.text, re.S).group(0)
-    links = re.search(r'id="links-title".*?</section>', page.text, re.S).group(0)
+    assert "orders-db" not in found(r'id="rel-depends_on".*?</ul>', page.text, re.S).group(0)
+    links = found(r'id="links-title".*?</section>', page.text, re.S).group(0)
     assert 'href="https://docs.example/ledger"' in links and "runbooks.example" not in links
     wrong = client.post(
         "/catalog/service/default/ledger/edit",
@@ -503,7 +477,7 @@ def test_team_page_lists_what_the_team_owns(client: TestClient, db: Database, or
     make_entity(db, "indexer", "search")
     sign_in(client, org["dev"])
     page = client.get("/teams/payments")
-    panel = re.search(r'<section class="card" id="owned".*?</section>', page.text, re.S).group(0)
+    panel = found(r'<section class="card" id="owned".*?</section>', page.text, re.S).group(0)
     assert "What the team owns" in panel and "(2)" in panel
     assert names_listed(page) == {"ledger", "orders-db"}
     assert 'href="/catalog?owner=payments"' in panel

@@ -2,6 +2,10 @@
 
 Environment knobs (read at import, so they work in ``lamplighter worker`` subprocesses):
 
+* ``LAMPLIGHTER_TEST_KINDS=1``: register the kinds' handlers. Only the worker subprocesses set
+  it; the test process imports this module for its names and never runs these kinds itself, so
+  they stay out of its registry.
+
 * ``LAMPLIGHTER_TEST_READY_DIR``: touch ``<dir>/<pid>`` once the kinds are registered, so a
   test knows the worker process is up before it enqueues work.
 * ``LAMPLIGHTER_TEST_RECURRING=1``: declare the recurring ``test.tick`` job (off by default, so
@@ -36,7 +40,6 @@ def append_line(path: str, line: str) -> None:
         os.close(fd)
 
 
-@jobs.handler(HANG)
 def hang(ctx: jobs.JobContext) -> None:
     """Record the start (job id, attempt, pid) in payload["log"]; hang on the first attempts."""
     append_line(ctx.payload["log"], f"{ctx.job_id} {ctx.attempt} {os.getpid()}")
@@ -52,18 +55,15 @@ def _record(ctx: jobs.JobContext) -> None:
     )
 
 
-@jobs.handler(RECORD_BATCH, batch_safe=True)
 def record_batch(ctx: jobs.JobContext) -> None:
     _record(ctx)
 
 
-@jobs.handler(RECORD_ONE)
 def record_one(ctx: jobs.JobContext) -> None:
     _record(ctx)
     time.sleep(float(ctx.payload.get("sleep_s", 0)))
 
 
-@jobs.handler(TICK, batch_safe=True)
 def tick(ctx: jobs.JobContext) -> None:
     """The recurring job; the test counts its rows by ``period``."""
 
@@ -93,6 +93,23 @@ def scheduler_main() -> None:
         db.dispose()
     print(wins)
 
+
+HANDLERS: dict[str, jobs.Handler] = {
+    HANG: hang,
+    RECORD_BATCH: record_batch,
+    RECORD_ONE: record_one,
+    TICK: tick,
+}
+BATCH_SAFE = {RECORD_BATCH, TICK}
+
+
+def register() -> None:
+    for kind, func in HANDLERS.items():
+        jobs.handler(kind, batch_safe=kind in BATCH_SAFE)(func)
+
+
+if os.environ.get("LAMPLIGHTER_TEST_KINDS") == "1":
+    register()
 
 if os.environ.get("LAMPLIGHTER_TEST_RECURRING") == "1":
     declare_recurring()

@@ -5,41 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from lamplighter.app import create_app
 from lamplighter.cli import COMMANDS, load_command
 from lamplighter.cli import app as cli_app
-from lamplighter.core.settings import get_settings
-from tests.conftest import TEST_SECRET, make_team, make_token, make_user
-
-
-@pytest.fixture
-def run_cli(
-    database_url: str, db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> Iterator[Any]:
-    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
-    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(cli_app, list(args), env=env, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
+from tests.conftest import make_team, make_token, make_user
 
 
 def test_local_user_team_member_token_flow(run_cli: Any, db: Any) -> None:
@@ -110,27 +84,6 @@ def test_jobs_list_and_version(run_cli: Any, db: Any) -> None:
     assert json.loads(run_cli("jobs", "list", "--dead", "--output", "json").output) == []
     version = json.loads(run_cli("version", "--output", "json").output)
     assert version["version"]
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
-@pytest.fixture
-def live_server(settings: Any, db: Any) -> Iterator[str]:
-    config = uvicorn.Config(create_app(settings, db=db), host="127.0.0.1", port=0, log_config=None)
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started and server.servers:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_remote_mode_uses_the_api_with_the_token_rights(

@@ -176,7 +176,10 @@ def start(client: TestClient, idp: FakeIdP, next: str | None = None) -> dict[str
 
 
 def finish(client: TestClient, answer: dict[str, str]) -> httpx.Response:
-    return client.get("/auth/oidc/callback", params=answer, follow_redirects=False)
+    response: httpx.Response = client.get(
+        "/auth/oidc/callback", params=answer, follow_redirects=False
+    )
+    return response
 
 
 def assert_not_signed_in(client: TestClient, response: httpx.Response, db: Database) -> None:

@@ -8,44 +8,12 @@ import re
 from urllib.parse import unquote
 
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from lamplighter.core import jobs
 from lamplighter.core.db import Database
-from lamplighter.core.models import Job, User
-from tests.conftest import auth, make_team, make_token, make_user
-
-PASSWORD = "correct horse battery"
-HTMX = {"HX-Request": "true"}
-
-
-def person(db: Database, **kwargs) -> User:  # type: ignore[no-untyped-def]
-    return make_user(db, password=PASSWORD, **kwargs)
-
-
-def csrf_in(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def login(client: TestClient, email: str, password: str = PASSWORD, next_: str = "/"):  # type: ignore[no-untyped-def]
-    form = client.get("/login")
-    data = {"email": email, "password": password, "csrf_token": csrf_in(form.text), "next": next_}
-    return client.post("/login", data=data, follow_redirects=False)
-
-
-def sign_in(client: TestClient, user: User) -> str:
-    """Sign in through the form; return the session's CSRF token for page forms."""
-    client.cookies.clear()
-    response = login(client, user.email)
-    assert response.status_code == 303, response.text
-    return csrf_in(client.get("/").text)
-
-
-def text(response) -> str:  # type: ignore[no-untyped-def]
-    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
+from lamplighter.core.models import Job
+from tests.conftest import auth, make_team, make_token
+from tests.helpers import HTMX, PASSWORD, found, login, person, sign_in, text
 
 
 # -- signing in and out --------------------------------------------------------------------
@@ -123,7 +91,7 @@ def test_team_page_shows_the_accountable_lead_and_the_members(client, db):
     sign_in(client, member)
     page = client.get("/teams/checkout")
     assert page.status_code == 200
-    lead_card = re.search(r'<div class="lead-card">(.*?)</div>\s*</div>', page.text, re.S).group(1)
+    lead_card = found(r'<div class="lead-card">(.*?)</div>\s*</div>', page.text, re.S).group(1)
     assert "Accountable person" in lead_card and "Lin" in lead_card
     assert "lin@example.com" in page.text and "max@example.com" in page.text
     assert "Lead · accountable" in text(page)
@@ -293,7 +261,7 @@ def test_team_list_pages_through_with_a_cursor(client, db):
     sign_in(client, user)
     first = client.get("/teams?limit=2")
     assert "/teams/alpha" in first.text and "/teams/charlie" not in first.text
-    next_url = html.unescape(re.search(r'href="([^"]+)">Next page', first.text).group(1))
+    next_url = html.unescape(found(r'href="([^"]+)">Next page', first.text).group(1))
     second = client.get(next_url)
     assert "/teams/charlie" in second.text and "/teams/alpha" not in second.text
     assert "First page" in text(second)
@@ -308,7 +276,7 @@ def test_new_token_is_shown_once_and_works(client, db):
     )
     assert response.status_code == 303 and response.headers["location"] == "/profile"
     shown = client.get("/profile")
-    token = re.search(r'id="new-token">(llt_[^<]+)<', shown.text).group(1)
+    token = found(r'id="new-token">(llt_[^<]+)<', shown.text).group(1)
     assert "You will not see it again" in text(shown)
     assert token not in client.get("/profile").text  # a reload does not show it again
     me = client.get("/api/v1/me", headers=auth(token))
@@ -324,7 +292,7 @@ def test_htmx_token_create_returns_the_section_with_the_secret(client, db):
     )
     assert response.status_code == 200
     assert response.text.lstrip().startswith('<section class="card" id="tokens"')
-    token = re.search(r'id="new-token">(llt_[^<]+)<', response.text).group(1)
+    token = found(r'id="new-token">(llt_[^<]+)<', response.text).group(1)
     assert token not in client.get("/profile").text
     assert client.get("/api/v1/me", headers=auth(token)).status_code == 200
 
@@ -346,9 +314,7 @@ def test_revoked_token_stops_working(client, db):
     user = person(db)
     plaintext = make_token(db, user, name="old-ci")
     csrf = sign_in(client, user)
-    token_id = re.search(
-        r'action="/profile/tokens/(\d+)/revoke"', client.get("/profile").text
-    ).group(1)
+    token_id = found(r'action="/profile/tokens/(\d+)/revoke"', client.get("/profile").text).group(1)
     response = client.post(
         f"/profile/tokens/{token_id}/revoke", data={"csrf_token": csrf}, follow_redirects=False
     )
@@ -378,7 +344,7 @@ def test_audit_log_lists_changes_with_filters(client, db):
     client.post("/teams/books/members", data={"email": newcomer.email, "csrf_token": csrf})
     page = client.get("/audit?actor=auditor@example.com&action=team.add_member")
     assert page.status_code == 200
-    body = re.search(r"<tbody>(.*?)</tbody>", page.text, re.S).group(1)
+    body = found(r"<tbody>(.*?)</tbody>", page.text, re.S).group(1)
     rows = re.findall(r"<tr>.*?</tr>", body, re.S)
     assert len(rows) == 1
     assert "team.add_member" in rows[0] and "joined@example.com" in rows[0] and "books" in rows[0]
@@ -393,7 +359,9 @@ def make_dead_job(db: Database) -> int:
                 status="dead", attempts=8, last_error="RuntimeError: smtp refused"
             )
         )
-        return int(session.scalar(sa.select(Job.id)))
+        job_id = session.scalar(sa.select(Job.id))
+        assert job_id is not None
+        return int(job_id)
 
 
 def test_jobs_page_is_for_sres_and_admins(client, db):

@@ -3,7 +3,6 @@ placing teams under others, and teams without a lead in the API, the pages and a
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,9 @@ from lamplighter.core.errors import Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry, Team, TeamMember, User
 from lamplighter.selfservice import grants, runs, templates
 from tests.conftest import SYSTEM, auth, make_team, make_token, make_user
-
-PASSWORD = "correct horse battery"
-
+from tests.helpers import person, sign_in, text
 
 # -- helpers ---------------------------------------------------------------------------------
-def person(db: Database, email: str) -> User:
-    return make_user(db, email=email, password=PASSWORD)
 
 
 def lose_lead(db: Database, slug: str) -> None:
@@ -68,25 +63,6 @@ def actor_of(db: Database, user: User) -> Actor:
             role=user.role,
             team_ids=identity.team_ids_of(session=session, user_id=user.id),
         )
-
-
-def csrf_in(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, user: User) -> None:
-    client.cookies.clear()
-    form = client.get("/login")
-    data = {"email": user.email, "password": PASSWORD, "csrf_token": csrf_in(form.text)}
-    response = client.post("/login", data={**data, "next": "/"}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-
-
-def text(response: Any) -> str:
-    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
 
 
 def section(response: Any, element_id: str) -> str:

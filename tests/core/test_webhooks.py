@@ -8,7 +8,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +33,7 @@ from lamplighter.core.models import (
 )
 from lamplighter.core.settings import Settings
 from tests.conftest import auth, make_team, make_token, make_user
+from tests.helpers import run_until
 
 
 # -- a real HTTP subscriber ---------------------------------------------------------------------
@@ -87,8 +88,8 @@ class Sink:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}"  # where __init__ bound it
 
     def received(self) -> list[Received]:
         with self.lock:
@@ -155,18 +156,14 @@ def delivery_jobs(db: Database) -> list[Job]:
         )
 
 
-def run_until(worker: jobs.Worker, done: Callable[[], bool], *, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the worker did not get there in time"
-        if worker.run_once() == 0:
-            time.sleep(0.02)
-
-
 def settle(db: Database, settings: Settings) -> list[Job]:
     """Run a worker until no delivery job is queued or running; return the delivery jobs."""
     worker = jobs.Worker(db, settings)
-    run_until(worker, lambda: all(j.status not in ("queued", "running") for j in delivery_jobs(db)))
+    run_until(
+        worker,
+        lambda: all(j.status not in ("queued", "running") for j in delivery_jobs(db)),
+        timeout=20,
+    )
     for _ in range(3):
         worker.run_once()
     return delivery_jobs(db)
@@ -396,7 +393,7 @@ def test_pending_delivery_of_a_removed_or_paused_subscription_does_nothing(
 
 
 # -- 5. validation and authorization ---------------------------------------------------------------
-INVALID_CREATES = [
+INVALID_CREATES: list[tuple[dict[str, Any], str]] = [
     ({"url": "ftp://example.com/hook"}, "body.url"),
     ({"url": "example.com/hook"}, "body.url"),
     ({"url": "http://169.254.169.254/latest/meta-data/"}, "body.url"),
@@ -427,11 +424,12 @@ def test_invalid_webhooks_are_refused_with_the_field_named(client: Any, db: Data
     assert count(db, AuditEntry, AuditEntry.action == "webhook.create") == 0
 
     hook = create_hook(client, who, "https://hooks.example.com/ok")
-    for change, field in [
+    invalid_updates: list[tuple[dict[str, Any], str]] = [
         ({"url": "http://169.254.169.254/"}, "body.url"),
         ({"event_types": []}, "body.event_types"),
         ({"name": "renamed"}, "body.name"),
-    ]:
+    ]
+    for change, field in invalid_updates:
         response = client.patch(
             f"/api/v1/webhooks/{hook['id']}", json=change, headers=auth(who.token)
         )

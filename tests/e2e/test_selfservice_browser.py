@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
-from lamplighter import registry
+from lamplighter import domains
 from lamplighter.core import jobs, migrate
 from lamplighter.core.db import Database
 from lamplighter.core.models import Job
@@ -34,7 +34,7 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     ActionOutput,
     StepContext,
-    register,
+    registered,
 )
 from tests.conftest import SYSTEM, TEST_SECRET, make_team, make_user
 from tests.e2e.conftest import PASSWORD, _free_port
@@ -51,7 +51,6 @@ class GreetOutput(ActionOutput):
     text: str
 
 
-@register
 class Greet(Action):
     """Takes a moment, so the page shows the step running before it succeeds."""
 
@@ -67,6 +66,14 @@ class Greet(Action):
 
     def compensate(self, ctx: StepContext, data: GreetInput, output: Any) -> None:
         return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_actions() -> Iterator[None]:
+    """This module's own action, known to the registry only while its tests run (module scope:
+    the portal fixture registers a template that uses it)."""
+    with registered(Greet):
+        yield
 
 
 TEMPLATE = {
@@ -160,13 +167,13 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
 
 def work_off(portal: Portal) -> None:
     """A worker of its own against the server's database, until the queue is empty."""
-    registry.load()  # as `lamplighter worker` does: this test may run on its own
     db = Database(portal.url)
     settings = Settings(
         database_url=portal.url,
         data_dir=portal.data_dir,
-        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,
     )
+    domains.load(settings)  # as `lamplighter worker` does: this test may run on its own
     worker = jobs.Worker(db, settings)
     try:
         for _ in range(200):

@@ -4,7 +4,7 @@ bad input named by field, and access grants."""
 from __future__ import annotations
 
 import secrets
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from lamplighter.catalog import service as catalog
-from lamplighter.core import jobs
 from lamplighter.core.db import Database
-from lamplighter.core.models import AuditEntry, Job, User
+from lamplighter.core.models import AuditEntry, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice.actions.base import (
     Action,
@@ -23,10 +22,11 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     ActionOutput,
     StepContext,
-    register,
+    registered,
 )
 from lamplighter.selfservice.models import Run
 from tests.conftest import SYSTEM, auth, make_team, make_token, make_user
+from tests.helpers import drain
 
 
 # -- small actions for these tests (the golden paths are tested elsewhere) ---------------------
@@ -39,7 +39,6 @@ class FileOutput(ActionOutput):
     path: str
 
 
-@register
 class WriteFile(Action):
     """Writes a file marked with ctx.key; compensation removes it."""
 
@@ -70,7 +69,6 @@ class BlockerOutput(ActionOutput):
     ok: bool
 
 
-@register
 class FailWhileBlocked(Action):
     name = "apitest.blocked"
     title = "Fail while a blocker file exists"
@@ -94,7 +92,6 @@ class PasswordOutput(ActionOutput):
     password: str
 
 
-@register
 class MakePassword(Action):
     name = "apitest.password"
     title = "Generate a password"
@@ -106,6 +103,13 @@ class MakePassword(Action):
 
     def compensate(self, ctx: StepContext, data: NoInput, output: Any) -> None:
         return None
+
+
+@pytest.fixture(autouse=True)
+def _test_actions() -> Iterator[None]:
+    """This module's own actions, known to the registry only while its tests run."""
+    with registered(WriteFile, FailWhileBlocked, MakePassword):
+        yield
 
 
 TEMPLATE_YAML = """\
@@ -139,20 +143,6 @@ output:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def drain(db: Database, settings: Settings) -> None:
-    """Run the real worker until no job is queued."""
-    worker = jobs.Worker(db, settings)
-    for _ in range(200):
-        if worker.run_once():
-            continue
-        with db.sessionmaker() as session:
-            waiting = session.scalar(
-                sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-            )
-        if not waiting:
-            return
-        time.sleep(0.05)
-    raise AssertionError("jobs still queued")
 
 
 def audit_count(db: Database) -> int:

@@ -4,46 +4,38 @@ running in-process while the command follows the run."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from typer.testing import CliRunner
 
 from lamplighter import cli as root_cli
 from lamplighter.app import create_app
 from lamplighter.core.db import Database
-from lamplighter.core.settings import Settings, get_settings
+from lamplighter.core.settings import Settings
 from lamplighter.selfservice import cli as selfservice_cli
+from lamplighter.selfservice.actions.base import registered
 from lamplighter.selfservice.models import Run
 from lamplighter.tickets.models import Ticket
-from tests.conftest import TEST_SECRET, make_team, make_token, make_user
-from tests.selfservice.test_api import TEMPLATE_YAML  # also registers the apitest.* actions
+from tests import helpers
+from tests.conftest import make_team, make_token, make_user
+from tests.selfservice.test_api import TEMPLATE_YAML, FailWhileBlocked, MakePassword, WriteFile
+
+
+@pytest.fixture(autouse=True)
+def _test_actions() -> Iterator[None]:
+    """The actions TEMPLATE_YAML's templates use, for this module's tests only."""
+    with registered(WriteFile, FailWhileBlocked, MakePassword):
+        yield
 
 
 @pytest.fixture
-def cli(
-    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Any]:
-    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
+def cli(cli_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> helpers.Invoke:
     monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LAMPLIGHTER_JOB_POLL_S", "0.05")
-    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
-    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(root_cli.app, list(args), input=input, env=env, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
+    return helpers.cli_invoker(root_cli.app)
 
 
 @pytest.fixture
@@ -236,26 +228,11 @@ def test_secrets_are_shown_once_to_the_requester(cli: Any, templates_dir: Path) 
     assert "--user dev@example.com" in table.output and "lamplighter run secrets" in table.output
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
 @pytest.fixture
 def live_server(settings: Settings, db: Database) -> Iterator[str]:
     """The API with its job worker, as `lamplighter serve` runs it."""
-    app = create_app(settings, db=db, run_worker=True)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started and server.servers:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with helpers.serve(create_app(settings, db=db, run_worker=True)) as base_url:
+        yield base_url
 
 
 def test_remote_mode_goes_through_the_api(

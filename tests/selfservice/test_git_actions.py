@@ -30,7 +30,7 @@ from tests.conftest import SYSTEM, TEST_SECRET
 
 
 def make_settings(tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(data_dir=tmp_path / "data", secret_key=TEST_SECRET, **extra)  # type: ignore[arg-type]
+    return Settings(data_dir=tmp_path / "data", secret_key=TEST_SECRET, **extra)
 
 
 def make_ctx(settings: Settings, *, run_id: int = 1, step_id: str = "repo") -> StepContext:
@@ -311,7 +311,8 @@ class FakeHost:
         self.requests.append(request)
         if self.fail is not None and (reply := self.fail(request)) is not None:
             return reply
-        return getattr(self, self.provider)(request, request.url.raw_path.decode().split("?")[0])
+        route: Callable[[httpx.Request, str], httpx.Response] = getattr(self, self.provider)
+        return route(request, request.url.raw_path.decode().split("?")[0])
 
     def _repo(self, name: str, description: str) -> dict[str, Any]:
         return {
@@ -397,17 +398,17 @@ class FakeHost:
             self.repos[body["path"]] = repo
             return httpx.Response(201, json=repo)
         if path.startswith("/api/v4/projects/acme%2F"):
-            repo = self.repos.get(path.rsplit("%2F", 1)[1])
+            found = self.repos.get(path.rsplit("%2F", 1)[1])
             return (
-                httpx.Response(200, json=repo)
-                if repo
+                httpx.Response(200, json=found)
+                if found
                 else httpx.Response(404, json={"message": "404 Project Not Found"})
             )
         by_id = {str(r["id"]): r for r in self.repos.values()}
         parts = path.strip("/").split("/")
-        repo = by_id.get(parts[3]) if len(parts) > 3 else None
-        if repo is None:
+        if len(parts) <= 3 or parts[3] not in by_id:
             return httpx.Response(404, json={"message": "404 Project Not Found"})
+        repo = by_id[parts[3]]
         if request.method == "DELETE" and len(parts) == 4:
             del self.repos[repo["path"]]
             return httpx.Response(202, json={"message": "202 Accepted"})

@@ -23,18 +23,19 @@ from pydantic import SecretStr
 
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.refs import Ref
-from lamplighter.core import identity, jobs
+from lamplighter.core import identity
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
-from lamplighter.core.models import AuditEntry, InboxItem, Job, Team, User
+from lamplighter.core.models import AuditEntry, InboxItem, Team, User
 from lamplighter.core.settings import Settings
-from lamplighter.selfservice import golden, grants, runs, templates
+from lamplighter.selfservice import golden, grants, lifecycle, runs, templates
 from lamplighter.selfservice.actions.git import local_git_root
 from lamplighter.selfservice.actions.simple import RUN_ANNOTATION
 from lamplighter.selfservice.models import Run, RunStep, Template
 from lamplighter.tickets.models import RequestType, Ticket
 from tests.conftest import SYSTEM, make_team, make_user, require
+from tests.helpers import drain
 
 ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG_ADMIN_URL")
 SHIPPED = ["access", "postgres-database", "python-web-service"]
@@ -46,22 +47,6 @@ def actor_for(db: Database, user: User) -> Actor:
     with db.transaction() as session:
         team_ids = identity.team_ids_of(session=session, user_id=user.id)
     return Actor(kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=team_ids)
-
-
-def drain(db: Database, settings: Settings) -> None:
-    """Run the real worker until no job is queued (waiting out short retry backoffs)."""
-    worker = jobs.Worker(db, settings)
-    for _ in range(400):
-        if worker.run_once():
-            continue
-        with db.transaction() as session:
-            waiting = session.scalar(
-                sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-            )
-        if not waiting:
-            return
-        time.sleep(0.05)
-    raise AssertionError("jobs still queued")
 
 
 def start(db: Database, actor: Actor, template: str, parameters: dict[str, Any]) -> int:
@@ -98,7 +83,7 @@ def audit_actions(db: Database, run_id: int) -> list[str]:
             session.scalars(
                 sa.select(AuditEntry.action)
                 .where(
-                    AuditEntry.object_type == runs.OBJECT_TYPE,
+                    AuditEntry.object_type == lifecycle.OBJECT_TYPE,
                     AuditEntry.object_id == str(run_id),
                 )
                 .order_by(AuditEntry.id)
@@ -241,6 +226,7 @@ def test_golden_path_1_ends_with_a_repository_a_database_catalog_entries_and_a_j
     assert time.perf_counter() - started < 30  # the benchmark holds the real target (5 s)
 
     # A cloneable repository whose files are rendered for this service and team.
+    assert steps[0].output is not None
     clone_url = steps[0].output["clone_url"]
     work = git_clone(clone_url, tmp_path / "clone")
     readme = (work / "README.md").read_text()

@@ -12,7 +12,7 @@ from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, events, identity, inbox, jobs
 from lamplighter.core.context import Actor
-from lamplighter.core.db import Database
+from lamplighter.core.db import Database, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, ValidationFailed
 from lamplighter.core.models import Team, User
 from lamplighter.core.settings import Settings
@@ -333,7 +333,7 @@ def test_a_duration_across_a_dst_change_expires_at_the_exact_instant(db: Databas
 def test_the_worker_expires_grants_on_its_recurring_job(db: Database, settings: Settings) -> None:
     assert grants.EXPIRE_JOB in jobs.RECURRING
     org = Org(db)
-    now = grants.utcnow()
+    now = utcnow()
     grant = _active(db, org, now + dt.timedelta(milliseconds=1), "read", now=now)
     time.sleep(0.01)  # past its expiry before the worker looks
     with db.transaction() as session:

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from lamplighter.catalog import service as catalog
-from lamplighter.core import jobs
 from lamplighter.core.db import Database
 from lamplighter.core.errors import ValidationFailed
-from lamplighter.core.models import Job, Team, User
+from lamplighter.core.models import Team, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import forms, grants, templates
 from lamplighter.selfservice.actions.base import (
@@ -25,11 +25,11 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     ActionOutput,
     StepContext,
-    register,
+    registered,
 )
 from lamplighter.selfservice.models import Run
 from tests.conftest import SYSTEM, make_team
-from tests.core.test_pages import HTMX, person, sign_in, text
+from tests.helpers import HTMX, drain, person, sign_in, text
 
 FAIL_ONCE: set[str] = set()  # texts the echo action refuses once
 
@@ -43,7 +43,6 @@ class EchoOutput(ActionOutput):
     text: str
 
 
-@register
 class Echo(Action):
     name = "pagetest.echo"
     title = "Echo a text"
@@ -69,7 +68,6 @@ class PasswordOutput(ActionOutput):
     password: str
 
 
-@register
 class MakePassword(Action):
     name = "pagetest.password"
     title = "Generate a password"
@@ -81,6 +79,13 @@ class MakePassword(Action):
 
     def compensate(self, ctx: StepContext, data: NoInput, output: Any) -> None:
         return None
+
+
+@pytest.fixture(autouse=True)
+def _test_actions() -> Iterator[None]:
+    """This module's own actions, known to the registry only while its tests run."""
+    with registered(Echo, MakePassword):
+        yield
 
 
 SCHEMA = {
@@ -127,22 +132,6 @@ def make_template(db: Database, owner: Team, **extra: Any) -> str:
     }
     with db.transaction() as session:
         return templates.create(session=session, actor=SYSTEM, definition=definition).name
-
-
-def drain(db: Database, settings: Settings) -> None:
-    """Run the real worker until no job is queued."""
-    worker = jobs.Worker(db, settings)
-    for _ in range(100):
-        if worker.run_once():
-            continue
-        with db.transaction() as session:
-            waiting = session.scalar(
-                sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-            )
-        if not waiting:
-            return
-        time.sleep(0.05)
-    raise AssertionError("jobs still queued")
 
 
 def run_count(db: Database) -> int:

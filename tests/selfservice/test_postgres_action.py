@@ -55,8 +55,8 @@ def admin_url() -> str:
 def settings(admin_url: str, tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
-        secret_key=TEST_SECRET,  # type: ignore[arg-type]
-        selfservice_postgres_admin_url=admin_url,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,
+        selfservice_postgres_admin_url=admin_url,
     )
 
 
@@ -241,7 +241,7 @@ def test_compensate_drops_database_and_role_even_while_connected(
 def test_unreachable_server_is_retryable(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        selfservice_postgres_admin_url="postgresql://admin:hunter2-pw@127.0.0.1:1/postgres",  # type: ignore[arg-type]
+        selfservice_postgres_admin_url="postgresql://admin:hunter2-pw@127.0.0.1:1/postgres",
     )
     with pytest.raises(ActionError) as caught:
         PostgresDatabase().run(make_ctx(settings, Vault()), PostgresDatabaseInput(database="x"))

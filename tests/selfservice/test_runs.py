@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,20 @@ from lamplighter.core.db import Database, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry, Event, InboxItem, Job, Team, User
 from lamplighter.core.settings import Settings
-from lamplighter.selfservice import runner, runs, templates
+from lamplighter.selfservice import lifecycle, runs, templates
 from lamplighter.selfservice.actions.base import (
     Action,
     ActionError,
     ActionInput,
     ActionOutput,
     StepContext,
-    register,
+    registered,
 )
 from lamplighter.selfservice.models import Run, RunSecret, RunStep
+from lamplighter.tickets import service as tickets_service
 from lamplighter.tickets.models import RequestType, Ticket
 from tests.conftest import SYSTEM, make_team, make_user
+from tests.helpers import drain
 
 CREATED: list[str] = []  # ctx.key of every file really created
 UNDONE: list[str] = []  # step ids whose files compensation removed, in order
@@ -61,7 +63,6 @@ class TouchOutput(ActionOutput):
     path: str
 
 
-@register
 class Touch(Action):
     """Creates a file marked with ctx.key; a second attempt finds it instead of failing."""
 
@@ -103,7 +104,6 @@ class BlockedOutput(ActionOutput):
     ok: bool
 
 
-@register
 class FailWhileBlocked(Action):
     """Fails while the blocker file exists: remove it and the cause is fixed."""
 
@@ -130,7 +130,6 @@ class RecordOutput(ActionOutput):
     text: str
 
 
-@register
 class Record(Action):
     name = "test.record"
     title = "Record a text"
@@ -153,7 +152,6 @@ class PasswordOutput(ActionOutput):
     password: str
 
 
-@register
 class MakePassword(Action):
     name = "test.password"
     title = "Generate a password"
@@ -184,7 +182,6 @@ class AccountOutput(ActionOutput):
 GENERATED: list[str] = []
 
 
-@register
 class MakeAccount(Action):
     """Like postgres.database: sets a generated password on an outside system, marked with the
     secret's reference, and finds that mark on a second attempt."""
@@ -209,6 +206,13 @@ class MakeAccount(Action):
 
     def compensate(self, ctx: StepContext, data: AccountInput, output: Any) -> None:
         (Path(data.directory) / f"account-{ctx.key}").unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _test_actions() -> Iterator[None]:
+    """This module's own actions, known to the registry only while its tests run."""
+    with registered(Touch, FailWhileBlocked, Record, MakePassword, MakeAccount):
+        yield
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -248,22 +252,6 @@ def touch(step_id: str, directory: Path, name: str, **more: Any) -> dict[str, An
         "input": {"directory": str(directory), "name": name},
         **more,
     }
-
-
-def drain(db: Database, settings: Settings, *, worker: jobs.Worker | None = None) -> None:
-    """Run the real worker until no job is queued (waiting out short retry backoffs)."""
-    worker = worker or jobs.Worker(db, settings)
-    for _ in range(200):
-        if worker.run_once():
-            continue
-        with db.transaction() as session:
-            waiting = session.scalar(
-                sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-            )
-        if not waiting:
-            return
-        time.sleep(0.05)
-    raise AssertionError("jobs still queued")
 
 
 def start(db: Database, actor: Actor, template: str = "golden", **kwargs: Any) -> int:
@@ -350,7 +338,7 @@ def test_steps_run_in_order_pass_outputs_and_skip_on_a_false_condition(
         audited = list(
             session.scalars(
                 sa.select(AuditEntry.action)
-                .where(AuditEntry.object_type == runs.OBJECT_TYPE)
+                .where(AuditEntry.object_type == lifecycle.OBJECT_TYPE)
                 .order_by(AuditEntry.id)
             )
         )
@@ -693,7 +681,7 @@ def test_a_run_whose_job_runs_out_of_tries_ends_failed_and_can_be_retried(
     def journal_down(**_: Any) -> Ticket:
         raise RuntimeError("the journal is unavailable")
 
-    monkeypatch.setattr(runner.tickets, "record_resolved_work", journal_down)
+    monkeypatch.setattr(tickets_service, "record_resolved_work", journal_down)
     drain(db, settings)
     run, steps = load(db, run_id)
     assert run.status == "failed"  # not "running" forever

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     ActionOutput,
     StepContext,
-    register,
+    registered,
 )
 from tests.conftest import SYSTEM, make_team, make_user
 
@@ -32,7 +33,6 @@ class EchoOutput(ActionOutput):
     text: str
 
 
-@register
 class Echo(Action):
     """Returns its input text; does nothing else (validation tests only need a known action)."""
 
@@ -46,6 +46,13 @@ class Echo(Action):
 
     def compensate(self, ctx: StepContext, data: EchoInput, output: Any) -> None:
         return None
+
+
+@pytest.fixture(autouse=True)
+def _test_actions() -> Iterator[None]:
+    """This module's own actions, known to the registry only while its tests run."""
+    with registered(Echo):
+        yield
 
 
 def definition(owner: str, **changes: Any) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from lamplighter.tickets import charts
 from lamplighter.tickets.analytics_pages import week_labels
 from lamplighter.tickets.models import RequestType, Ticket, WorkLog
 from tests.conftest import make_team, make_user
+from tests.helpers import PASSWORD, sign_in, text
 
 UTC = dt.UTC
-PASSWORD = "correct horse battery"
 PERIOD = "since=2026-03-02&until=2026-03-15"  # ISO weeks 10 and 11 of 2026
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -89,18 +89,6 @@ def journal(db: Database) -> dict[str, User]:
 
 
 # -- helpers, as in tests/tickets/test_pages.py ----------------------------------------------------
-def sign_in(client: TestClient, user: User) -> None:
-    client.cookies.clear()
-    form = client.get("/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert token, "the sign-in form has no CSRF field"
-    data = {"email": user.email, "password": PASSWORD, "csrf_token": token.group(1)}
-    assert client.post("/login", data=data, follow_redirects=False).status_code == 303
-
-
-def text(body: str) -> str:
-    """The visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
 def region(page: str, label: str) -> str:

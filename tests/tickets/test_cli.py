@@ -4,56 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-import typer
-import uvicorn
-from typer.testing import CliRunner
 
-from lamplighter import cli as root_cli
-from lamplighter.app import create_app
-from lamplighter.core.settings import get_settings
-from lamplighter.tickets import cli as ticket_cli
 from lamplighter.tickets.models import Ticket
-from tests.conftest import TEST_SECRET, make_team, make_token, make_user
+from tests.conftest import make_team, make_token, make_user
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def cli_app() -> typer.Typer:
-    """The real `lamplighter` app once it registers `ticket`; until then the same callback."""
-    if any(group.name == "ticket" for group in root_cli.app.registered_groups):
-        return root_cli.app
-    app = typer.Typer(pretty_exceptions_enable=False)
-    app.callback()(root_cli.main_callback)
-    ticket_cli.register(app)
-    return app
-
-
-@pytest.fixture
-def run_cli(
-    database_url: str, db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Any]:
-    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LAMPLIGHTER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("LAMPLIGHTER_URL", raising=False)
-    monkeypatch.delenv("LAMPLIGHTER_TOKEN", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    app = cli_app()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def test_new_then_list_the_triage_queue(run_cli: Any, db: Any) -> None:
@@ -115,33 +74,6 @@ def test_report_prints_and_exports_csv(run_cli: Any, db: Any, tmp_path: Path) ->
     assert rows["database"]["effort_minutes_total"] == "90"
     table = run_cli("ticket", "report", "--since", "2026-03-01", "--until", "2026-03-31")
     assert "Automation candidates" in table.output and "database" in table.output
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
-@pytest.fixture
-def live_server(settings: Any, db: Any) -> Iterator[str]:
-    from lamplighter.tickets import analytics_api
-
-    app = create_app(settings, db=db)
-    if not any(getattr(r, "path", "") == "/api/v1/tickets/import" for r in app.router.routes):
-        before = list(app.router.routes)
-        app.include_router(analytics_api.router, prefix="/api/v1")
-        app.router.routes[:] = [r for r in app.router.routes if r not in before] + before
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started and server.servers:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_remote_mode_goes_through_the_api(

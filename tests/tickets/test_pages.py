@@ -19,40 +19,16 @@ from lamplighter.core.models import AuditEntry, InboxItem, User
 from lamplighter.tickets import service
 from lamplighter.tickets.models import Comment, RequestType, Ticket, WorkLog
 from tests.catalog.conftest import make_entity
-from tests.conftest import make_team, make_user
-
-PASSWORD = "correct horse battery"
-HTMX = {"HX-Request": "true"}
+from tests.conftest import make_team
+from tests.helpers import HTMX, csrf_in, found, person, sign_in, text
 
 
 @pytest.fixture
-def app(settings, db):  # type: ignore[no-untyped-def]
+def app(settings, db):
     return create_app(settings, db=db)
 
 
 # -- helpers, as in tests/core/test_pages.py ---------------------------------------------------
-def person(db: Database, **kwargs) -> User:  # type: ignore[no-untyped-def]
-    return make_user(db, password=PASSWORD, **kwargs)
-
-
-def csrf_in(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, user: User) -> str:
-    """Sign in through the form; return the session's CSRF token for page forms."""
-    client.cookies.clear()
-    form = client.get("/login")
-    data = {"email": user.email, "password": PASSWORD, "csrf_token": csrf_in(form.text)}
-    assert client.post("/login", data=data, follow_redirects=False).status_code == 303
-    return csrf_in(client.get("/").text)
-
-
-def text(response) -> str:  # type: ignore[no-untyped-def]
-    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
 
 
 def make_ticket(
@@ -90,7 +66,7 @@ def count(db: Database, model: type) -> int:
         return int(session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
 
 
-def post(client: TestClient, path: str, csrf: str, **data: str):  # type: ignore[no-untyped-def]
+def post(client: TestClient, path: str, csrf: str, **data: str):
     return client.post(path, data={**data, "csrf_token": csrf}, follow_redirects=False)
 
 
@@ -162,7 +138,7 @@ def test_viewers_cannot_open_tickets(client, db):
 
 
 # -- queues ------------------------------------------------------------------------------------
-def table_ids(response) -> list[int]:  # type: ignore[no-untyped-def]
+def table_ids(response) -> list[int]:
     body = re.search(r"<tbody>(.*?)</tbody>", response.text, re.S)
     return [int(i) for i in re.findall(r'href="/tickets/(\d+)"', body.group(1))] if body else []
 
@@ -191,7 +167,7 @@ def test_queue_views_triage_mine_team_and_breaching(client, db):
 
     everything = client.get("/tickets?view=all&limit=2")
     assert table_ids(everything) == [fresh, mine]
-    next_url = html.unescape(re.search(r'href="([^"]+)">Next page', everything.text).group(1))
+    next_url = html.unescape(found(r'href="([^"]+)">Next page', everything.text).group(1))
     assert table_ids(client.get(next_url)) == [team, overdue]
     assert table_ids(client.get("/tickets?view=all&status=triaged")) == [team]
     assert table_ids(client.get("/tickets?view=all&priority=P1")) == []
@@ -281,6 +257,7 @@ def test_assignment_priority_and_labels_and_assign_to_me(client, db):
         "P1",
         ["db", "urgent"],
     )
+    assert ticket.first_response_due_at is not None
     assert ticket.first_response_due_at - ticket.created_at == dt.timedelta(minutes=15)
     unknown = post(client, f"/tickets/{ticket_id}/update", csrf, assignee="ghost@example.com")
     assert unknown.status_code == 422 and 'id="f-assignee-error"' in unknown.text
@@ -312,7 +289,7 @@ def test_work_log_is_typed_in_the_viewers_time_zone_and_stored_in_utc(client, db
     csrf = sign_in(client, sre)
     page = client.get(f"/tickets/{ticket_id}")
     assert "Your time (America/New_York); saved in UTC." in text(page)
-    local_now = re.search(
+    local_now = found(
         r'id="f-logged_at" name="logged_at" type="datetime-local" value="([^"]+)"', page.text
     )
     assert abs(
@@ -536,5 +513,5 @@ def test_inbox_pages_through_with_a_cursor(client, db):
     first = client.get("/inbox?limit=2")
     assert "Notice 2" in text(first) and "Notice 0" not in text(first)
     assert "https://evil.example" not in first.text  # only local links are followed
-    older = html.unescape(re.search(r'href="([^"]+)">Older notices', first.text).group(1))
+    older = html.unescape(found(r'href="([^"]+)">Older notices', first.text).group(1))
     assert "Notice 0" in text(client.get(older))

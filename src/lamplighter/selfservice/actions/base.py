@@ -26,7 +26,8 @@ point names an :class:`Action` subclass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
@@ -129,6 +130,24 @@ def register(action: type[Action]) -> type[Action]:
         raise ValueError(f"two actions are named {action.name!r}")
     ACTIONS[action.name] = action
     return action
+
+
+@contextmanager
+def registered(*actions: type[Action]) -> Iterator[None]:
+    """Register ``actions`` for the block only (a test's own actions), then remove them.
+
+    ``with registered(Echo): ...`` makes ``echo`` usable in templates inside the block and
+    unknown again after it, so one test's actions never leak into another's registry.
+    """
+    added = [action for action in actions if ACTIONS.get(action.name) is not action]
+    for action in added:
+        register(action)
+    try:
+        yield
+    finally:
+        for action in added:
+            if ACTIONS.get(action.name) is action:
+                del ACTIONS[action.name]
 
 
 def load_entry_points() -> None:
