@@ -18,6 +18,7 @@ from lamplighter.core.schemas import (
     DeliveryRead,
     EventPage,
     EventRead,
+    EventTypeRead,
     JobRead,
     MemberAdd,
     MeRead,
@@ -79,12 +80,12 @@ def create_user(body: UserCreate, session: SessionDep, actor: CurrentActor) -> U
     return UserRead.model_validate(user)
 
 
-@router.get("/users/{user_id}", response_model=UserRead, tags=["identity"])
+@router.get("/users/{user_id:int}", response_model=UserRead, tags=["identity"])
 async def read_user(user_id: Id, session: SessionDep, actor: CurrentActor) -> UserRead:
     return UserRead.model_validate(identity.get_user(session=session, user_id=user_id))
 
 
-@router.patch("/users/{user_id}", response_model=UserRead, tags=["identity"])
+@router.patch("/users/{user_id:int}", response_model=UserRead, tags=["identity"])
 def update_user(
     user_id: Id, body: UserUpdate, session: SessionDep, actor: CurrentActor
 ) -> UserRead:
@@ -160,7 +161,7 @@ def add_member(slug: str, body: MemberAdd, session: SessionDep, actor: CurrentAc
 
 
 @router.delete(
-    "/teams/{slug}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["identity"]
+    "/teams/{slug}/members/{user_id:int}", status_code=status.HTTP_204_NO_CONTENT, tags=["identity"]
 )
 def remove_member(slug: str, user_id: Id, session: SessionDep, actor: CurrentActor) -> Response:
     identity.remove_member(session=session, actor=actor, slug=slug, user_id=user_id)
@@ -194,7 +195,7 @@ def create_token(body: TokenCreate, session: SessionDep, actor: CurrentActor) ->
     return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=plaintext)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenRead, tags=["identity"])
+@router.delete("/tokens/{token_id:int}", response_model=TokenRead, tags=["identity"])
 def revoke_token(token_id: Id, session: SessionDep, actor: CurrentActor) -> TokenRead:
     token = identity.revoke_token(session=session, actor=actor, token_id=token_id)
     session.commit()
@@ -269,6 +270,13 @@ def list_events(
     )
 
 
+@router.get("/events/types", response_model=list[EventTypeRead], tags=["events"])
+def list_event_types(actor: CurrentActor) -> list[EventTypeRead]:
+    """Every event type Lamplighter emits, with the JSON Schema of its payload and the in-app
+    subscribers that react to it. Webhook patterns and ``?type=`` filters use these names."""
+    return [EventTypeRead(**entry) for entry in events.catalogue()]
+
+
 # -- webhooks --------------------------------------------------------------------------------
 @router.get("/webhooks", response_model=Page[WebhookRead], tags=["webhooks"])
 def list_webhooks(session: SessionDep, actor: CurrentActor, page: PageDep) -> Page[WebhookRead]:
@@ -294,14 +302,14 @@ def create_webhook(
     return WebhookCreated(**WebhookRead.model_validate(sub).model_dump(), secret=secret)
 
 
-@router.get("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
+@router.get("/webhooks/{subscription_id:int}", response_model=WebhookRead, tags=["webhooks"])
 def read_webhook(subscription_id: Id, session: SessionDep, actor: CurrentActor) -> WebhookRead:
     return WebhookRead.model_validate(
         webhooks.get(session=session, subscription_id=subscription_id)
     )
 
 
-@router.patch("/webhooks/{subscription_id}", response_model=WebhookRead, tags=["webhooks"])
+@router.patch("/webhooks/{subscription_id:int}", response_model=WebhookRead, tags=["webhooks"])
 def update_webhook(
     subscription_id: Id, body: WebhookUpdate, session: SessionDep, actor: CurrentActor
 ) -> WebhookRead:
@@ -316,7 +324,7 @@ def update_webhook(
 
 
 @router.delete(
-    "/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"]
+    "/webhooks/{subscription_id:int}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"]
 )
 def delete_webhook(subscription_id: Id, session: SessionDep, actor: CurrentActor) -> Response:
     webhooks.delete(session=session, actor=actor, subscription_id=subscription_id)
@@ -325,7 +333,9 @@ def delete_webhook(subscription_id: Id, session: SessionDep, actor: CurrentActor
 
 
 @router.get(
-    "/webhooks/{subscription_id}/deliveries", response_model=Page[DeliveryRead], tags=["webhooks"]
+    "/webhooks/{subscription_id:int}/deliveries",
+    response_model=Page[DeliveryRead],
+    tags=["webhooks"],
 )
 def list_deliveries(
     subscription_id: Id, session: SessionDep, actor: CurrentActor, page: PageDep
@@ -363,7 +373,7 @@ def list_jobs(
     return Page[JobRead](items=[JobRead.model_validate(j) for j in items], next_cursor=cursor)
 
 
-@router.post("/jobs/{job_id}/retry", response_model=JobRead, tags=["jobs"])
+@router.post("/jobs/{job_id:int}/retry", response_model=JobRead, tags=["jobs"])
 def retry_job(job_id: BigId, session: SessionDep, actor: CurrentActor) -> JobRead:
     """Give a dead job a fresh set of tries (SREs and admins)."""
     job = jobs.retry_dead(session=session, actor=actor, job_id=job_id)

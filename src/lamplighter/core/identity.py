@@ -76,8 +76,22 @@ def claim_address(*, session: Session, name: str, email: str) -> User | None:
         before=before,
         after=user_snapshot(user),
     )
+    _emit_user_updated(session, user, before, user_snapshot(user))
     AUTH_CACHE.clear()
     return user
+
+
+def _emit_user_updated(
+    session: Session, user: User, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    changed = sorted(key for key in after if before.get(key) != after[key])
+    if changed:
+        events.emit(
+            session=session,
+            type="user.updated",
+            subject=f"user:{user.id}",
+            payload={"id": user.id, "email": user.email, "changed": changed},
+        )
 
 
 def user_snapshot(user: User) -> dict[str, Any]:
@@ -140,6 +154,23 @@ def list_users(
     return list(session.scalars(statement))
 
 
+# Who may add people and teams: one rule for the single-object paths (API, CLI, pages) and for
+# bulk paths (the Backstage import). Accounts are an admin's; people who come from the
+# organisation's directory (members without a password, signing in by SSO) and teams may also be
+# brought in by SREs.
+USER_CREATORS = (Role.ADMIN.value,)
+DIRECTORY_IMPORTERS = PRIVILEGED
+TEAM_CREATORS = PRIVILEGED
+
+
+def may_create_users(actor: Actor, *, from_directory: bool = False) -> bool:
+    return actor.role in (DIRECTORY_IMPORTERS if from_directory else USER_CREATORS)
+
+
+def may_create_teams(actor: Actor) -> bool:
+    return actor.role in TEAM_CREATORS
+
+
 def create_user(
     *,
     session: Session,
@@ -150,7 +181,7 @@ def create_user(
     role: str = Role.MEMBER.value,
     password: str | None = None,
 ) -> User:
-    require_role(actor, Role.ADMIN.value, action="creating users")
+    require_role(actor, *USER_CREATORS, action="creating users")
     email = email.strip().lower()
     check_time_zone(time_zone)
     if role not in {r.value for r in Role}:
@@ -182,7 +213,7 @@ def create_user(
         session=session,
         type="user.created",
         subject=f"user:{user.id}",
-        payload={"email": user.email},
+        payload={"id": user.id, "email": user.email},
     )
     return user
 
@@ -247,6 +278,7 @@ def update_user(
         before=before,
         after=after,
     )
+    _emit_user_updated(session, user, before, after)
     AUTH_CACHE.clear()
     return user
 
@@ -378,7 +410,7 @@ def create_team(
     parent: str | None = None,
 ) -> Team:
     """Create a team led by ``lead_email``, optionally within the team ``parent`` (a slug)."""
-    require_role(actor, *PRIVILEGED, action="creating teams")
+    require_role(actor, *TEAM_CREATORS, action="creating teams")
     slug = slug.strip().lower()
     if not SLUG_RE.match(slug):
         raise ValidationFailed.one(

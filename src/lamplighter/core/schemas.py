@@ -193,6 +193,14 @@ class EventPage(BaseModel):
     last_id: int = Field(description="Pass as ?after= to continue from here.")
 
 
+class EventTypeRead(BaseModel):
+    type: str
+    description: str
+    subject: str = Field(description="What the event's subject names.")
+    payload_schema: dict[str, Any] = Field(description="JSON Schema of the payload.")
+    subscribers: list[str] = Field(description="Job kinds that react to it inside Lamplighter.")
+
+
 class JobRead(ReadModel):
     id: int
     kind: str

@@ -49,7 +49,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog.backstage_yaml import load_all
-from lamplighter.core import audit, identity
+from lamplighter.core import audit, events, identity, people
 from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import (
@@ -59,8 +59,8 @@ from lamplighter.core.errors import (
     NotFound,
     ValidationFailed,
 )
-from lamplighter.core.models import Team
 from lamplighter.selfservice.actions import base as actions
+from lamplighter.selfservice.event_types import TemplateChanged, TemplateDeleted
 from lamplighter.selfservice.expressions import WHOLE_RE, check_expression, expressions_in
 from lamplighter.selfservice.models import Approval, Run, Template, TemplateSource
 from lamplighter.tickets import service as tickets
@@ -261,7 +261,7 @@ def validate(*, session: Session, definition: Mapping[str, Any]) -> dict[str, An
     owner = definition.get("owner")
     if not isinstance(owner, str) or not owner:
         problems.add("owner", "the slug of the owning team")
-    elif session.scalar(sa.select(Team.id).where(Team.slug == owner)) is None:
+    elif not people.teams_by_slug(session=session, slugs=[owner]):
         problems.add("owner", f"no team {owner!r}")
     parameters = _check_parameters(definition.get("parameters"), problems)
     steps = _check_steps(definition.get("steps"), problems)
@@ -275,7 +275,7 @@ def validate(*, session: Session, definition: Mapping[str, Any]) -> dict[str, An
         problems.add("allowed_teams", "a list of team slugs")
         allowed = []
     else:
-        known = set(session.scalars(sa.select(Team.slug).where(Team.slug.in_(allowed))))
+        known = people.teams_by_slug(session=session, slugs=allowed)
         for index, slug in enumerate(allowed):
             if slug not in known:
                 problems.add(f"allowed_teams.{index}", f"no team {slug!r}")
@@ -380,6 +380,7 @@ def create(
         object_id=template.name,
         after=snapshot(template),
     )
+    _emit(session, "created", template)
     return template
 
 
@@ -418,6 +419,7 @@ def update(
         before=before,
         after=snapshot(template),
     )
+    _emit(session, "updated", template)
     return template
 
 
@@ -437,6 +439,26 @@ def delete(*, session: Session, actor: Actor, name: str) -> None:
         object_type=OBJECT_TYPE,
         object_id=name,
         before=before,
+    )
+    events.emit(
+        session=session,
+        type="selfservice.template.deleted",
+        subject=f"template:{name}",
+        payload=TemplateDeleted(name=name),
+    )
+
+
+def _emit(session: Session, change: str, template: Template) -> None:
+    events.emit(
+        session=session,
+        type=f"selfservice.template.{change}",
+        subject=f"template:{template.name}",
+        payload=TemplateChanged(
+            name=template.name,
+            version=template.version,
+            title=template.title,
+            owner_team_id=template.owner_team_id,
+        ),
     )
 
 

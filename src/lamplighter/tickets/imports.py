@@ -21,11 +21,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.core import audit, events
+from lamplighter.core import audit, events, people
 from lamplighter.core.authz import PRIVILEGED, require_role
 from lamplighter.core.context import Actor
 from lamplighter.core.db import utcnow
-from lamplighter.core.models import Team, User
 from lamplighter.tickets.import_formats import (
     MAX_EFFORT_MINUTES,
     REQUIRED,
@@ -81,8 +80,8 @@ def _lookups(session: Session) -> _Lookups:
         types.setdefault(request_type.name.lower(), request_type)
     return _Lookups(
         types=types,
-        users=dict(session.execute(sa.select(sa.func.lower(User.email), User.id)).tuples().all()),
-        teams=dict(session.execute(sa.select(Team.slug, Team.id)).tuples().all()),
+        users=people.user_ids_by_email(session=session),
+        teams=people.team_ids_by_slug(session=session),
         known_types=", ".join(sorted({t.slug for t in types.values()})),
     )
 
@@ -338,6 +337,17 @@ def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield rows[start : start + size]
 
 
+def id_ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted ids as [first, last] runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    ranges: list[tuple[int, int]] = []
+    for value in ids:
+        if ranges and value == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], value)
+        else:
+            ranges.append((value, value))
+    return ranges
+
+
 def _write(
     session: Session,
     actor: Actor,
@@ -410,7 +420,12 @@ def _write(
         object_id=digest,
         after=summary,
     )
+    # Every ticket the import created, as ranges of ids (one range, as a rule): imported
+    # tickets have no events of their own, so a subscriber finds them here.
     events.emit(
-        session=session, type="ticket.imported", subject=f"ticket_import:{digest}", payload=summary
+        session=session,
+        type="ticket.imported",
+        subject=f"ticket_import:{digest}",
+        payload=summary | {"ticket_id_ranges": id_ranges(sorted(ids.values()))},
     )
     progress("auditing", total, total)

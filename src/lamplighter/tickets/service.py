@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service as catalog
-from lamplighter.core import audit, events, identity, inbox
+from lamplighter.core import audit, events, identity, inbox, people
 from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_role, require_writer
 from lamplighter.core.context import Actor
 from lamplighter.core.db import utcnow
 from lamplighter.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from lamplighter.core.models import Role, Team, TeamMember
+from lamplighter.core.models import Role
 from lamplighter.core.pagination import keyset
 from lamplighter.tickets.defaults import DEFAULT_TARGETS, default_type_rows
 from lamplighter.tickets.models import (
@@ -143,6 +143,17 @@ def save_type(
         before=before,
         after=_type_snapshot(request_type),
     )
+    events.emit(
+        session=session,
+        type="ticket_type.saved",
+        subject=f"ticket_type:{request_type.slug}",
+        payload={
+            "slug": request_type.slug,
+            "name": request_type.name,
+            "is_active": request_type.is_active,
+            "template_name": request_type.template_name,
+        },
+    )
     return request_type
 
 
@@ -225,9 +236,7 @@ def _resolve_common(
         raise ValidationFailed.one("body.priority", "must be P1, P2, P3 or P4")
     team_id = None
     if data.requesting_team:
-        team = session.scalar(
-            sa.select(Team).where(Team.slug == data.requesting_team.strip().lower())
-        )
+        team = people.find_team_by_slug(session=session, slug=data.requesting_team)
         if team is None:
             raise ValidationFailed.one(
                 "body.requesting_team", f"no team with slug {data.requesting_team!r}"
@@ -257,9 +266,7 @@ def create(
         raise ValidationFailed.one("body.title", "must not be empty")
     request_type, team_id, entity_id, assignee_id = _resolve_common(session, data)
     if team_id is None and actor.user_id is not None:  # the requester's first team
-        team_id = session.scalar(
-            sa.select(sa.func.min(TeamMember.team_id)).where(TeamMember.user_id == actor.user_id)
-        )
+        team_id = min(identity.team_ids_of(session=session, user_id=actor.user_id), default=None)
     now = now or utcnow()
     first_due, done_due = _due(request_type, data.priority, now)
     ticket = Ticket(
@@ -461,13 +468,13 @@ def update(*, session: Session, actor: Actor, ticket_id: int, changes: Mapping[s
         object_type=OBJECT_TYPE,
         object_id=ticket.id,
         before=before,
-        after=snapshot(ticket),
+        after=(after := snapshot(ticket)),
     )
     events.emit(
         session=session,
         type="ticket.updated",
         subject=f"ticket:{ticket.id}",
-        payload={"id": ticket.id},
+        payload={"id": ticket.id, "changed": sorted(k for k in after if before.get(k) != after[k])},
     )
     return ticket
 
@@ -542,6 +549,12 @@ def log_work(
         object_type=OBJECT_TYPE,
         object_id=ticket.id,
         after={"minutes": minutes, "logged_at": logged_at.isoformat()},
+    )
+    events.emit(
+        session=session,
+        type="ticket.work_logged",
+        subject=f"ticket:{ticket.id}",
+        payload={"id": ticket.id, "minutes": minutes},
     )
     return entry
 
@@ -708,7 +721,3 @@ def history(
         )
     )
     return changes, comments, logs
-
-
-def team_ids_for(session: Session, user_id: int) -> list[int]:
-    return list(session.scalars(sa.select(TeamMember.team_id).where(TeamMember.user_id == user_id)))
