@@ -39,7 +39,7 @@ from _common import machine, spawn_cli
 from psycopg import sql
 from pydantic import SecretStr
 
-import lamplighter.registry
+from lamplighter import domains
 from lamplighter.catalog.models import Entity
 from lamplighter.core import identity, jobs, migrate
 from lamplighter.core.context import Actor
@@ -171,7 +171,7 @@ def wait_finished(db: Database, run_id: int, timeout_s: float = 120) -> Run:
 
 # -- golden path 1 -------------------------------------------------------------------------------
 def bench_golden(work: Path, *, repeat: int, admin_url: str | None) -> bool:
-    lamplighter.registry.load()
+    domains.load()
     url = f"sqlite:///{work / 'golden.db'}"
     reset(url)
     db = Database(url)
@@ -247,7 +247,7 @@ def bench_golden(work: Path, *, repeat: int, admin_url: str | None) -> bool:
 
 # -- 100 runs at once ----------------------------------------------------------------------------
 def bench_concurrent(work: Path, *, total: int, workers: int, url: str | None) -> bool:
-    lamplighter.registry.load()
+    domains.load()
     url = url or f"sqlite:///{work / 'concurrent.db'}"
     reset(url)
     db = Database(url)

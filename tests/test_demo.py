@@ -14,8 +14,18 @@ from lamplighter.tickets.models import Ticket
 
 
 def test_demo_loads_once_with_a_catalog_and_a_journal(db: Any) -> None:
-    assert demo.load(db) == {"organisation": True, "catalog": True, "tickets": True}
-    assert demo.load(db) == {"organisation": False, "catalog": False, "tickets": False}
+    assert demo.load(db) == {
+        "organisation": True,
+        "catalog": True,
+        "tickets": True,
+        "selfservice": True,
+    }
+    assert demo.load(db) == {
+        "organisation": False,
+        "catalog": False,
+        "tickets": False,
+        "selfservice": False,
+    }
     with db.sessionmaker() as session:
         ledger = catalog.get_by_ref(session=session, ref="ledger")
         owner = catalog.who_owns(session=session, ref="ledger")

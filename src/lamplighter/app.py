@@ -1,4 +1,4 @@
-"""Builds the FastAPI app from each domain's api.py and pages.py."""
+"""Builds the FastAPI app from the domains' manifests (``lamplighter.domains``)."""
 
 from __future__ import annotations
 
@@ -18,27 +18,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-import lamplighter.models_registry  # noqa: F401 - every table is known before the app starts
-from lamplighter import __version__
-from lamplighter.catalog import api as catalog_api
-from lamplighter.catalog import exchange_api as catalog_exchange_api
-from lamplighter.catalog import pages as catalog_pages
-from lamplighter.core import api as core_api
-from lamplighter.core import inbox_pages, jobs, migrate, oidc, webui
+from lamplighter import __version__, domains
+from lamplighter.core import jobs, migrate, routing, webui
 from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
 from lamplighter.core.errors import PROBLEM_TYPES
+from lamplighter.core.manifest import Manifest, resolve
 from lamplighter.core.plugins import load_plugins
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.core.web import RequestContextMiddleware, install_error_handlers
-from lamplighter.selfservice import api as selfservice_api
-from lamplighter.selfservice import pages as selfservice_pages
-from lamplighter.tickets import analytics_api as tickets_analytics_api
-from lamplighter.tickets import analytics_pages as tickets_analytics_pages
-from lamplighter.tickets import api as tickets_api
-from lamplighter.tickets import pages as tickets_pages
-from lamplighter.tickets import type_pages as tickets_type_pages
 
 log = logging.getLogger("lamplighter")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -79,6 +68,7 @@ def create_app(
     """Build the app. Refuses to start on a database that is behind its migrations."""
     settings = settings or get_settings()
     load_plugins(settings)
+    manifests = domains.manifests(settings)
     database = db or Database(settings.effective_database_url)
     if check_migrations:
         migrate.check_current(database.engine)
@@ -87,8 +77,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker: jobs.Worker | None = None
         thread: threading.Thread | None = None
-        if settings.templates_sync_on_start:
-            sync_templates(database, settings)
+        for manifest in manifests:
+            for hook in manifest.on_start:
+                on_start(manifest, hook, database, settings)
         if run_worker:
             worker = jobs.Worker(database, settings)
             thread = worker.start_thread()
@@ -113,24 +104,7 @@ def create_app(
     app.state.box = SecretBox(settings.effective_secret_key())
     QUEUE_COLLECTOR.db = database
 
-    # A request is matched against the routes in order: the catalog's entity reads, the
-    # busiest, come first (no other prefix overlaps theirs but self-service's, which stays
-    # before them for its /catalog/entities/{kind}/{namespace}/{name}/grants).
-    app.include_router(selfservice_api.router, prefix="/api/v1")
-    app.include_router(catalog_api.router, prefix="/api/v1")
-    app.include_router(catalog_exchange_api.router, prefix="/api/v1")
-    # Before the ticket routes: /tickets/analytics must not be taken for /tickets/{ticket_id}.
-    app.include_router(tickets_analytics_api.router, prefix="/api/v1")
-    app.include_router(tickets_api.router, prefix="/api/v1")
-    app.include_router(core_api.router, prefix="/api/v1")
-    app.include_router(oidc.router)
-    app.include_router(catalog_pages.router)  # before the core pages and their placeholders
-    app.include_router(tickets_analytics_pages.router)  # before /tickets/{ticket_id}
-    app.include_router(tickets_type_pages.router)  # before /tickets/{ticket_id}
-    app.include_router(tickets_pages.router)
-    app.include_router(inbox_pages.router)
-    app.include_router(selfservice_pages.router)  # before the core pages' placeholders
-    app.include_router(core_pages.router)
+    include_domains(app, manifests)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, webui.render_error_page)
     app.add_middleware(
@@ -163,29 +137,28 @@ def create_app(
     def problem_type(slug: str, request: Request) -> Any:
         return webui.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
 
+    routing.index_routes(app)  # after every route: lookup by path prefix, order-independent
     return app
 
 
-def sync_templates(database: Database, settings: Settings) -> None:
-    """Bring the shipped golden paths and ``templates_dir`` into the database. Never stops the
-    app: a bad file or a race with another starting process is logged and the app serves on."""
-    from lamplighter.core.context import Actor
-    from lamplighter.selfservice.golden import load_golden
+def include_domains(app: FastAPI, manifests: list[Manifest]) -> None:
+    """Each domain's API routers under /api/v1 and its pages at the root; the navigation lists
+    the domains with pages, and the design's domains not built yet get a placeholder page."""
+    for manifest in manifests:
+        for reference in manifest.api:
+            app.include_router(resolve(reference), prefix="/api/v1")
+        for reference in manifest.pages:
+            app.include_router(resolve(reference))
+    webui.set_navigation([entry for manifest in manifests for entry in manifest.nav])
+    app.include_router(core_pages.placeholder_router(webui.NAVIGATION))
 
+
+def on_start(manifest: Manifest, hook: str, database: Database, settings: Settings) -> None:
+    """Run a domain's start-up hook; a failure is logged and the app serves on."""
     try:
-        with database.transaction() as session:
-            result = load_golden(
-                session=session, actor=Actor.system("template-sync"), settings=settings
-            )
-    except Exception:  # another process syncing at the same moment, a database hiccup
-        log.warning(
-            "template sync at start-up failed; run `lamplighter template sync`", exc_info=True
-        )
-        return
-    for error in result.errors:
-        log.warning("template sync: %s: %s", error.field, error.reason)
-    if result.created or result.updated:
-        log.info("template sync: %d created, %d updated", len(result.created), len(result.updated))
+        resolve(hook)(database, settings)
+    except Exception:
+        log.warning("start-up hook %s of %s failed", hook, manifest.name, exc_info=True)
 
 
 def app_from_env() -> FastAPI:

@@ -8,38 +8,28 @@ lists every command (it imports them all to read their help).
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 
 import typer
 from typer._click import Command, Context  # Typer 0.29 carries its own click
 from typer.core import TyperGroup
 
+from lamplighter import domains
 from lamplighter.core.clikit import CliState
+from lamplighter.core.manifest import resolve
+from lamplighter.core.settings import get_settings
 
-# name -> (module, attribute): a Typer sub-app, or a function that is one command
-COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("lamplighter.core.cli", "serve"),
-    "worker": ("lamplighter.core.cli", "worker"),
-    "version": ("lamplighter.core.cli", "version"),
-    "db": ("lamplighter.core.cli", "db_app"),
-    "user": ("lamplighter.core.cli", "user_app"),
-    "team": ("lamplighter.core.cli", "team_app"),
-    "token": ("lamplighter.core.cli", "token_app"),
-    "audit": ("lamplighter.core.cli", "audit_app"),
-    "jobs": ("lamplighter.core.cli", "jobs_app"),
-    "catalog": ("lamplighter.catalog.cli", "catalog_app"),
-    "ticket": ("lamplighter.tickets.cli", "ticket_app"),
-    "template": ("lamplighter.selfservice.cli", "template_app"),
-    "run": ("lamplighter.selfservice.cli", "run_app"),
-    "demo": ("lamplighter.demo", "demo_app"),
+# name -> "module:attribute": a Typer sub-app, or a function that is one command. Each
+# domain's manifest names its commands; the demo loader composes them all, so it is named here.
+COMMANDS: dict[str, str] = {
+    **domains.commands(get_settings()),
+    "demo": "lamplighter.demo:demo_app",
 }
 
 
 def load_command(name: str) -> Command:
     """The click command for ``name``, importing its module."""
-    module, attribute = COMMANDS[name]
-    target: Any = getattr(importlib.import_module(module), attribute)
+    target: Any = resolve(COMMANDS[name])
     command: Command
     if isinstance(target, typer.Typer):
         command = typer.main.get_group(target)  # a group even with one command in it

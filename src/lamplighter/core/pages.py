@@ -37,7 +37,6 @@ from lamplighter.core.errors import (
 from lamplighter.core.pagination import page_of
 from lamplighter.core.settings import Settings
 from lamplighter.core.webui import (
-    DOMAINS,
     LOGIN_CSRF_COOKIE,
     TEAM_PANELS,
     Domain,
@@ -301,7 +300,7 @@ def add_member(
     return redirect_after_post(request, f"/teams/{slug}", message, viewer)
 
 
-@router.post("/teams/{slug}/members/{user_id}/remove")
+@router.post("/teams/{slug}/members/{user_id:int}/remove")
 def remove_member(
     request: Request, session: SessionDep, viewer: WriterDep, slug: str, user_id: Id
 ) -> Response:
@@ -399,7 +398,7 @@ def create_token(
     )
 
 
-@router.post("/profile/tokens/{token_id}/revoke")
+@router.post("/profile/tokens/{token_id:int}/revoke")
 def revoke_token(
     request: Request, session: SessionDep, viewer: WriterDep, token_id: Id
 ) -> Response:
@@ -498,7 +497,7 @@ def jobs_page(
     return render(request, "core/jobs.html", context, viewer=viewer)
 
 
-@router.post("/jobs/{job_id}/retry")
+@router.post("/jobs/{job_id:int}/retry")
 def retry_job(request: Request, session: SessionDep, viewer: WriterDep, job_id: BigId) -> Response:
     job = jobs.retry_dead(session=session, actor=viewer.actor, job_id=job_id)
     session.commit()
@@ -518,15 +517,15 @@ def _coming_soon(domain: Domain) -> Callable[[Request, Viewer], Response]:
     return page
 
 
-def _register_placeholders(domains: Iterable[Domain]) -> None:
-    for domain in domains:
+def placeholder_router(navigation: Iterable[Domain]) -> APIRouter:
+    """A "coming soon" page for each domain in the navigation that is not built yet."""
+    placeholders = APIRouter(include_in_schema=False, route_class=PageRoute)
+    for domain in navigation:
         if not domain.built:
-            router.add_api_route(
+            placeholders.add_api_route(
                 domain.path,
                 _coming_soon(domain),
                 methods=["GET"],
                 name=f"coming_soon{domain.path.replace('/', '_')}",
             )
-
-
-_register_placeholders(DOMAINS)
+    return placeholders

@@ -1,4 +1,4 @@
-"""Loads extra modules named in LAMPLIGHTER_PLUGINS (job handlers, actions) at start-up."""
+"""Loads every domain (its manifest) and extra modules named in LAMPLIGHTER_PLUGINS at start-up."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ import importlib
 
 from lamplighter.core.settings import Settings
 
-_LOADED: set[str] = set()
-
 
 def load_plugins(settings: Settings) -> None:
-    if "lamplighter.registry" not in _LOADED:
-        # The built-in job handlers and actions; by name, as core does not import the domains.
-        importlib.import_module("lamplighter.registry").load()
-        _LOADED.add("lamplighter.registry")
-
-    for name in filter(None, (part.strip() for part in settings.plugins.split(","))):
-        if name not in _LOADED:
-            importlib.import_module(name)
-            _LOADED.add(name)
+    """Register every domain's tables, event types, handlers, actions and subscriptions, and
+    import the plugin modules. By name: core does not import the composition layer above it."""
+    importlib.import_module("lamplighter.domains").load(settings)

@@ -17,16 +17,18 @@ organisation can override a golden path by shipping a file with the same ``name`
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
-import sqlalchemy as sa
 import yaml
 from sqlalchemy.orm import Session
 
+from lamplighter.core import people
 from lamplighter.core.context import Actor
+from lamplighter.core.db import Database
 from lamplighter.core.errors import FieldError, LamplighterError
-from lamplighter.core.models import Role, Team, TeamMember, User
+from lamplighter.core.models import Role, Team
 from lamplighter.core.settings import Settings, get_settings
 from lamplighter.selfservice import templates
 
@@ -36,21 +38,19 @@ from lamplighter.selfservice.actions import git, pipeline, postgres, simple  # n
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SHIPPED_OWNER = "platform"  # the owner the shipped files declare
 
+log = logging.getLogger("lamplighter.selfservice")
+
 
 def default_owner(*, session: Session) -> Team | None:
     """The team shipped templates go to: ``platform``, else the first SRE's team, else the first."""
-    platform = session.scalar(sa.select(Team).where(Team.slug == SHIPPED_OWNER))
+    platform = people.find_team_by_slug(session=session, slug=SHIPPED_OWNER)
     if platform is not None:
         return platform
-    with_sre = session.scalar(
-        sa.select(Team)
-        .join(TeamMember, TeamMember.team_id == Team.id)
-        .join(User, User.id == TeamMember.user_id)
-        .where(User.role == Role.SRE.value)
-        .order_by(Team.id)
-        .limit(1)
-    )
-    return with_sre or session.scalar(sa.select(Team).order_by(Team.id).limit(1))
+    with_sre = people.first_team_with_role(session=session, role=Role.SRE)
+    if with_sre is not None:
+        return with_sre
+    teams = people.all_teams(session=session)
+    return teams[0] if teams else None
 
 
 def _merge(into: templates.SyncResult, more: templates.SyncResult) -> None:
@@ -110,3 +110,25 @@ def load_golden(
         else:
             _merge(result, configured)
     return result
+
+
+def sync_on_start(database: Database, settings: Settings) -> None:
+    """Bring the shipped golden paths and ``templates_dir`` into the database when the web app
+    starts (``templates_sync_on_start``). Never stops the app: a bad file or a race with another
+    starting process is logged and the app serves on."""
+    if not settings.templates_sync_on_start:
+        return
+    try:
+        with database.transaction() as session:
+            result = load_golden(
+                session=session, actor=Actor.system("template-sync"), settings=settings
+            )
+    except Exception:  # another process syncing at the same moment, a database hiccup
+        log.warning(
+            "template sync at start-up failed; run `lamplighter template sync`", exc_info=True
+        )
+        return
+    for error in result.errors:
+        log.warning("template sync: %s: %s", error.field, error.reason)
+    if result.created or result.updated:
+        log.info("template sync: %d created, %d updated", len(result.created), len(result.updated))
