@@ -139,6 +139,28 @@ def enqueue(
     session.execute(statement)
 
 
+def enqueue_keyed(*, session: Session, jobs: list[dict[str, Any]]) -> None:
+    """Schedule many jobs (``kind``, ``payload``, ``idempotency_key`` each) in one statement;
+    a key already queued is skipped, as with :func:`enqueue`."""
+    now = utcnow()
+    rows = [
+        {
+            "kind": job["kind"],
+            "payload": job["payload"],
+            "status": JobStatus.QUEUED.value,
+            "due_at": now,
+            "attempts": 0,
+            "max_attempts": 8,
+            "idempotency_key": job["idempotency_key"],
+            "created_at": now,
+        }
+        for job in jobs
+    ]
+    session.execute(
+        _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
+    )
+
+
 def enqueue_many(*, session: Session, kind: str, payloads: list[dict[str, Any]]) -> None:
     now = utcnow()
     session.execute(
@@ -293,23 +315,19 @@ class Worker:
             self._fail(job, f"no handler registered for job kind {job.kind!r}", permanent=True)
             return
         # Claimed in a batch, the lease may have run out while earlier jobs ran, and another
-        # worker may own the job now: renew it first and skip the job if that fails. On
-        # PostgreSQL the renewal opens the job's own transaction and keeps its row locked until
-        # done; SQLite renews in a short transaction of its own so that a slow handler does not
-        # hold the database's only write lock.
-        if self.db.is_sqlite and not self._renew_lease(job, session=None):
+        # worker may own the job now: renew it first and skip the job if that fails. While the
+        # handler runs, a heartbeat renews the lease in short transactions of its own, so a
+        # worker that is alive but slower than the lease keeps its job; only a worker that
+        # stopped lets the lease run out (and the job go to another).
+        if not self._renew_lease(job):
             log.warning("job lease expired before it started; skipped", extra={"job_id": job.id})
             return
         started = time.monotonic()
+        heartbeat = _Heartbeat(self, job)
         try:
-            with self.db.transaction() as session:
-                if not self.db.is_sqlite and not self._renew_lease(job, session=session):
-                    log.warning(
-                        "job lease expired before it started; skipped", extra={"job_id": job.id}
-                    )
-                    return
+            with heartbeat, self.db.transaction() as session:
                 spec.func(self._context(session, job))
-                if self._mark_done(session, [job.id]) != 1:
+                if heartbeat.lost or self._mark_done(session, [job.id]) != 1:
                     raise _LeaseLost
         except _LeaseLost:
             log.warning("job lease lost; work rolled back", extra={"job_id": job.id})
@@ -408,8 +426,9 @@ class Worker:
             self.run_one(job)
         return len(claimed)
 
-    def _renew_lease(self, job: Claimed, *, session: Session | None) -> bool:
-        """Extend the lease of a job this worker still holds; False if it no longer does."""
+    def _renew_lease(self, job: Claimed) -> bool:
+        """Extend the lease of a job this worker still holds (in a short transaction of its
+        own, seen by every other worker at once); False if it no longer holds it."""
         until = utcnow() + dt.timedelta(seconds=self.settings.job_lease_s)
         statement = (
             sa.update(Job)
@@ -421,11 +440,9 @@ class Worker:
             )
             .values(lease_expires_at=until)
         )
-        options = {"synchronize_session": False}
-        if session is not None:
-            return _rowcount(session.execute(statement, execution_options=options)) == 1
         with self.db.transaction() as own:
-            return _rowcount(own.execute(statement, execution_options=options)) == 1
+            result = own.execute(statement, execution_options={"synchronize_session": False})
+            return _rowcount(result) == 1
 
     def release(self, unstarted: list[Claimed]) -> None:
         """Give claimed-but-unstarted jobs back to the queue, refunding the attempt."""
@@ -469,6 +486,47 @@ class Worker:
 
 class _LeaseLost(Exception):
     pass
+
+
+class _Heartbeat:
+    """Renews a running job's lease every third of the lease, on a thread of its own, until
+    the handler returns. ``lost`` turns true when a renewal finds the job taken over (the
+    worker stalled past its lease); the handler's work is then rolled back, not committed."""
+
+    def __init__(self, worker: Worker, job: Claimed) -> None:
+        self.worker = worker
+        self.job = job
+        self.lost = False
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lamplighter-lease-{self.job.id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        interval = max(0.05, self.worker.settings.job_lease_s / 3)
+        while not self._stop.wait(interval):
+            try:
+                held = self.worker._renew_lease(self.job)
+            except Exception:  # the database away for a moment: try again next beat
+                log.warning(
+                    "job lease renewal failed", extra={"job_id": self.job.id}, exc_info=True
+                )
+                continue
+            if not held:
+                self.lost = True
+                return
+            self.renewals += 1
 
 
 def _rowcount(result: Any) -> int:

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session
 
-from lamplighter.core import identity, jobs
+from lamplighter.core import identity, jobs, people
 from lamplighter.core.clikit import (
     Output,
     OutputOpt,
@@ -75,13 +75,9 @@ def _actor(session: Session, email: str | None) -> Actor:
     if email is None:
         return cli_actor()
     user = identity.require_user_by_email(session=session, email=email, field="--user")
-    return Actor(
-        kind="user",
-        label=user.email,
-        user_id=user.id,
-        role=user.role,
-        team_ids=identity.team_ids_of(session=session, user_id=user.id),
-    )
+    actor = people.actor_for_user(session=session, user_id=user.id)
+    assert actor is not None  # found just above
+    return actor
 
 
 def _json(model: Any) -> dict[str, Any]:

@@ -24,14 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from lamplighter.core import events, jobs
+from lamplighter.core import jobs, people
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import SQLiteWriteGate, utcnow
-from lamplighter.core.models import TeamMember, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import expressions
 from lamplighter.selfservice.actions import base as actions
+from lamplighter.selfservice.lifecycle import announce, snapshot
 from lamplighter.selfservice.models import Run, RunSecret, RunStatus, RunStep, StepStatus
 from lamplighter.selfservice.runs import (
     REDACTED,
@@ -39,10 +39,7 @@ from lamplighter.selfservice.runs import (
     RUN_JOB,
     SECRET_PREFIX,
     log,
-    notify_requester,
-    record_change,
     run_facts,
-    snapshot,
     step_context,
     steps_of,
 )
@@ -97,20 +94,14 @@ class _Runner:
                 before = snapshot(run)
                 run.status = RunStatus.RUNNING.value
                 run.started_at = run.started_at or utcnow()
-                session.flush()
-                record_change(session, self.actor, run, "running", before)
+                announce(session, self.actor, run, "started", before)
             return run
 
     def requester(self, session: Session, run: Run) -> Actor:
-        user = session.get(User, run.requester_user_id) if run.requester_user_id else None
-        if user is None:
+        if run.requester_user_id is None:
             return self.actor
-        team_ids = frozenset(
-            session.scalars(sa.select(TeamMember.team_id).where(TeamMember.user_id == user.id))
-        )
-        return Actor(
-            kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=team_ids
-        )
+        actor = people.actor_for_user(session=session, user_id=run.requester_user_id)
+        return actor if actor is not None else self.actor
 
     def step_context(self, session: Session, run: Run, step: RunStep) -> actions.StepContext:
         return actions.StepContext(
@@ -308,14 +299,7 @@ class _Runner:
                 row.error = message + " (nothing was undone; retry the run once it is fixed)"
                 row.failed_step = self.current.step_id if self.current is not None else None
                 row.finished_at = utcnow()
-                session.flush()
-                record_change(session, self.actor, row, "failed", before)
-                events.emit(
-                    session=session,
-                    type="selfservice.run.failed",
-                    subject=f"template_run:{row.id}",
-                    payload={"id": row.id, "failed_step": row.failed_step, "error": row.error},
-                )
+                announce(session, self.actor, row, "failed", before, body=row.error)
         except Exception:
             log.exception("template run %s could not be marked failed", self.run.id)
 
@@ -353,9 +337,7 @@ class _Runner:
             row.error = error
             row.failed_step = failure.step.step_id
             row.finished_at = utcnow()
-            self.announce(
-                session, row, "failed", before, {"failed_step": row.failed_step, "error": error}
-            )
+            announce(session, self.actor, row, "failed", before, body=error)
 
     def succeed(self, run: Run) -> None:
         with self.transaction() as session:
@@ -379,34 +361,7 @@ class _Runner:
             row.error = None
             row.failed_step = None
             row.finished_at = utcnow()
-            self.announce(session, row, "succeeded", before, {"ticket_id": row.ticket_id})
-
-    def announce(
-        self,
-        session: Session,
-        row: Run,
-        outcome: str,
-        before: dict[str, Any],
-        details: dict[str, Any],
-    ) -> None:
-        """The end of a run, told: audit entry, ``selfservice.run.<outcome>`` event, the
-        requester's inbox (with the error when it failed)."""
-        session.flush()
-        record_change(session, self.actor, row, outcome, before)
-        events.emit(
-            session=session,
-            type=f"selfservice.run.{outcome}",
-            subject=f"template_run:{row.id}",
-            payload={
-                "id": row.id,
-                "template": row.spec.get("name"),
-                "dry_run": row.dry_run,
-                **details,
-            },
-        )
-        notify_requester(
-            session, row, f"Your template run {row.id} {outcome}", str(details.get("error") or "")
-        )
+            announce(session, self.actor, row, "succeeded", before)
 
 
 def _store_secret(session: Session, box: SecretBox, run_id: int, name: str, value: str) -> None:

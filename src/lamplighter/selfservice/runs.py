@@ -14,15 +14,16 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 from sqlalchemy.orm import Session
 
-from lamplighter.core import audit, identity, inbox, jobs
+from lamplighter.core import audit, identity, inbox, jobs, people
 from lamplighter.core.authz import PRIVILEGED
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import utcnow
 from lamplighter.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from lamplighter.core.models import Role, Team, User
+from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import keyset
 from lamplighter.selfservice import expressions, templates
+from lamplighter.selfservice.lifecycle import OBJECT_TYPE, announce, snapshot
 from lamplighter.selfservice.models import (
     Approval,
     Run,
@@ -35,7 +36,6 @@ from lamplighter.selfservice.models import (
 
 log = logging.getLogger("lamplighter.selfservice")
 RUN_JOB = "selfservice.run"
-OBJECT_TYPE = "selfservice_run"
 SECRET_PREFIX = "secret:"  # noqa: S105 - the prefix of a reference, not a secret
 RETRYABLE_ATTEMPTS = 3  # job attempts a retryable ActionError gets before compensation
 REDACTED = "[secret]"
@@ -75,48 +75,6 @@ def steps_of(*, session: Session, run_id: int) -> list[RunStep]:
     return list(
         session.scalars(sa.select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.index))
     )
-
-
-def snapshot(run: Run) -> dict[str, Any]:
-    return {
-        "template_id": run.template_id,
-        "template_version": run.template_version,
-        "status": run.status,
-        "dry_run": run.dry_run,
-        "requester_user_id": run.requester_user_id,
-        "requesting_team_id": run.requesting_team_id,
-        "approver_user_id": run.approver_user_id,
-        "decision_reason": run.decision_reason,
-        "error": run.error,
-        "failed_step": run.failed_step,
-        "ticket_id": run.ticket_id,
-    }
-
-
-def record_change(
-    session: Session, actor: Actor, run: Run, action: str, before: dict[str, Any]
-) -> None:
-    """Audit a status change of a run (parameters and secrets are never in the diff)."""
-    audit.record(
-        session=session,
-        actor=actor,
-        action=f"selfservice.run.{action}",
-        object_type=OBJECT_TYPE,
-        object_id=run.id,
-        before=before,
-        after=snapshot(run),
-    )
-
-
-def notify_requester(session: Session, run: Run, title: str, body: str = "") -> None:
-    if run.requester_user_id is not None:
-        inbox.notify(
-            session=session,
-            user_id=run.requester_user_id,
-            title=title,
-            body=body,
-            link=f"/selfservice/runs/{run.id}",
-        )
 
 
 def apply_defaults(schema: Mapping[str, Any], values: Any) -> Any:
@@ -177,14 +135,14 @@ def _requesting_team(
     session: Session, actor: Actor, template: Template, slug: str | None
 ) -> Team | None:
     if slug is not None:
-        team = session.scalar(sa.select(Team).where(Team.slug == slug))
+        team = people.find_team_by_slug(session=session, slug=slug)
         if team is None:
             raise ValidationFailed.one("requesting_team", f"no team {slug!r}")
         if team.id not in actor.team_ids and actor.role not in PRIVILEGED:
             raise Forbidden(f"you are not a member of team {slug!r}")
         return team
-    mine = list(
-        session.scalars(sa.select(Team).where(Team.id.in_(actor.team_ids)).order_by(Team.id))
+    mine = sorted(
+        people.teams_by_id(session=session, ids=actor.team_ids).values(), key=lambda t: t.id
     )
     if template.allowed_teams:
         mine = [t for t in mine if t.slug in template.allowed_teams]
@@ -212,13 +170,7 @@ def approver_ids(*, session: Session, run: Run) -> list[int]:
         lead = identity.nearest_lead(session=session, team_id=template.owner_team_id)
         return [lead.id] if lead is not None else []
     if approval == Approval.SRE.value:
-        return list(
-            session.scalars(
-                sa.select(User.id)
-                .where(User.role == Role.SRE.value, User.is_active.is_(True))
-                .order_by(User.id)
-            )
-        )
+        return [u.id for u in people.active_users_with_role(session=session, role=Role.SRE)]
     return []
 
 
@@ -275,15 +227,13 @@ def start(
                 log="",
             )
         )
-    session.flush()
-    audit.record(
-        session=session,
-        actor=actor,
-        action="selfservice.run.start",
-        object_type=OBJECT_TYPE,
-        object_id=run.id,
-        after=snapshot(run)
-        | {"template": template.name, "parameters": _redacted_parameters(values)},
+    announce(
+        session,
+        actor,
+        run,
+        "requested",
+        None,
+        audit_extra={"template": template.name, "parameters": _redacted_parameters(values)},
     )
     if needs_approval:
         for user_id in approver_ids(session=session, run=run):
@@ -297,7 +247,7 @@ def start(
                 link=f"/selfservice/runs/{run.id}",
             )
     else:
-        jobs.enqueue(session=session, kind=RUN_JOB, payload={"run_id": run.id})
+        enqueue_run(session, run, "start")
     return run
 
 
@@ -314,10 +264,8 @@ def approve(*, session: Session, actor: Actor, run_id: int, reason: str = "") ->
     run.approver_user_id = actor.user_id
     run.decision_reason = reason.strip() or None
     run.decided_at = utcnow()
-    session.flush()
-    record_change(session, actor, run, "approve", before)
-    jobs.enqueue(session=session, kind=RUN_JOB, payload={"run_id": run.id})
-    notify_requester(session, run, f"Your template run {run.id} was approved")
+    announce(session, actor, run, "approved", before)
+    enqueue_run(session, run, "approve")
     return run
 
 
@@ -338,9 +286,7 @@ def reject(*, session: Session, actor: Actor, run_id: int, reason: str) -> Run:
     run.decision_reason = reason.strip()
     run.decided_at = now
     run.finished_at = now
-    session.flush()
-    record_change(session, actor, run, "reject", before)
-    notify_requester(session, run, f"Your template run {run.id} was rejected", reason.strip())
+    announce(session, actor, run, "rejected", before, body=reason.strip())
     return run
 
 
@@ -354,6 +300,7 @@ def retry(*, session: Session, actor: Actor, run_id: int) -> Run:
     ):
         raise Forbidden("only the requester, SREs and admins may retry a run")
     before = snapshot(run)
+    failed_at = run.finished_at
     for step in steps_of(session=session, run_id=run.id):
         if step.status != StepStatus.SUCCEEDED.value:
             step.status = StepStatus.PENDING.value
@@ -362,10 +309,20 @@ def retry(*, session: Session, actor: Actor, run_id: int) -> Run:
     run.error = None
     run.failed_step = None
     run.finished_at = None
-    session.flush()
-    record_change(session, actor, run, "retry", before)
-    jobs.enqueue(session=session, kind=RUN_JOB, payload={"run_id": run.id})
+    announce(session, actor, run, "retried", before)
+    enqueue_run(session, run, f"retry-after-{failed_at.isoformat() if failed_at else 'unknown'}")
     return run
+
+
+def enqueue_run(session: Session, run: Run, why: str) -> None:
+    """Queue the job that executes a run, keyed by why it is queued (started, approved, or
+    retried after the failure of a given moment): a replayed request cannot queue it twice."""
+    jobs.enqueue(
+        session=session,
+        kind=RUN_JOB,
+        payload={"run_id": run.id},
+        idempotency_key=f"{RUN_JOB}:{run.id}:{why}",
+    )
 
 
 def reveal_secrets(
@@ -419,8 +376,8 @@ def rendered_outputs(*, session: Session, run: Run) -> dict[str, Any]:
 
 def run_facts(session: Session, run: Run) -> dict[str, Any]:
     """What expressions read as ``run``: id, dry_run, requester (email) and team (slug)."""
-    requester = session.get(User, run.requester_user_id) if run.requester_user_id else None
-    team = session.get(Team, run.requesting_team_id) if run.requesting_team_id else None
+    requester = people.find_user(session=session, user_id=run.requester_user_id)
+    team = people.find_team(session=session, team_id=run.requesting_team_id)
     return {
         "id": run.id,
         "dry_run": run.dry_run,
