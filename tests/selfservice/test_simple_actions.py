@@ -183,7 +183,15 @@ def test_register_is_owned_by_the_requesting_team_with_its_dependencies(
         service = ownership.entity
         assert service.annotations == {"lamplighter.dev/run": "run-7-register"}
         assert service.provenance == "template"
-        assert service.links == [{"url": "https://git.example.com/payments", "title": "Repository"}]
+        # Stored in the one shape every path stores links in (catalog.service.normal_links).
+        assert service.links == [
+            {
+                "url": "https://git.example.com/payments",
+                "title": "Repository",
+                "type": "other",
+                "icon": None,
+            }
+        ]
         relations = catalog.relations_of(session=session, entity_id=service.id)
         assert [e.ref for e in relations["depends_on"]] == ["resource:default/payments-db"]
 

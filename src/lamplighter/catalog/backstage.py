@@ -39,7 +39,8 @@ from lamplighter.catalog.backstage_write import write_plan
 from lamplighter.catalog.errors import ImportFailed
 from lamplighter.catalog.schemas import ImportError_, ImportReport
 from lamplighter.catalog.yaml_cache import DocumentCache, cache_for
-from lamplighter.core.authz import PRIVILEGED, require_writer
+from lamplighter.core import identity
+from lamplighter.core.authz import require_writer
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import FieldError
 from lamplighter.core.settings import Settings
@@ -86,7 +87,9 @@ def import_source(
     batch = Batch(files)
     batch.check_duplicates()
     world = prefetch(session, batch, prefix=source.prefix)
-    resolver = Resolver(batch, world, prune=prune, may_create_teams=actor.role in PRIVILEGED)
+    resolver = Resolver(
+        batch, world, prune=prune, may_create_teams=identity.may_create_teams(actor)
+    )
     resolver.users()
     resolver.groups()
     resolver.entities()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lamplighter.catalog.backstage_yaml import load_all
-from lamplighter.catalog.models import Lifecycle, RelationType
+from lamplighter.catalog.models import LINK_TYPES, Lifecycle, RelationType
 from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.identity import RESERVED_SLUGS
@@ -40,7 +40,6 @@ ENTITY_KINDS = {
     "domain": "domain",
     "platform": "platform",
 }
-LINK_TYPES = frozenset({"runbook", "dashboard", "repository", "docs"})
 LIFECYCLES = frozenset(item.value for item in Lifecycle)
 PEOPLE_KINDS = frozenset({"group", "user"})
 GROUP = frozenset({"group"})

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service
 from lamplighter.catalog.backstage_import import (
     Batch,
-    Key,
     Plan,
     Resolved,
     TeamPlan,
     World,
-    key_text,
 )
-from lamplighter.core.authz import PRIVILEGED, can_write_owned
+from lamplighter.core import identity
+from lamplighter.core.authz import can_write_owned
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import Forbidden
-from lamplighter.core.models import Team, TeamOrigin
+from lamplighter.core.models import TeamOrigin
+from lamplighter.core.people import find_team
 
 
 def entity_values(
@@ -40,25 +38,16 @@ def entity_values(
         "accountable_user_id": accountable_user_id,
         "lifecycle": draft.lifecycle,
         "tier": draft.tier,
-        "tags": list(draft.tags),
+        "tags": service.normal_tags(draft.tags),
         "labels": dict(draft.labels),
         "annotations": dict(draft.annotations),
-        "links": [dict(link) for link in draft.links],
+        "links": service.normal_links(draft.links),
         "cost_centre": draft.cost_centre,
         "version": draft.version,
         "spec_extra": dict(draft.spec_extra),
         "owner_ref": resolved.owner_ref,
         "document": draft.document,
     }
-
-
-def entity_hash(values: Mapping[str, Any], relations: Iterable[tuple[str, Key]]) -> str:
-    """A digest of everything stored for an entity but where it came from. Relations count by
-    the reference they name, resolved or not: a target that is deleted leaves an unresolved
-    relation behind, which resolves again when the target comes back."""
-    hashed = {k: v for k, v in values.items() if k not in {"kind", "namespace", "name_key"}}
-    hashed["relations"] = sorted(f"{relation} {key_text(key)}" for relation, key in relations)
-    return service.content_hash(hashed)
 
 
 def _team_changes(plan: TeamPlan, world: World) -> dict[str, Any]:
@@ -107,7 +96,7 @@ def plan_changes(batch: Batch, world: World) -> Plan:
                 plan.updates.append((resolved, existing))  # it points at something new
                 continue
             values = entity_values(resolved, team.id if team else None, person)
-            if entity_hash(values, resolved.relations) != existing.content_hash:
+            if service.entity_hash(values, resolved.relations) != existing.content_hash:
                 plan.updates.append((resolved, existing))
                 continue
             plan.unchanged += 1
@@ -174,8 +163,12 @@ def authorize(
     session: Session, actor: Actor, batch: Batch, world: World, plan: Plan, prune: bool
 ) -> None:
     """Refuse unless the actor may write for every owning team the import touches."""
-    people = plan.teams or plan.users or plan.team_updates or plan.user_updates or plan.memberships
-    if people and actor.role not in PRIVILEGED:
+    # The rules identity.create_user and create_team apply, for people from a directory.
+    teams = plan.teams or plan.team_updates or plan.memberships
+    users = plan.users or plan.user_updates
+    if (teams and not identity.may_create_teams(actor)) or (
+        users and not identity.may_create_users(actor, from_directory=True)
+    ):
         names = (
             [t.slug for t in plan.teams]
             + [t.slug for t, _ in plan.team_updates]
@@ -197,5 +190,6 @@ def authorize(
         current |= {existing.owner_team_id for existing in plan.removed}
     refused = sorted(i for i in current if i is not None and not can_write_owned(actor, i))
     if refused:
-        refused_slug = session.scalar(sa.select(Team.slug).where(Team.id == refused[0]))
+        team = find_team(session=session, team_id=refused[0])
+        refused_slug = team.slug if team is not None else refused[0]
         raise Forbidden(f"you may not change or remove entities owned by team {refused_slug}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog import unresolved
+from lamplighter.catalog import service, unresolved
 from lamplighter.catalog.backstage_import import (
     Existing,
     Key,
@@ -18,35 +18,31 @@ from lamplighter.catalog.backstage_import import (
     World,
     chunks,
 )
-from lamplighter.catalog.backstage_plan import entity_hash, entity_values
+from lamplighter.catalog.backstage_plan import entity_values
+from lamplighter.catalog.event_types import (
+    CatalogImported,
+    EntityCreated,
+    EntityDeleted,
+    EntityUpdated,
+)
 from lamplighter.catalog.models import Entity, EntityTag, Provenance, Relation, SearchDocument
 from lamplighter.catalog.service import OBJECT_TYPE
 from lamplighter.core import audit, events, identity
 from lamplighter.core.bulk import insert_rows
 from lamplighter.core.context import Actor
 from lamplighter.core.db import utcnow
+from lamplighter.core.event_types import (
+    TeamCreated,
+    TeamMemberAdded,
+    TeamUpdated,
+    UserCreated,
+    UserUpdated,
+)
 from lamplighter.core.journal import lock_journal
 from lamplighter.core.models import Role, Team, TeamMember, User
 
 WRITE_CHUNK = 1000
 ANALYZE_AFTER = 5000  # entities written, on PostgreSQL
-SNAPSHOT_FIELDS = (
-    "title",
-    "description",
-    "type",
-    "owner_team_id",
-    "accountable_user_id",
-    "lifecycle",
-    "tier",
-    "tags",
-    "labels",
-    "annotations",
-    "links",
-    "cost_centre",
-    "version",
-    "spec_extra",
-    "owner_ref",
-)
 USER_AUDIT = (
     "email",
     "display_name",
@@ -74,30 +70,6 @@ RELATION_SNAPSHOT_NAMES = {
 }
 
 
-def snapshot(
-    values: Mapping[str, Any], relation_refs: Mapping[str, list[str]] | None
-) -> dict[str, Any]:
-    """The shape of ``service.snapshot`` (plus spec_extra), built from row values."""
-    data = {name: values.get(name) for name in SNAPSHOT_FIELDS}
-    if relation_refs is not None:
-        data |= {name: sorted(refs) for name, refs in relation_refs.items()}
-    return data
-
-
-def search_body(values: Mapping[str, Any]) -> str:
-    """What ``service.search_body`` indexes, from row values."""
-    parts = [
-        values["kind"],
-        values["namespace"],
-        values["name"],
-        values["title"],
-        values["description"],
-        values["type"] or "",
-        *values["tags"],
-    ]
-    return " ".join(p for p in parts if p)
-
-
 def _before(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     """Snapshots of entities about to change, relations included, for the audit log."""
     found: dict[int, dict[str, Any]] = {}
@@ -105,7 +77,7 @@ def _before(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     target = sa.orm.aliased(Entity)
     for part in chunks(ids):
         for entity in session.scalars(sa.select(Entity).where(Entity.id.in_(part))):
-            found[entity.id] = {name: getattr(entity, name) for name in SNAPSHOT_FIELDS}
+            found[entity.id] = service.snapshot(entity)
         rows = session.execute(
             sa.select(Relation.source_id, Relation.type, target.kind, target.namespace, target.name)
             .join(target, target.id == Relation.target_id)
@@ -156,7 +128,12 @@ def _delete_dependents(session: Session, ids: Iterable[int]) -> None:
 
 
 def _write_users(
-    session: Session, plan: Plan, user_ids: dict[str, int], now: Any, changes: list[audit.Change]
+    session: Session,
+    plan: Plan,
+    user_ids: dict[str, int],
+    now: Any,
+    changes: list[audit.Change],
+    pending: list[events.Pending],
 ) -> None:
     if plan.users:
         user_rows: list[dict[str, Any]] = [
@@ -185,6 +162,11 @@ def _write_users(
                     after={k: row[k] for k in USER_AUDIT},
                 )
             )
+            pending.append(
+                events.Pending(
+                    "user.created", f"user:{user_id}", UserCreated(id=user_id, email=row["email"])
+                )
+            )
     for u in plan.user_updates:
         assert u.existing_id is not None
         values: dict[str, Any] = {"updated_at": now}
@@ -202,6 +184,14 @@ def _write_users(
                 after={k: v for k, v in values.items() if k != "updated_at"},
             )
         )
+        changed = sorted(k for k in values if k != "updated_at")
+        pending.append(
+            events.Pending(
+                "user.updated",
+                f"user:{u.existing_id}",
+                UserUpdated(id=u.existing_id, email=u.email, changed=changed),
+            )
+        )
 
 
 def _write_teams(
@@ -211,8 +201,10 @@ def _write_teams(
     user_ids: dict[str, int],
     now: Any,
     changes: list[audit.Change],
+    pending: list[events.Pending],
 ) -> dict[str, int]:
     team_ids = {slug: team.id for slug, team in world.teams.items()}
+    updated_teams: list[str] = []
     if plan.teams:
         team_rows: list[dict[str, Any]] = [
             {
@@ -239,6 +231,11 @@ def _write_teams(
                     "team",
                     team.slug,
                     after={k: row[k] for k in TEAM_AUDIT} | {"parent": team.parent},
+                )
+            )
+            pending.append(
+                events.Pending(
+                    "team.created", f"team:{team.slug}", TeamCreated(slug=team.slug, lead=team.lead)
                 )
             )
     parents = [
@@ -269,8 +266,15 @@ def _write_teams(
                 after=team_changes,
             )
         )
+        updated_teams.append(team.slug)
     if parents:
         session.execute(sa.update(Team).execution_options(synchronize_session=False), parents)
+    for slug in updated_teams:  # the team as it is now, as identity.update_team tells it
+        team_row = session.get(Team, team_ids[slug])
+        assert team_row is not None
+        session.refresh(team_row)
+        state = TeamUpdated.model_validate(identity.team_snapshot(team_row))
+        pending.append(events.Pending("team.updated", f"team:{slug}", state))
     arrived = [t for t in plan.teams if t.draft is not None] + [
         t for t, c in plan.team_updates if c.get("origin") == "import"
     ]
@@ -292,6 +296,9 @@ def _write_teams(
         )
         for slug, email in plan.memberships:
             changes.append(audit.Change("team.add_member", "team", slug, after={"member": email}))
+            pending.append(
+                events.Pending("team.member_added", f"team:{slug}", TeamMemberAdded(email=email))
+            )
     if plan.teams or plan.team_updates or plan.memberships:
         identity.AUTH_CACHE.clear()  # cached actors carry their team ids
     return team_ids
@@ -313,9 +320,10 @@ def write_plan(
     """Write a plan: users, teams, entities, relations, tags, search text, audit, one event."""
     now = utcnow()
     changes: list[audit.Change] = []
+    people: list[events.Pending] = []  # user and team events, emitted with the entities'
     user_ids = dict(world.users)
-    _write_users(session, plan, user_ids, now, changes)
-    team_ids = _write_teams(session, plan, world, user_ids, now, changes)
+    _write_users(session, plan, user_ids, now, changes, people)
+    team_ids = _write_teams(session, plan, world, user_ids, now, changes, people)
 
     total = len(plan.creates) + len(plan.updates) + (len(plan.removed) if prune else 0)
     done = 0
@@ -341,7 +349,7 @@ def write_plan(
             team_ids.get(resolved.owner) if resolved.owner else None,
             user_ids.get(resolved.accountable) if resolved.accountable else None,
         )
-        values["content_hash"] = entity_hash(values, resolved.relations)
+        values["content_hash"] = service.entity_hash(values, resolved.relations)
         values["provenance"] = Provenance.IMPORT.value
         values["location"] = draft.file
         values["updated_at"] = now
@@ -359,7 +367,7 @@ def write_plan(
                     "catalog.create",
                     OBJECT_TYPE,
                     resolved.draft.ref,
-                    after=snapshot(row, resolved.relation_refs),
+                    after=service.snapshot_of(row, resolved.relation_refs),
                 )
             )
         advance(len(part))
@@ -375,7 +383,7 @@ def write_plan(
                     OBJECT_TYPE,
                     resolved.draft.ref,
                     before=before.get(existing.id),
-                    after=snapshot(row, resolved.relation_refs),
+                    after=service.snapshot_of(row, resolved.relation_refs),
                 )
             )
         advance(len(part))
@@ -406,7 +414,7 @@ def write_plan(
     ]
     _insert(session, EntityTag, tag_rows)
     search_rows = [
-        {"entity_id": entity_id, "body": search_body(row)} for entity_id, _, row in written
+        {"entity_id": entity_id, "body": service.search_text(row)} for entity_id, _, row in written
     ]
     _insert(session, SearchDocument, search_rows)
     if prune and plan.removed:
@@ -438,7 +446,35 @@ def write_plan(
             session.execute(sa.text(f"ANALYZE {model.__tablename__}"))
     changes.append(audit.Change("catalog.import", "catalog_import", root[:200], after=counts))
     audit.record_many(session=session, actor=actor, changes=changes)
-    events.emit(session=session, type="catalog.imported", subject=root[:200], payload=counts)
+    # The same per-entity events the API emits, so a subscriber sees every imported entity;
+    # then the import's summary.
+    pending = people + [
+        events.Pending(
+            "catalog.entity_created",
+            r.draft.ref,
+            EntityCreated(ref=r.draft.ref, kind=r.draft.kind, owner=r.owner, via="import"),
+        )
+        for r in plan.creates
+    ]
+    pending += [
+        events.Pending(
+            "catalog.entity_updated",
+            r.draft.ref,
+            EntityUpdated(ref=r.draft.ref, kind=r.draft.kind, owner=r.owner, via="import"),
+        )
+        for r, _ in plan.updates
+    ]
+    if prune:
+        pending += [
+            events.Pending(
+                "catalog.entity_deleted",
+                e.ref,
+                EntityDeleted(ref=e.ref, kind=e.kind, via="import"),
+            )
+            for e in plan.removed
+        ]
+    pending.append(events.Pending("catalog.imported", root[:200], CatalogImported(**counts)))
+    events.emit_many(session=session, pending=pending)
 
 
 def _prune(session: Session, removed: list[Existing], changes: list[audit.Change]) -> None:

@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from lamplighter.core.db import Base, utcnow
 
+# The kinds of link an entity shows with an icon of their own; any other is "other".
+LINK_TYPES = frozenset({"runbook", "dashboard", "repository", "docs"})
+
 
 class Kind(enum.StrEnum):
     SERVICE = "service"
