@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from lamplighter.catalog import api as catalog_api
+from lamplighter.catalog import service
 from lamplighter.catalog.models import Entity
 from tests.catalog.conftest import make_entity
 from tests.conftest import auth, make_team, make_token, make_user
@@ -249,3 +252,72 @@ def test_links_must_be_web_addresses(client: Any, db: Any, org: dict[str, Any]) 
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.links.0.url"
     assert _count(db) == 0
+
+
+def test_entity_get_is_byte_for_byte_the_documented_schema(
+    client: Any, db: Any, org: dict[str, Any]
+) -> None:
+    # The GET builds its JSON from the rows with orjson, skipping EntityRead; a PATCH answers
+    # through EntityRead. Both must send the same bytes, relations, links, labels and all.
+    make_entity(db, "payments-db", "payments", kind="resource", type="database")
+    make_entity(db, "old-queue", "payments", kind="resource")
+    body = {
+        "kind": "service",
+        "name": "Ledger",
+        "owner": "payments",
+        "tags": ["pci", "core"],
+        "labels": {"note": 'ünïcode "quoted" </script>\u2028\t', "empty": ""},
+        "annotations": {"backstage.io/source": "https://git.example.com/ledger"},
+        "links": [{"url": "https://runbooks.example.com/ledger", "type": "runbook"}],
+        "depends_on": ["resource:payments-db", "resource:old-queue"],
+        "cost_centre": "CC-7",
+    }
+    assert client.post(f"{BASE}/entities", json=body, headers=org["dev"]).status_code == 201
+    gateway = {
+        "kind": "service",
+        "name": "gateway",
+        "owner": "payments",
+        "depends_on": ["service:ledger"],
+    }
+    made = client.post(f"{BASE}/entities", json=gateway, headers=org["dev"])
+    assert made.status_code == 201, made.text
+    deleted = client.delete(f"{BASE}/entities/resource/default/old-queue", headers=org["dev"])
+    assert deleted.status_code == 204  # the ledger's edge to it is kept, unresolved
+    path = f"{BASE}/entities/service/default/ledger"
+    patched = client.patch(path, json={"description": "Double-entry."}, headers=org["dev"])
+    assert patched.status_code == 200, patched.text
+
+    read = client.get(path, headers=org["other"])
+    assert read.status_code == 200
+    assert read.headers["content-type"] == "application/json"
+    assert read.content == patched.content
+    document = read.json()
+    assert [e["ref"] for e in document["relations"]["dependency_of"]] == ["service:default/gateway"]
+    assert document["unresolved"] == [
+        {"relation": "depends_on", "ref": "resource:default/old-queue"}
+    ]
+    assert document["labels"]["note"].startswith('ünïcode "quoted" </script>')
+    schema = client.get("/api/v1/openapi.json").json()
+    answer = schema["paths"]["/api/v1/catalog/entities/{kind}/{namespace}/{name}"]["get"]
+    assert answer["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EntityRead"
+    }
+
+
+def test_entity_json_falls_back_to_the_schema_for_what_orjson_cannot_write() -> None:
+    row = service.EntityRow(
+        *(1, "service", "default", "ledger", "Ledger", "", None, "production", 1),
+        *(["pci"], {"huge": 2**70}, {}, [], None, None, "manual", None),
+        *(
+            dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC),
+            dt.datetime(2026, 12, 6, 9, 0, 0, 5, dt.UTC),
+        ),
+        *(None, None, None, None, None, None),
+    )
+    relations: dict[str, list[service.RelationRow]] = {
+        name: [] for pair in service.RELATION_NAMES.values() for name in pair
+    }
+    relations[service.UNRESOLVED] = []
+    written = catalog_api.entity_json(row, relations)
+    assert written == catalog_api.entity_read(row, relations).model_dump_json().encode()
+    assert b'"huge":1180591620717411303424' in written

@@ -540,6 +540,8 @@ def test_every_read_route_needs_authentication(app: Any, client: Any, db: Any) -
             .replace("{name}", "x")
             .replace("{ticket_id}", "1")
             .replace("{item_id}", "1")
+            .replace("{run_id}", "1")
+            .replace("{grant_id}", "1")
         )
         response = client.get(concrete)
         assert response.status_code == 401, (
@@ -931,7 +933,7 @@ def test_page_route_authorization(route: tuple[str, str], app: Any, client: Any,
     for outsider in scenario.outsiders:
         browser, csrf = _signed_in(app, world.ids[outsider].email)
         response = browser.request(
-            method, path, data={**form, "csrf_token": csrf}, follow_redirects=False
+            method, path, data={**(form or {}), "csrf_token": csrf}, follow_redirects=False
         )
         assert response.status_code == 403, f"{outsider}: {response.status_code}"
     changes = _audit_count(db)
@@ -939,7 +941,7 @@ def test_page_route_authorization(route: tuple[str, str], app: Any, client: Any,
     assert sign_ins == 1 + len(scenario.outsiders)
 
     allowed = owner_browser.request(
-        method, path, data={**form, "csrf_token": owner_csrf}, follow_redirects=False
+        method, path, data={**(form or {}), "csrf_token": owner_csrf}, follow_redirects=False
     )
     assert allowed.status_code in {200, 201, 303}, allowed.text
     assert _audit_count(db) > changes, "an allowed change left no audit entry"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import graph, search, service
@@ -21,8 +25,9 @@ from lamplighter.catalog.schemas import (
     TeamBrief,
     UnresolvedRead,
 )
-from lamplighter.core import identity
-from lamplighter.core.deps import CurrentActor, PageDep, SessionDep, SettingsDep
+from lamplighter.core import identity, people
+from lamplighter.core.db import Database
+from lamplighter.core.deps import CurrentActor, PageDep, SessionDep, SettingsDep, get_session
 from lamplighter.core.models import Team
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import AuditRead, Page, UserBrief
@@ -79,10 +84,8 @@ def read(
 ) -> EntityRead:
     """The full entity; pass ``loaded=True`` with the team and person already fetched."""
     if not loaded:
-        team = service.teams_by_id(session, [entity.owner_team_id]).get(entity.owner_team_id or 0)
-        person = service.users_by_id(session, [entity.accountable_user_id]).get(
-            entity.accountable_user_id or 0
-        )
+        team = people.find_team(session=session, team_id=entity.owner_team_id)
+        person = people.find_user(session=session, user_id=entity.accountable_user_id)
     relations = service.relation_briefs(session=session, entity_id=entity.id)
     return EntityRead(
         **brief(entity).model_dump(),
@@ -192,7 +195,7 @@ def team_entities(
     fetch = service.owned_by_subtree if subtree else service.owned_by
     rows = fetch(session=session, team_id=team.id, after_id=page.position, limit=page.limit + 1)
     items, cursor = page_of(rows, page.limit, lambda e: e.id)
-    teams = service.teams_by_id(session, [e.owner_team_id for e in items])
+    teams = people.teams_by_id(session=session, ids=[e.owner_team_id for e in items])
     return Page[OwnedEntity](
         items=[owned(e, teams.get(e.owner_team_id or 0)) for e in items], next_cursor=cursor
     )
@@ -215,10 +218,100 @@ def create_entity(
 
 @router.get("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
 async def read_entity(
-    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
-) -> EntityRead:
+    kind: str, namespace: str, name: str, request: Request, actor: CurrentActor
+) -> Response:
     """One entity with its owner, accountable person and direct relations both ways."""
-    row, relations = service.read_view(session=session, ref=f"{kind}:{namespace}/{name}")
+    ref = f"{kind}:{namespace}/{name}"
+    db: Database = request.app.state.db
+    if db.is_sqlite:
+        # On the event loop, with no session: a read in SQLite's WAL mode does not wait for
+        # writers and takes less time than the hop to a worker thread (50-100 µs) would.
+        with db.driver_connection() as connection:
+            row, relations = service.read_view_sqlite(connection=connection, ref=ref)
+    else:  # a PostgreSQL round trip must not hold up the event loop
+        session = await get_session(request)
+        row, relations = await run_in_threadpool(
+            functools.partial(service.read_view, session=session, ref=ref)
+        )
+    return Response(entity_json(row, relations), media_type="application/json")
+
+
+def entity_json(
+    row: service.EntityRow, relations: Mapping[str, list[service.RelationRow]]
+) -> bytes:
+    """The entity GET's body: :class:`EntityRead`'s JSON, built from the view's rows by orjson.
+
+    Building and validating an ``EntityRead`` from rows just read from its own tables, then
+    serialising it, was a tenth of the request. The fields go in the schema's order, and
+    ``tests/catalog/test_api.py`` holds these bytes equal to the schema's own serialisation
+    (:func:`entity_read`), which also answers when orjson cannot (an integer beyond 64 bits).
+    """
+    document = {
+        "ref": f"{row.kind}:{row.namespace}/{row.name}",
+        "kind": row.kind,
+        "namespace": row.namespace,
+        "name": row.name,
+        "title": row.title,
+        "type": row.type,
+        "lifecycle": row.lifecycle,
+        "tier": row.tier,
+        "id": row.id,
+        "description": row.description,
+        "owner": {"id": row.team_id, "slug": row.team_slug, "name": row.team_name}
+        if row.team_id
+        else None,
+        "accountable": {
+            "id": row.user_id,
+            "email": row.user_email,
+            "display_name": row.user_display_name,
+        }
+        if row.user_id
+        else None,
+        "tags": row.tags or [],
+        "labels": row.labels or {},
+        "annotations": row.annotations or {},
+        "links": row.links or [],
+        "cost_centre": row.cost_centre,
+        "version": row.version,
+        "provenance": row.provenance,
+        "location": row.location,
+        "relations": {
+            key: [
+                {
+                    "ref": f"{r.kind}:{r.namespace}/{r.name}",
+                    "kind": r.kind,
+                    "namespace": r.namespace,
+                    "name": r.name,
+                    "title": r.title,
+                    "type": r.type,
+                    "lifecycle": r.lifecycle,
+                    "tier": r.tier,
+                }
+                for r in rows
+            ]
+            for key, rows in relations.items()
+            if key != service.UNRESOLVED
+        },
+        "unresolved": [
+            {
+                "relation": service.RELATION_NAMES[r.relation][0],
+                "ref": f"{r.kind}:{r.namespace}/{r.name}",
+            }
+            for r in relations[service.UNRESOLVED]
+        ],
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+    try:
+        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return entity_read(row, relations).model_dump_json().encode()
+
+
+def entity_read(
+    row: service.EntityRow, relations: Mapping[str, list[service.RelationRow]]
+) -> EntityRead:
+    """The entity GET's document through the schema (see :func:`entity_json`)."""
     return EntityRead(
         ref=f"{row.kind}:{row.namespace}/{row.name}",
         kind=row.kind,
@@ -370,7 +463,7 @@ def ownership_hygiene(
     """Entities with no valid owner, and why."""
     rows = service.hygiene(session=session, after_id=page.position, limit=page.limit + 1)
     items, cursor = page_of(rows, page.limit, lambda pair: pair[0].id)
-    teams = service.teams_by_id(session, [e.owner_team_id for e, _ in items])
+    teams = people.teams_by_id(session=session, ids=[e.owner_team_id for e, _ in items])
     return Page[dict[str, Any]](
         items=[
             {

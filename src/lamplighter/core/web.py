@@ -31,6 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_LIMIT_KEY = "x-max-body-bytes"
+CONVERTOR_RE = re.compile(r"\{(\w+):\w+\}")
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -49,7 +50,10 @@ def _raw_problem(status: int, slug: str, title: str, detail: str, request_id: st
 
 
 def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield (full path template, route) for every route, looking inside included routers."""
+    """Yield (full path template, route) for every route, looking inside included routers.
+
+    Templates are given without their convertors (``/tickets/{ticket_id}``, as in the OpenAPI
+    document), so metric labels and scenario tables do not change when a parameter is typed."""
     for route in routes:
         original = getattr(route, "original_router", None)
         context = getattr(route, "include_context", None)
@@ -58,12 +62,23 @@ def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]
                 list(original.routes), prefix + str(getattr(context, "prefix", ""))
             )
         elif getattr(route, "path", None) is not None:
-            yield prefix + str(route.path), route
+            yield CONVERTOR_RE.sub(r"{\1}", prefix + str(route.path)), route
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+QUIET_METHODS = frozenset({"GET", "HEAD"})
+SESSIONS_KEY = "lamplighter.sessions"  # sessions opened for the request, closed after it (deps)
 
 
 class RequestContextMiddleware:
     """Pure ASGI middleware (no per-request task overhead) doing what every request needs:
-    a request id, the client address for the audit log, the body-size limit, metrics and a log line."""
+    a request id, the client address for the audit log, the body-size limit, metrics, a log line,
+    and closing the request's database sessions once the response is out.
+
+    The fast path (a GET without a body) allocates little: no header dict, no regex unless a
+    request id was sent, and the metric children per (method, route, status) are kept, since
+    ``labels()`` builds and locks on every call.
+    """
 
     def __init__(self, app: ASGIApp, *, default_limit: int, fastapi_app: FastAPI) -> None:
         self.app = app
@@ -71,16 +86,18 @@ class RequestContextMiddleware:
         self.fastapi_app = fastapi_app
         self._limits: list[tuple[re.Pattern[str], int]] | None = None
         self._templates: dict[int, str] | None = None
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _template_for(self, scope: Scope) -> str:
-        if self._templates is None:
-            self._templates = {
-                id(route): path for path, route in walk_routes(list(self.fastapi_app.routes))
-            }
         route = scope.get("route")
         if route is None:
             return "unmatched"
-        return self._templates.get(id(route)) or str(getattr(route, "path", "unmatched"))
+        templates = self._templates
+        if templates is None:
+            templates = self._templates = {
+                id(route): path for path, route in walk_routes(list(self.fastapi_app.routes))
+            }
+        return templates.get(id(route)) or str(getattr(route, "path", "unmatched"))
 
     def _limit_for(self, scope: Scope) -> int:
         if self._limits is None:
@@ -95,51 +112,66 @@ class RequestContextMiddleware:
                 return limit
         return self.default_limit
 
+    def _observe(self, method: str, template: str, status: int, elapsed: float) -> None:
+        key = (method, template, status)
+        children = self._metrics.get(key)
+        if children is None:
+            children = self._metrics[key] = (
+                HTTP_REQUESTS.labels(method=method, route=template, status=str(status)),
+                HTTP_LATENCY.labels(method=method, route=template),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope["headers"])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        given = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        request_id = given if given and REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        request_id_header = (b"x-request-id", request_id.encode())
         client = scope.get("client")
         token = request_info.set(
             RequestInfo(request_id=request_id, client_addr=client[0] if client else None)
         )
-        status_holder = {"status": 500}
+        sessions: list[Any] = []
+        scope[SESSIONS_KEY] = sessions
+        status = 500
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
+        method = scope["method"]
         try:
             if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
                 await self._refuse_nul(scope, send_wrapper, request_id)
                 return
-            if scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
+            if method in BODY_METHODS:
                 limited = await self._limited_receive(
-                    scope, headers, receive, send_wrapper, request_id
+                    scope, dict(scope["headers"]), receive, send_wrapper, request_id
                 )
                 if limited is None:
                     return
                 receive = limited
             await self.app(scope, receive, send_wrapper)
         finally:
+            for session in sessions:
+                session.close()  # returns the connection to the pool: a rollback of microseconds
             elapsed = time.perf_counter() - started
             template = self._template_for(scope)
-            method = scope["method"]
-            HTTP_REQUESTS.labels(
-                method=method, route=template, status=str(status_holder["status"])
-            ).inc()
-            HTTP_LATENCY.labels(method=method, route=template).observe(elapsed)
+            self._observe(method, template, status, elapsed)
             # Changes and failures are logged at INFO; successful reads at DEBUG, since at
             # thousands a second they would drown the log (the metrics count them).
-            status = status_holder["status"]
-            level = logging.DEBUG if method in {"GET", "HEAD"} and status < 400 else logging.INFO
+            level = logging.DEBUG if method in QUIET_METHODS and status < 400 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
                     level,

@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
-from lamplighter.core import audit, identity
+from lamplighter.core import audit, identity, people
 from lamplighter.core.context import Actor
 from lamplighter.core.deps import BoxDep, CurrentActor, Id, PageDep, SessionDep
 from lamplighter.core.errors import FieldError, NotFound, ValidationFailed
-from lamplighter.core.models import Team, TeamMember, User
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
 from lamplighter.selfservice import grants, runs, templates
@@ -94,12 +93,12 @@ def _offset_page(rows: list[Any], page: Any) -> tuple[list[Any], str | None]:
 
 
 def _email(session: Session, user_id: int | None) -> str | None:
-    user = session.get(User, user_id) if user_id is not None else None
+    user = people.find_user(session=session, user_id=user_id)
     return user.email if user is not None else None
 
 
 def _slug(session: Session, team_id: int | None) -> str | None:
-    team = session.get(Team, team_id) if team_id is not None else None
+    team = people.find_team(session=session, team_id=team_id)
     return team.slug if team is not None else None
 
 
@@ -336,13 +335,13 @@ def list_runs(
     return Page[RunRead](items=[run_read(session, r) for r in items], next_cursor=cursor)
 
 
-@router.get("/runs/{run_id}", response_model=RunDetail)
+@router.get("/runs/{run_id:int}", response_model=RunDetail)
 def read_run(run_id: Id, session: SessionDep, actor: CurrentActor) -> RunDetail:
     """Each step's status, rendered input, output, log and error; the journal ticket."""
     return run_detail(session, runs.get(session=session, run_id=run_id))
 
 
-@router.post("/runs/{run_id}/approve", response_model=RunDetail)
+@router.post("/runs/{run_id:int}/approve", response_model=RunDetail)
 def approve_run(
     run_id: Id,
     session: SessionDep,
@@ -357,7 +356,7 @@ def approve_run(
     return run_detail(session, run)
 
 
-@router.post("/runs/{run_id}/reject", response_model=RunDetail)
+@router.post("/runs/{run_id:int}/reject", response_model=RunDetail)
 def reject_run(
     run_id: Id, session: SessionDep, actor: CurrentActor, body: RunRejection | None = None
 ) -> RunDetail:
@@ -369,7 +368,7 @@ def reject_run(
     return run_detail(session, run)
 
 
-@router.post("/runs/{run_id}/retry", response_model=RunDetail)
+@router.post("/runs/{run_id:int}/retry", response_model=RunDetail)
 def retry_run(run_id: Id, session: SessionDep, actor: CurrentActor) -> RunDetail:
     """Queue a failed run again from its failed step (the requester, SREs and admins)."""
     run = runs.retry(session=session, actor=actor, run_id=run_id)
@@ -377,7 +376,7 @@ def retry_run(run_id: Id, session: SessionDep, actor: CurrentActor) -> RunDetail
     return run_detail(session, run)
 
 
-@router.post("/runs/{run_id}/secrets/reveal", response_model=SecretsRevealed)
+@router.post("/runs/{run_id:int}/secrets/reveal", response_model=SecretsRevealed)
 def reveal_secrets(
     run_id: Id, response: Response, session: SessionDep, actor: CurrentActor, box: BoxDep
 ) -> SecretsRevealed:
@@ -489,7 +488,7 @@ def list_grants(
     return Page[GrantRead](items=[grant_read(session, g) for g in items], next_cursor=cursor)
 
 
-@router.post("/grants/{grant_id}/approve", response_model=GrantRead)
+@router.post("/grants/{grant_id:int}/approve", response_model=GrantRead)
 def approve_grant(
     grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
 ) -> GrantRead:
@@ -501,7 +500,7 @@ def approve_grant(
     return grant_read(session, grant)
 
 
-@router.post("/grants/{grant_id}/reject", response_model=GrantRead)
+@router.post("/grants/{grant_id:int}/reject", response_model=GrantRead)
 def reject_grant(
     grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantRejection | None = None
 ) -> GrantRead:
@@ -512,7 +511,7 @@ def reject_grant(
     return grant_read(session, grant)
 
 
-@router.post("/grants/{grant_id}/revoke", response_model=GrantRead)
+@router.post("/grants/{grant_id:int}/revoke", response_model=GrantRead)
 def revoke_grant(
     grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantDecision | None = None
 ) -> GrantRead:
@@ -531,7 +530,7 @@ def _grants_of(
     """Grants to the actor, to the actor's teams, or asked for by the actor; newest first."""
     if actor.user_id is None:
         return []
-    my_teams = sa.select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    my_teams = identity.team_ids_of(session=session, user_id=actor.user_id)
     query = sa.select(grants.AccessGrant).where(
         sa.or_(
             grants.AccessGrant.grantee_user_id == actor.user_id,

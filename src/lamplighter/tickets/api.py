@@ -166,12 +166,12 @@ def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) 
     return detail(session, ticket, new=True)
 
 
-@router.get("/tickets/{ticket_id}", response_model=TicketDetail)
+@router.get("/tickets/{ticket_id:int}", response_model=TicketDetail)
 def read_ticket(ticket_id: Id, session: SessionDep, actor: CurrentActor) -> TicketDetail:
     return detail(session, service.get(session=session, ticket_id=ticket_id))
 
 
-@router.patch("/tickets/{ticket_id}", response_model=TicketDetail)
+@router.patch("/tickets/{ticket_id:int}", response_model=TicketDetail)
 def update_ticket(
     ticket_id: Id, body: TicketUpdate, session: SessionDep, actor: CurrentActor
 ) -> TicketDetail:
@@ -185,7 +185,7 @@ def update_ticket(
     return detail(session, ticket)
 
 
-@router.post("/tickets/{ticket_id}/transitions", response_model=TicketDetail)
+@router.post("/tickets/{ticket_id:int}/transitions", response_model=TicketDetail)
 def transition_ticket(
     ticket_id: Id, body: Transition, session: SessionDep, actor: CurrentActor
 ) -> TicketDetail:
@@ -203,7 +203,9 @@ def transition_ticket(
 
 
 @router.post(
-    "/tickets/{ticket_id}/comments", response_model=CommentRead, status_code=status.HTTP_201_CREATED
+    "/tickets/{ticket_id:int}/comments",
+    response_model=CommentRead,
+    status_code=status.HTTP_201_CREATED,
 )
 def comment_ticket(
     ticket_id: Id, body: CommentCreate, session: SessionDep, actor: CurrentActor
@@ -214,7 +216,7 @@ def comment_ticket(
 
 
 @router.post(
-    "/tickets/{ticket_id}/work-logs",
+    "/tickets/{ticket_id:int}/work-logs",
     response_model=WorkLogRead,
     status_code=status.HTTP_201_CREATED,
 )
@@ -278,7 +280,7 @@ def list_inbox(
     )
 
 
-@router.post("/inbox/{item_id}/read", response_model=InboxItemRead, tags=["inbox"])
+@router.post("/inbox/{item_id:int}/read", response_model=InboxItemRead, tags=["inbox"])
 def read_inbox_item(item_id: Id, session: SessionDep, actor: CurrentActor) -> InboxItemRead:
     item = inbox.mark_read(session=session, actor=actor, item_id=item_id)
     session.commit()
