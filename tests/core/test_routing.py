@@ -299,3 +299,22 @@ def test_routes_added_to_an_included_router_after_the_index_was_built_are_found(
     for path in ("/api/v1/late/x", "/api/v1/late/inner/y"):
         status, _, chosen = outcome(app, "POST", path)
         assert status == 200 and chosen is not None and chosen[0] == path
+
+
+def test_the_routes_a_request_tries_do_not_grow_as_domains_are_added(build_app: Any) -> None:
+    """The cost of matching a request stays flat as domains (each under its own prefix) come."""
+    app: FastAPI = build_app()
+    path = "/api/v1/catalog/entities/service/default/ledger"
+    index = app.router.middleware_stack
+    assert isinstance(index, routing.RouteIndex)
+    before = index.candidates(path)
+    for n in range(40):  # forty more domains, a handful of routes each
+        router = APIRouter(prefix=f"/api/v1/domain{n}")
+        for suffix in ("", "/{item_id:int}", "/{item_id:int}/history", "/settings"):
+            router.add_api_route(suffix or "/", lambda: {}, methods=["GET"])
+        app.include_router(router)
+    routing.index_routes(app)
+    after = index.candidates(path)
+    assert [leaf.template for leaf in after] == [leaf.template for leaf in before]
+    # The catalog's entity routes on that path, not a scan of every route.
+    assert len(after) * 20 < len(routing.leaves(app.router))
