@@ -132,6 +132,8 @@ class AuditEntry(Base):
     client_addr: Mapped[str | None] = mapped_column(sa.String(64))
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # The canonical form the hash was taken over: 1 the original, 2 RFC 8785 (core/audit.py).
+    hash_version: Mapped[int] = mapped_column(sa.SmallInteger, default=1, server_default="1")
 
 
 class Event(Base):

@@ -59,6 +59,17 @@ class Template(Base):
     approval: Mapped[str] = mapped_column(sa.String(16), default=Approval.NONE.value)
     allowed_teams: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # empty: everyone
     version: Mapped[int] = mapped_column(default=1)
+    # A definition waiting for the platform team's review (it uses privileged actions); the
+    # published one above is what runs until the draft is approved.
+    draft: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    draft_submitted_by: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    draft_submitted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    published_by: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    published_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -94,6 +105,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id", ondelete="SET NULL"))
     failed_step: Mapped[str | None] = mapped_column(sa.String(63))
+    # The template's outputs rendered once, when the run ended (links and entities to show).
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
