@@ -31,9 +31,26 @@ from lamplighter.core.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from lamplighter.core.settings import Settings
+from lamplighter.core.settings import Settings, get_settings
 from tests.conftest import auth, make_team, make_token, make_user
 from tests.helpers import run_until
+
+LOOPBACK = "127.0.0.0/8"
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The sink listens on 127.0.0.1, which the outbound policy refuses unless an operator
+    allows its range (tests/core/test_outbound.py shows the refusal)."""
+    monkeypatch.setenv("LAMPLIGHTER_OUTBOUND_ALLOW_INTERNAL", LOOPBACK)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"outbound_allow_internal": LOOPBACK})
 
 
 # -- a real HTTP subscriber ---------------------------------------------------------------------

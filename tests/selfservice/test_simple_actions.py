@@ -323,7 +323,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
             return httpx.Response(404)
         return httpx.Response(201, json={"id": 42, "echo": request.content.decode() or None})
 
-    def client(timeout_s: float) -> httpx.Client:
+    def client(timeout_s: float, policy: Any = None) -> httpx.Client:
         return httpx.Client(transport=httpx.MockTransport(answer), timeout=timeout_s)
 
     monkeypatch.setattr(http_request, "http_client", client)
@@ -333,7 +333,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
 @pytest.fixture
 def allowed(requester: Requester) -> Requester:
     requester.settings = requester.settings.model_copy(
-        update={"selfservice_http_allowlist": ALLOWED}
+        # 10.1.2.3 is internal: the outbound policy refuses it unless its range is allowed
+        update={"selfservice_http_allowlist": ALLOWED, "outbound_allow_internal": "10.1.0.0/16"}
     )
     return requester
 

@@ -43,6 +43,7 @@ from lamplighter.core import identity
 from lamplighter.core.authz import require_writer
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import FieldError
+from lamplighter.core.outbound import Policy
 from lamplighter.core.settings import Settings
 
 __all__ = [
@@ -195,4 +196,8 @@ def import_files(
 
 
 def _fetcher(settings: Settings) -> UrlFetcher:
-    return UrlFetcher(settings.catalog_fetch_allowlist, max_bytes=settings.catalog_max_file_bytes)
+    return UrlFetcher(
+        settings.catalog_fetch_allowlist,
+        max_bytes=settings.catalog_max_file_bytes,
+        policy=Policy.from_settings(settings),
+    )

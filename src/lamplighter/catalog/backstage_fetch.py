@@ -20,11 +20,11 @@ from lamplighter.core import outbound
 from lamplighter.core.errors import ValidationFailed
 
 SETTING = "LAMPLIGHTER_CATALOG_FETCH_ALLOWLIST"
-ClientFactory = Callable[[float], httpx.Client]
+ClientFactory = Callable[[float, outbound.Policy], httpx.Client]
 
 
-def default_client(timeout_s: float) -> httpx.Client:
-    return httpx.Client(timeout=timeout_s, follow_redirects=False)
+def default_client(timeout_s: float, policy: outbound.Policy) -> httpx.Client:
+    return outbound.client(policy, timeout_s=timeout_s)
 
 
 class UrlFetcher:
@@ -38,18 +38,22 @@ class UrlFetcher:
         timeout_s: float = 10.0,
         max_fetches: int = 200,
         client: ClientFactory = default_client,
+        policy: outbound.Policy | None = None,
     ) -> None:
         self.allowlist = allowlist
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.max_fetches = max_fetches
         self.client = client
+        self.policy = policy or outbound.Policy()
         self.fetched = 0
 
     def refusal(self, url: str) -> str | None:
         """Why the policy refuses this URL, or None when it may be fetched."""
         try:
-            outbound.check_allowed(url, self.allowlist, field="url", setting=SETTING)
+            outbound.check_allowed(
+                url, self.allowlist, field="url", setting=SETTING, policy=self.policy
+            )
         except ValidationFailed as exc:
             return exc.errors[0].reason if exc.errors else exc.detail
         return None
@@ -65,7 +69,7 @@ class UrlFetcher:
         self.fetched += 1
         try:
             with (
-                self.client(self.timeout_s) as client,
+                self.client(self.timeout_s, self.policy) as client,
                 client.stream("GET", url, headers={"User-Agent": "Lamplighter-Catalog/1"}) as got,
             ):
                 if got.status_code != 200:
@@ -76,6 +80,8 @@ class UrlFetcher:
                     if len(content) > self.max_bytes:
                         raise SourceError(f"{url} is over the limit of {self.max_bytes:,} bytes")
                 return content
+        except outbound.Refused as exc:
+            raise NotFetched(str(exc)) from exc
         except httpx.TimeoutException as exc:
             raise SourceError(f"{url} timed out after {self.timeout_s:g} s") from exc
         except httpx.HTTPError as exc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     job_poll_s: float = 0.5
     job_batch_size: int = 100
     webhook_timeout_s: float = 10.0
+    outbound_allow_internal: str = Field(
+        default="",
+        description="Comma-separated CIDR ranges of internal addresses that webhooks, "
+        "http.request and catalog fetches may reach (e.g. 10.20.0.0/16); empty = none. "
+        "Cloud metadata addresses stay refused.",
+    )
     plugins: str = ""
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -73,6 +80,14 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated URL prefixes http.request may call; empty = none.",
     )
+
+    @field_validator("outbound_allow_internal")
+    @classmethod
+    def _cidr_ranges(cls, value: str) -> str:
+        for cidr in value.split(","):
+            if cidr.strip():
+                ipaddress.ip_network(cidr.strip(), strict=False)  # ValueError names it
+        return value
 
     @property
     def effective_database_url(self) -> str:

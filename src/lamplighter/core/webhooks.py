@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
-import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +12,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.core import audit, jobs
+from lamplighter.core import audit, jobs, outbound
 from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox, hmac_sha256
@@ -23,57 +21,25 @@ from lamplighter.core.events import WEBHOOK_DELIVER
 from lamplighter.core.identity import get_team
 from lamplighter.core.models import Event, WebhookDelivery, WebhookSubscription
 from lamplighter.core.pagination import keyset
+from lamplighter.core.settings import get_settings
 
 SIGNATURE_HEADER = "X-Lamplighter-Signature-256"
-# Tests and embedders may swap the transport (httpx.MockTransport); None means real network.
+# Tests may swap the whole network for a transport (httpx.MockTransport); None means the
+# outbound policy's client, which checks every address it connects to.
 TRANSPORT: httpx.BaseTransport | None = None
 
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _literal_address(host: str) -> IPAddress | None:
-    """The address a host literal means, in any spelling the resolver accepts (0xa9fea9fe, ...)."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def _forbidden(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_link_local or address.is_unspecified or address.is_multicast
-
-
-def check_url(url: str, field: str = "body.url") -> str:
-    """Accept absolute http(s) URLs, refusing link-local and cloud metadata targets."""
+def check_url(url: str, field: str = "body.url", policy: outbound.Policy | None = None) -> str:
+    """Accept absolute http(s) URLs whose host, when it is an address literal (in any spelling),
+    the outbound policy allows; names are checked after resolution, at delivery."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValidationFailed.one(field, "must be an absolute http or https URL")
-    host = parts.hostname.rstrip(".").lower()
-    address = _literal_address(host)
-    if (address is not None and _forbidden(address)) or host.endswith(".internal"):
-        raise ValidationFailed.one(field, "link-local and cloud metadata addresses are not allowed")
-    return url
-
-
-def check_resolved(url: str) -> None:
-    """Refuse a delivery whose host name resolves to a forbidden address (DNS tricks)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError:
-        return  # unresolvable: the HTTP client reports it as a failed delivery
-    for info in infos:
-        address = _literal_address(str(info[4][0]).split("%")[0])
-        if address is not None and _forbidden(address):
-            raise jobs.PermanentFailure(f"{host} resolves to {address}, a forbidden address")
+        (policy or outbound.Policy.from_settings(get_settings())).check_url(url, resolve=False)
+    except outbound.Refused as exc:
+        raise ValidationFailed.one(field, str(exc)) from exc
+    return url
 
 
 def check_patterns(patterns: list[str]) -> list[str]:
@@ -127,6 +93,7 @@ def create(
     event_types: list[str],
     owner_team: str,
     secret: str | None = None,
+    policy: outbound.Policy | None = None,
 ) -> tuple[WebhookSubscription, str]:
     """Create a subscription; return it with its signing secret (shown once)."""
     team = get_team(session=session, slug=owner_team)
@@ -138,7 +105,7 @@ def create(
         raise ValidationFailed.one("body.secret", "must be at least 16 characters")
     sub = WebhookSubscription(
         name=name.strip(),
-        url=check_url(url),
+        url=check_url(url, policy=policy),
         event_types=check_patterns(event_types),
         secret_encrypted=box.encrypt(secret),
         owner_team_id=team.id,
@@ -164,12 +131,13 @@ def update(
     url: str | None = None,
     event_types: list[str] | None = None,
     is_active: bool | None = None,
+    policy: outbound.Policy | None = None,
 ) -> WebhookSubscription:
     sub = get(session=session, subscription_id=subscription_id)
     require_owned_write(actor, sub.owner_team_id, "this webhook")
     before = snapshot(sub)
     if url is not None:
-        sub.url = check_url(url)
+        sub.url = check_url(url, policy=policy)
     if event_types is not None:
         sub.event_types = check_patterns(event_types)
     if is_active is not None:
@@ -238,8 +206,7 @@ def deliver(ctx: jobs.JobContext) -> None:
     event = session.get(Event, ctx.payload["event_id"])
     if sub is None or event is None or not sub.is_active:
         return  # stale: the subscription was removed or paused
-    if TRANSPORT is None:
-        check_resolved(sub.url)
+    policy = outbound.Policy.from_settings(ctx.settings)
     box = SecretBox(ctx.settings.effective_secret_key())
     body = event_body(event)
     headers = {
@@ -252,14 +219,20 @@ def deliver(ctx: jobs.JobContext) -> None:
     started = time.monotonic()
     status_code: int | None = None
     error: str | None = None
+    refused = False
     try:
-        with httpx.Client(
-            transport=TRANSPORT, timeout=ctx.settings.webhook_timeout_s, follow_redirects=False
+        # Checked before sending and again, on the address itself, when the client connects.
+        policy.check_url(sub.url, resolve=False)
+        with outbound.client(
+            policy, timeout_s=ctx.settings.webhook_timeout_s, transport=TRANSPORT
         ) as client:
             response = client.post(sub.url, content=body, headers=headers)
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"subscriber answered HTTP {status_code}"
+    except outbound.Refused:
+        # Neither the reason nor a status code: the log must not map internal hosts and ports.
+        error, refused = outbound.REFUSED, True
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     delivery = dict(
@@ -277,4 +250,6 @@ def deliver(ctx: jobs.JobContext) -> None:
     # The job's transaction rolls back on failure; the delivery log must survive it.
     with Session(session.get_bind()) as log_session, log_session.begin():
         log_session.add(WebhookDelivery(**delivery))
+    if refused:
+        raise jobs.PermanentFailure(error)
     raise DeliveryFailed(error)

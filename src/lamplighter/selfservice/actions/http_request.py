@@ -1,5 +1,5 @@
 """``http.request``: a call to an internal HTTP API, allowed only to the hosts an operator lists,
-never to private or loopback addresses they did not list, with an idempotency key per step and
+never to internal addresses outside ``LAMPLIGHTER_OUTBOUND_ALLOW_INTERNAL``, with an idempotency key per step and
 the response (bounded) as the step's output.
 """
 
@@ -19,6 +19,7 @@ from lamplighter.selfservice.actions.base import (
     ActionError,
     ActionInput,
     ActionOutput,
+    Ownership,
     StepContext,
     action_error_from,
     parse_model,
@@ -54,14 +55,18 @@ class HttpRequestOutput(ActionOutput):
     data: Any = Field(default=None, description="The response parsed as JSON, when it is JSON.")
 
 
-def http_client(timeout_s: float) -> httpx.Client:
-    """The client http.request sends with; tests swap in one with an ``httpx.MockTransport``."""
-    return httpx.Client(timeout=timeout_s, follow_redirects=False)
+def http_client(timeout_s: float, policy: outbound.Policy) -> httpx.Client:
+    """The outbound policy's client (``core.outbound``); tests swap in one over an
+    ``httpx.MockTransport``."""
+    return outbound.client(policy, timeout_s=timeout_s)
 
 
-def check_target(url: str, allowlist: str, field: str) -> None:
+def check_target(
+    url: str, allowlist: str, field: str, policy: outbound.Policy | None = None
+) -> None:
     """Refuse a URL the outbound policy refuses (``core.outbound``): outside the allowlist, with
-    credentials or dot segments in it, or aimed at a link-local or metadata address."""
+    credentials or dot segments in it, or aimed at an internal or metadata address (names are
+    checked again after resolution, when the client connects)."""
     if not outbound.prefixes_of(allowlist):
         raise ActionError(
             f"{field}: http.request may call nothing until LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST "
@@ -70,7 +75,11 @@ def check_target(url: str, allowlist: str, field: str) -> None:
         )
     try:
         outbound.check_allowed(
-            url, allowlist, field=field, setting="LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST"
+            url,
+            allowlist,
+            field=field,
+            setting="LAMPLIGHTER_SELFSERVICE_HTTP_ALLOWLIST",
+            policy=policy,
         )
     except ValidationFailed as exc:
         raise action_error_from(exc) from exc
@@ -84,14 +93,16 @@ def _check_headers(headers: dict[str, str], field: str) -> None:
             )
 
 
-def _send(call: HttpCall, *, timeout_s: float, key: str) -> tuple[int, bytes, bool, str]:
+def _send(
+    call: HttpCall, *, timeout_s: float, key: str, policy: outbound.Policy
+) -> tuple[int, bytes, bool, str]:
     headers = {**call.headers, "Idempotency-Key": key, "User-Agent": "Lamplighter-SelfService/1"}
     parts = urlsplit(call.url)
     where = (
         f"{call.method} {parts.scheme}://{parts.netloc}{parts.path}"  # no query: it may hold keys
     )
     try:
-        with http_client(timeout_s) as client:
+        with http_client(timeout_s, policy) as client:
             request = client.build_request(call.method, call.url, headers=headers, json=call.body)
             response = client.send(request, stream=True)
             try:
@@ -104,6 +115,8 @@ def _send(call: HttpCall, *, timeout_s: float, key: str) -> tuple[int, bytes, bo
                         break
             finally:
                 response.close()
+    except outbound.Refused as exc:
+        raise ActionError(f"{where}: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise ActionError(f"{where} timed out after {timeout_s:g} s", retryable=True) from exc
     except httpx.HTTPError as exc:
@@ -141,17 +154,25 @@ class HttpRequestAction(Action):
     description = "Send one HTTP request to an allow-listed internal API."
     Input = HttpRequestInput
     Output = HttpRequestOutput
+    ownership = Ownership(
+        changes={
+            "url": "whatever the called API changes: Lamplighter cannot tell its owner, so the "
+            "action is high-risk and a template using it is reviewed by the platform team",
+        },
+    )
+    risk = "high"
 
     def run(self, ctx: StepContext, data: Any) -> HttpRequestOutput:
         data = parse_model(HttpRequestInput, data)
         allowlist = ctx.settings.selfservice_http_allowlist
-        check_target(data.url, allowlist, "url")
+        policy = outbound.Policy.from_settings(ctx.settings)
+        check_target(data.url, allowlist, "url", policy)
         _check_headers(data.headers, "headers")
         if data.compensate is not None:  # refuse now what could not be undone later
-            check_target(data.compensate.url, allowlist, "compensate.url")
+            check_target(data.compensate.url, allowlist, "compensate.url", policy)
             _check_headers(data.compensate.headers, "compensate.headers")
         status, content, truncated, content_type = _send(
-            data, timeout_s=data.timeout_s, key=ctx.key
+            data, timeout_s=data.timeout_s, key=ctx.key, policy=policy
         )
         text = content.decode("utf-8", errors="replace")
         ctx.log(f"{data.method} {urlsplit(data.url).path or '/'} answered HTTP {status}")
@@ -175,8 +196,11 @@ class HttpRequestAction(Action):
         if call is None:
             ctx.log("no compensating request declared; nothing to undo")
             return
-        check_target(call.url, ctx.settings.selfservice_http_allowlist, "compensate.url")
-        status, content, _, _ = _send(call, timeout_s=data.timeout_s, key=f"{ctx.key}-compensate")
+        policy = outbound.Policy.from_settings(ctx.settings)
+        check_target(call.url, ctx.settings.selfservice_http_allowlist, "compensate.url", policy)
+        status, content, _, _ = _send(
+            call, timeout_s=data.timeout_s, key=f"{ctx.key}-compensate", policy=policy
+        )
         if _expected(call, status):
             ctx.log(f"{call.method} {urlsplit(call.url).path or '/'} answered HTTP {status}")
             return
