@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +47,10 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
         result["before"] = {k: before_r.get(k) for k in changed if k in before_r}
     if after is not None:
         result["after"] = {k: after_r.get(k) for k in changed if k in after_r}
-    return orjson.loads(orjson.dumps(result, default=str))  # type: ignore[no-any-return]
+    try:
+        return orjson.loads(orjson.dumps(result, default=str))  # type: ignore[no-any-return]
+    except TypeError:  # an integer beyond 64 bits, which orjson cannot write (or read exactly)
+        return json.loads(json.dumps(result, default=str))  # type: ignore[no-any-return]
 
 
 HASHED_FIELDS = (
@@ -63,14 +68,65 @@ HASHED_FIELDS = (
 )
 
 
-def _hash(values: Mapping[str, Any]) -> str:
+HASH_VERSION = 2
+"""1: orjson over the Python values (PostgreSQL's JSONB changes numbers, so 1e16 read back did
+not match and 1e30 could not be hashed); 2: ``canonical_json``, equal before and after a round
+trip through either database."""
+
+
+def _number(value: int | float) -> str:
+    """A number as its exact decimal value, normalised: ``1e16``, ``10000000000000000`` and
+    ``1.0e16`` are all ``1e16``. JSONB keeps a number's decimal value but not its spelling (a
+    float 1e16 comes back as the int 10000000000000000), and RFC 8785's double formatting would
+    lose integers beyond 2**53, so a changed big integer would go unnoticed."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("JSON has no NaN or infinity")
+        exact = decimal.Decimal(repr(value))  # the shortest spelling, as it was written
+    else:
+        exact = decimal.Decimal(value)
+    sign, digits, exponent = exact.as_tuple()
+    text = "".join(map(str, digits)).lstrip("0")
+    if not text:
+        return "0"  # and -0.0, which PostgreSQL's numeric stores as 0
+    stripped = text.rstrip("0")
+    return f"{'-' if sign else ''}{stripped}e{int(exponent) + len(text) - len(stripped)}"
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling of a JSON value, after RFC 8785 (JCS): no whitespace, object keys sorted by
+    their UTF-16 code units, strings escaped minimally; numbers by ``_number``."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        keys = sorted(map(str, value), key=lambda key: key.encode("utf-16-be"))
+        items = (f"{canonical_json(key)}:{canonical_json(value[key])}" for key in keys)
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(canonical_json(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _hash(values: Mapping[str, Any], version: int = HASH_VERSION) -> str:
     material = {key: values[key] for key in HASHED_FIELDS}
     material["at"] = values["at"].astimezone(dt.UTC).isoformat(timespec="microseconds")
-    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    if version == 1:
+        serialised = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
+    else:
+        serialised = canonical_json(material).encode()
+    return hashlib.sha256(serialised).hexdigest()
 
 
 def _entry_hash(entry: AuditEntry) -> str:
-    return _hash({key: getattr(entry, key) for key in HASHED_FIELDS})
+    return _hash({key: getattr(entry, key) for key in HASHED_FIELDS}, entry.hash_version)
 
 
 def _last_hash(session: Session) -> str:
@@ -138,6 +194,7 @@ def _values(actor: Actor, change: Change, prev_hash: str) -> dict[str, Any]:
         "prev_hash": prev_hash,
     }
     values["hash"] = _hash(values)
+    values["hash_version"] = HASH_VERSION
     return values
 
 
@@ -148,13 +205,30 @@ class VerifyResult:
     head_hash: str
     broken_id: int | None = None
     reason: str | None = None
+    bad: int = 0
+    """How many entries do not hold (the walk goes on past the first)."""
+
+
+def _problem(entry: AuditEntry, prev_hash: str) -> str | None:
+    if entry.prev_hash != prev_hash:
+        return "previous-hash link does not match: an entry before it was removed or altered"
+    try:
+        matches = _entry_hash(entry) == entry.hash
+    except Exception as exc:  # a value no hash version can read is a bad entry
+        return f"content cannot be hashed ({type(exc).__name__}): the entry was altered"
+    if not matches:
+        return "content does not match its hash: the entry was edited"
+    return None
 
 
 def verify(*, session: Session, batch: int = 5000) -> VerifyResult:
-    """Walk the chain in id order; report the first entry whose hash or link does not hold."""
+    """Walk the whole chain in id order; report the first entry whose hash or link does not
+    hold and how many do not. Each link is checked against the stored hash before it, so one
+    bad entry is counted once, not as the start of a broken tail."""
     prev_hash = GENESIS_HASH
-    checked = 0
+    checked = bad = 0
     last_id = 0
+    first: tuple[int, str] | None = None
     while True:
         rows = session.scalars(
             sa.select(AuditEntry)
@@ -163,24 +237,19 @@ def verify(*, session: Session, batch: int = 5000) -> VerifyResult:
             .limit(batch)
         ).all()
         if not rows:
-            return VerifyResult(ok=True, checked=checked, head_hash=prev_hash)
+            return VerifyResult(
+                ok=bad == 0,
+                checked=checked,
+                head_hash=prev_hash,
+                broken_id=first[0] if first else None,
+                reason=first[1] if first else None,
+                bad=bad,
+            )
         for entry in rows:
-            if entry.prev_hash != prev_hash:
-                return VerifyResult(
-                    ok=False,
-                    checked=checked,
-                    head_hash=prev_hash,
-                    broken_id=entry.id,
-                    reason="previous-hash link does not match: an entry before it was removed or altered",
-                )
-            if _entry_hash(entry) != entry.hash:
-                return VerifyResult(
-                    ok=False,
-                    checked=checked,
-                    head_hash=prev_hash,
-                    broken_id=entry.id,
-                    reason="content does not match its hash: the entry was edited",
-                )
+            problem = _problem(entry, prev_hash)
+            if problem is not None:
+                bad += 1
+                first = first or (entry.id, problem)
             prev_hash = entry.hash
             checked += 1
             last_id = entry.id

@@ -341,6 +341,7 @@ def audit_verify(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
             "head_hash": result.head_hash,
             "broken_id": result.broken_id,
             "reason": result.reason,
+            "bad": result.bad,
         }
     emit(data, output)
     if not data["ok"]:
