@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lamplighter import __version__, domains
-from lamplighter.core import jobs, migrate, routing, webui
+from lamplighter.core import jobs, migrate, openapi, routing, webui
 from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
@@ -107,6 +107,7 @@ def create_app(
     include_domains(app, manifests)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "templates" / "static"), name="static")
     install_error_handlers(app, webui.render_error_page)
+    openapi.install(app)  # every route's problem responses, derived from what it takes
     app.add_middleware(
         RequestContextMiddleware, default_limit=settings.max_body_bytes, fastapi_app=app
     )
@@ -123,9 +124,19 @@ def create_app(
             with database.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
             migrate.check_current(database.engine)
-        except Exception as exc:
+        except sa.exc.DBAPIError as exc:
+            # The driver's text names hosts, ports and users: the log gets it, anonymous
+            # callers do not.
+            log.warning("not ready", extra={"error": str(exc)[:300]})
             return JSONResponse(
-                {"status": "unavailable", "reason": str(exc)[:300]}, status_code=503
+                {"status": "unavailable"}, status_code=503, headers={"Retry-After": "1"}
+            )
+        except Exception as exc:  # the schema is behind: say which command fixes it
+            log.warning("not ready", extra={"error": str(exc)[:300]})
+            return JSONResponse(
+                {"status": "unavailable", "reason": str(exc)[:300]},
+                status_code=503,
+                headers={"Retry-After": "1"},
             )
         return JSONResponse({"status": "ready"})
 

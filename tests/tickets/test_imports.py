@@ -368,3 +368,16 @@ def test_import_over_http_names_the_bad_rows(
     wrong_format = api.post("/api/v1/tickets/import", json=body | {"format": "xlsx"}, headers=sre)
     assert wrong_format.status_code == 422
     assert count(db, Ticket) == 0
+
+
+def test_a_nul_character_in_a_row_is_refused_naming_the_row_and_column(
+    db: Any, people: dict[str, Any]
+) -> None:
+    """PostgreSQL cannot store NUL in text: a row carrying one is a problem of that row, named,
+    and nothing is written (it was a 500 on PostgreSQL, and stored as sent on SQLite)."""
+    data = csv_text(good_row("1"), good_row("2", title="A data\x00base"))
+    with pytest.raises(ValidationFailed) as caught:
+        run(db, data)
+    reasons = {error.field: error.reason for error in caught.value.errors}
+    assert reasons == {"row 3.title": "contains a NUL character, which text cannot hold"}
+    assert count(db, Ticket) == 0

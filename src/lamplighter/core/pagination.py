@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from lamplighter.core.errors import ValidationFailed
 
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # the widest id column; beyond it SQLite's driver cannot bind the value
 T = TypeVar("T")
 
 
@@ -28,7 +29,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
         after = value["after"]
-        if not isinstance(after, int) or after < 0:
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_ID:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:

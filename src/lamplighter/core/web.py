@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
@@ -165,7 +166,12 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             for session in sessions:
-                session.close()  # returns the connection to the pool: a rollback of microseconds
+                try:
+                    session.close()  # returns the connection to the pool: microseconds
+                except Exception as exc:  # a connection lost mid-request fails its rollback
+                    if not database_unavailable(exc):
+                        raise
+                    log.warning("session close failed", extra={"error": str(exc)[:300]})
             elapsed = time.perf_counter() - started
             template = self._template_for(scope)
             self._observe(method, template, status, elapsed)
@@ -299,6 +305,37 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# What the database being down or unreachable looks like, whichever layer raised it: the pool
+# (checkout, connect, timeout), SQLAlchemy's wrappers, or the driver itself (a raw connection).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+try:
+    import psycopg
+
+    _UNAVAILABLE += (psycopg.OperationalError, psycopg.InterfaceError)
+except ImportError:  # pragma: no cover - SQLite-only installs
+    pass
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached, as opposed to a
+    bad statement: answered 503 with Retry-After, not 500."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(
     app: FastAPI, render_error_page: Callable[[Request, dict[str, Any]], Response] | None = None
 ) -> None:
@@ -308,7 +345,9 @@ def install_error_handlers(
         body.setdefault("request_id", request_info.get().request_id)
         body.setdefault("instance", request.url.path)
         if render_error_page is not None and _wants_html(request):
-            return render_error_page(request, body)
+            page = render_error_page(request, body)
+            page.headers.update(headers or {})
+            return page
         return problem_response(body, headers)
 
     @app.exception_handler(LamplighterError)
@@ -387,17 +426,20 @@ def install_error_handlers(
     async def database_error(request: Request, exc: DBAPIError) -> Response:
         if isinstance(exc, IntegrityError):
             return await integrity_error(request, exc)
-        if not exc.connection_invalidated:
+        if not database_unavailable(exc):
             return await unexpected(request, exc)
-        log.warning("database connection lost", extra={"error": str(exc.orig)[:300]})
+        return unavailable(request, exc)
+
+    def unavailable(request: Request, exc: BaseException) -> Response:
+        log.warning("database unavailable", extra={"error": str(exc)[:300]})
         return respond(
             request,
             problem(
                 status=503,
                 slug="database-unavailable",
                 title="Database unavailable",
-                detail="the connection to the database was lost (a restart or a failover); "
-                "try again: the next request uses a new connection",
+                detail="the database cannot be reached (a restart, a failover or an outage); "
+                "try again shortly: the next request uses a new connection",
             ),
             {"Retry-After": "1"},
         )
@@ -416,6 +458,8 @@ def install_error_handlers(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):  # the driver's own error, a pool timeout, a failed close
+            return unavailable(request, exc)
         log.exception("unhandled error")
         return respond(
             request,

@@ -116,6 +116,10 @@ class _Checker:
         for name in REQUIRED:
             if not text.get(name):
                 self.bad(name, "required")
+        labels = record.values.get("labels")
+        for name, value in (*text.items(), ("labels", " ".join(map(str, labels or [])))):
+            if "\x00" in value:  # PostgreSQL cannot store it in text
+                self.bad(name, "contains a NUL character, which text cannot hold")
         limits = {"source_id": 180, "title": 300, "description": 50_000}
         for name, limit in limits.items():
             if len(text.get(name, "")) > limit:
