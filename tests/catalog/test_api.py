@@ -144,8 +144,15 @@ def test_patch_changes_owner_and_defaults_accountable_to_new_lead(
     client: Any, db: Any, org: dict[str, Any]
 ) -> None:
     make_entity(db, "ledger", "payments")
-    moved = client.patch(
+    handed_over = client.patch(
         f"{BASE}/entities/service/default/ledger", json={"owner": "search"}, headers=org["dev"]
+    )
+    assert handed_over.status_code == 403, (
+        "search must accept it (tests/catalog/test_owner_move.py)"
+    )
+    sre = auth(make_token(db, make_user(db, role="sre")))
+    moved = client.patch(
+        f"{BASE}/entities/service/default/ledger", json={"owner": "search"}, headers=sre
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["owner"]["slug"] == "search"

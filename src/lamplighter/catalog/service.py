@@ -954,6 +954,10 @@ def update(
             setattr(current, key, value)
     validate_shape(current, name_rules=name_rules)
     resolved = resolve(session, current)
+    if resolved.team.id != entity.owner_team_id:
+        # A new owner takes on the entity's pages and approvals: only the receiving team (or an
+        # SRE or admin) may accept it, not any member of the team that hands it over.
+        require_owned_write(actor, resolved.team.id, f"what team {resolved.team.slug} owns")
     _apply(entity, current, resolved)
     if changes.get("owner") is not None:
         entity.owner_ref = None  # owned by a team now, as the change said

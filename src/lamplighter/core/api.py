@@ -5,11 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from lamplighter.core import audit, events, identity, jobs, webhooks
 from lamplighter.core.authz import PRIVILEGED, require_role
-from lamplighter.core.deps import MAX_BIG_ID, BigId, BoxDep, CurrentActor, Id, PageDep, SessionDep
+from lamplighter.core.deps import (
+    MAX_BIG_ID,
+    SESSION_COOKIE,
+    BigId,
+    BoxDep,
+    CurrentActor,
+    Id,
+    PageDep,
+    SessionDep,
+)
 from lamplighter.core.models import Team
 from lamplighter.core.pagination import page_of
 from lamplighter.core.schemas import (
@@ -87,14 +96,37 @@ async def read_user(user_id: Id, session: SessionDep, actor: CurrentActor) -> Us
 
 @router.patch("/users/{user_id:int}", response_model=UserRead, tags=["identity"])
 def update_user(
-    user_id: Id, body: UserUpdate, session: SessionDep, actor: CurrentActor
+    user_id: Id, body: UserUpdate, request: Request, session: SessionDep, actor: CurrentActor
 ) -> UserRead:
-    """Change a user: themself for profile fields, admins for role and activation."""
+    """Change a user: themself for profile fields, admins for role and activation. A new
+    password needs ``current_password`` when it is your own, and ends the user's other web
+    sessions."""
     user = identity.update_user(
-        session=session, actor=actor, user_id=user_id, **body.model_dump(exclude_unset=True)
+        session=session,
+        actor=actor,
+        user_id=user_id,
+        keep_session=request.cookies.get(SESSION_COOKIE),
+        **body.model_dump(exclude_unset=True),
     )
     session.commit()
     return UserRead.model_validate(user)
+
+
+@router.patch("/me", response_model=MeRead, tags=["identity"])
+def update_me(
+    body: UserUpdate, request: Request, session: SessionDep, actor: CurrentActor
+) -> MeRead:
+    """Change yourself: as ``PATCH /users/{your id}``."""
+    assert actor.user_id is not None
+    identity.update_user(
+        session=session,
+        actor=actor,
+        user_id=actor.user_id,
+        keep_session=request.cookies.get(SESSION_COOKIE),
+        **body.model_dump(exclude_unset=True),
+    )
+    session.commit()
+    return read_me(session, actor)
 
 
 # -- teams -----------------------------------------------------------------------------------
@@ -250,6 +282,7 @@ def verify_audit(session: SessionDep, actor: CurrentActor) -> AuditVerifyRead:
         head_hash=result.head_hash,
         broken_id=result.broken_id,
         reason=result.reason,
+        bad=result.bad,
     )
 
 

@@ -229,7 +229,15 @@ def update_user(
     is_active: bool | None = None,
     password: str | None = None,
     email: str | None = None,
+    current_password: str | None = None,
+    keep_session: str | None = None,
 ) -> User:
+    """Change a user; only the arguments given change.
+
+    Changing one's own password needs ``current_password``; an admin resetting another user's
+    does not. A new password ends the user's web sessions but the one that made the change
+    (``keep_session``, the raw cookie of the caller's session).
+    """
     user = get_user(session=session, user_id=user_id)
     is_self = actor.user_id == user.id
     if not is_self and actor.role != Role.ADMIN.value:
@@ -238,6 +246,14 @@ def update_user(
         raise Forbidden("only an admin may change roles or deactivate users")
     if email is not None and actor.role != Role.ADMIN.value:
         raise Forbidden("only an admin may change a user's e-mail address (it is the login)")
+    if password is not None and is_self:
+        _require_current_password(user, current_password)
+    demoted = role is not None and role != Role.ADMIN.value
+    if (demoted or is_active is False) and _is_last_active_admin(session, user):
+        raise Conflict(
+            f"{user.email} is the last active admin; make another user an admin first, "
+            "or no one could manage accounts"
+        )
     before = user_snapshot(user)
     if email is not None:
         address = email.strip().lower()
@@ -267,8 +283,10 @@ def update_user(
         user.password_hash = hash_password(password)
     session.flush()
     after = user_snapshot(user)
+    ended = 0
     if password is not None:
         before["password"], after["password"] = "old", "new"
+        ended = end_sessions(session=session, user_id=user.id, keep_session=keep_session)
     audit.record(
         session=session,
         actor=actor,
@@ -276,11 +294,49 @@ def update_user(
         object_type="user",
         object_id=user.id,
         before=before,
-        after=after,
+        after={**after, "sessions_ended": ended} if password is not None else after,
     )
     _emit_user_updated(session, user, before, after)
     AUTH_CACHE.clear()
     return user
+
+
+def _require_current_password(user: User, current_password: str | None) -> None:
+    """A session or token left open somewhere must not be enough to take the account over."""
+    if user.password_hash is None:
+        return  # signs in by single sign-on only: there is no password to know yet
+    if not current_password:
+        raise ValidationFailed.one(
+            "body.current_password", "give your current password to set a new one"
+        )
+    if not verify_password(user.password_hash, current_password):
+        raise ValidationFailed.one("body.current_password", "is not your current password")
+
+
+def _is_last_active_admin(session: Session, user: User) -> bool:
+    if user.role != Role.ADMIN.value or not user.is_active:
+        return False
+    others = (
+        sa.select(User.id)
+        .where(User.role == Role.ADMIN.value, User.is_active.is_(True), User.id != user.id)
+        .limit(1)
+        .with_for_update()  # two admins demoting each other at once: one of them waits
+    )
+    return session.scalar(others) is None
+
+
+def end_sessions(*, session: Session, user_id: int, keep_session: str | None = None) -> int:
+    """End the user's open web sessions but ``keep_session`` (a raw cookie); how many ended.
+    API tokens stay: they are revoked one by one, on purpose."""
+    statement = sa.update(WebSession).where(
+        WebSession.user_id == user_id, WebSession.revoked_at.is_(None)
+    )
+    if keep_session:
+        statement = statement.where(WebSession.session_hash != digest(keep_session))
+    result = session.execute(
+        statement.values(revoked_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- teams -----------------------------------------------------------------------------------
@@ -809,15 +865,18 @@ def login_password(
     key = email.strip().lower()
     LOGIN_THROTTLE.check(key)
     user = get_user_by_email(session=session, email=email)
-    if (
-        user is None
-        or not user.is_active
-        or not verify_password(user.password_hash if user else None, password)
-    ):
+    usable = user if user is not None and user.is_active and user.password_hash else None
+    # One argon2 computation on every path (verify_password hashes when there is no stored
+    # hash): an unknown, deactivated or password-less address costs what a real one does, so
+    # the time of the answer does not tell which addresses have accounts.
+    matched = verify_password(usable.password_hash if usable else None, password)
+    if usable is None or not matched:
         LOGIN_THROTTLE.failed(key)
         raise Unauthorized("email or password is wrong")
     LOGIN_THROTTLE.succeeded(key)
-    return start_session(session=session, user=user, method="password", session_hours=session_hours)
+    return start_session(
+        session=session, user=usable, method="password", session_hours=session_hours
+    )
 
 
 def start_session(

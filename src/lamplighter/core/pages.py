@@ -326,12 +326,13 @@ def _profile(
     viewer: Viewer,
     *,
     form: FormState | None = None,
+    password_form: FormState | None = None,
     new_token: dict[str, str] | None = None,
     notice: str | None = None,
     status: int = 200,
 ) -> Response:
     """The profile page, or only its tokens section when HTMX asked."""
-    fragment = is_htmx(request) and request.method == "POST"
+    fragment = is_htmx(request) and request.method == "POST" and password_form is None
     context = {
         "user": viewer.user,
         "teams": identity.list_teams(
@@ -339,6 +340,7 @@ def _profile(
         ),
         "tokens": identity.list_tokens(session=session, user_id=viewer.user.id),
         "form": form or blank_form("name", "expires_on"),
+        "password_form": password_form or blank_form("current_password", "new_password"),
         "notice": notice,
         "new_token": new_token,
         "tomorrow": (utcnow() + dt.timedelta(days=1)).date().isoformat(),
@@ -396,6 +398,36 @@ def create_token(
     return redirect_after_post(
         request, "/profile", f"Token {token.name} created.", viewer, secret=secret
     )
+
+
+@router.post("/profile/password")
+def change_password(
+    request: Request,
+    session: SessionDep,
+    viewer: WriterDep,
+    current_password: FormField = "",
+    new_password: FormField = "",
+) -> Response:
+    """Set a new password; every other session of yours ends, this one stays."""
+    try:
+        check_lengths({"new_password": new_password}, {"new_password": 200})
+        identity.update_user(
+            session=session,
+            actor=viewer.actor,
+            user_id=viewer.user.id,
+            password=new_password,
+            current_password=current_password,
+            keep_session=request.cookies.get(SESSION_COOKIE),
+        )
+        session.commit()
+    except LamplighterError as exc:
+        session.rollback()
+        form = form_failed(
+            {"current_password": "", "new_password": ""}, exc, aliases={"password": "new_password"}
+        )
+        return _profile(request, session, viewer, password_form=form, status=exc.status)
+    message = "Password changed; your other sessions have been signed out."
+    return redirect_after_post(request, "/profile", message, viewer)
 
 
 @router.post("/profile/tokens/{token_id:int}/revoke")

@@ -61,7 +61,18 @@ class UserUpdate(WriteModel):
     time_zone: str | None = Field(default=None, max_length=64)
     role: str | None = Field(default=None, pattern="^(admin|sre|member|viewer)$")
     is_active: bool | None = None
-    password: str | None = Field(default=None, min_length=10, max_length=200)
+    password: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=200,
+        description="A new password; ends the user's other web sessions.",
+    )
+    current_password: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Your current password: needed to change your own password (an admin "
+        "resetting someone else's does not give it).",
+    )
     email: EmailStr | None = Field(
         default=None, description="Admins only: the login, e.g. for a person imported without one."
     )
@@ -88,7 +99,12 @@ TEAM_TYPE = "What kind of group it is: team, department, organization, …"
 
 
 class TeamCreate(WriteModel):
-    slug: str = Field(min_length=1, max_length=63)
+    slug: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern="^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+        description="Letters, digits and inner hyphens; stored in lowercase.",
+    )
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
     lead_email: EmailStr
@@ -137,7 +153,10 @@ class TokenCreate(WriteModel):
     name: str = Field(min_length=1, max_length=100)
     expires_at: AwareDatetime | None = None
     user_id: int | None = Field(
-        default=None, description="Admins may create tokens for other users."
+        default=None,
+        ge=1,
+        le=2**31 - 1,  # the column's range: beyond it PostgreSQL overflowed (a 500)
+        description="Admins may create tokens for other users.",
     )
 
 
@@ -178,6 +197,9 @@ class AuditVerifyRead(BaseModel):
     )
     broken_id: int | None
     reason: str | None
+    bad: int = Field(
+        default=0, description="How many entries do not hold; the walk goes on past the first."
+    )
 
 
 class EventRead(ReadModel):
@@ -216,14 +238,25 @@ class JobRead(ReadModel):
 
 class WebhookCreate(WriteModel):
     name: str = Field(min_length=1, max_length=100)
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+([/?#]\S*)?$",
+        description="An absolute http or https URL.",
+    )
     event_types: list[str] = Field(min_length=1, max_length=100)
     owner_team: str = Field(min_length=1, max_length=63)
     secret: str | None = Field(default=None, min_length=16, max_length=200)
 
 
 class WebhookUpdate(WriteModel):
-    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+([/?#]\S*)?$",
+        description="An absolute http or https URL.",
+    )
     event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
     is_active: bool | None = None
 
