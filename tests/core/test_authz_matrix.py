@@ -70,7 +70,7 @@ def _webhook(world: World, client: Any) -> int:
         "/api/v1/webhooks",
         json={
             "name": "w",
-            "url": "http://127.0.0.1:9/hook",
+            "url": "https://hooks.example.com/hook",
             "event_types": ["*"],
             "owner_team": "team-a",
         },
@@ -223,6 +223,11 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         owner="member_a",
         outsiders=("member_b", "sre", "viewer"),
     ),
+    ("PATCH", "/api/v1/me"): Scenario(  # always the caller's own account: no outsider
+        lambda w, c: ("/api/v1/me", {"time_zone": "Europe/Paris"}),
+        owner="member_a",
+        outsiders=(),
+    ),
     ("POST", "/api/v1/teams"): Scenario(
         lambda w, c: (
             "/api/v1/teams",
@@ -362,6 +367,30 @@ def _ss_entity(world: World, accountable_key: str) -> str:
     return f"resource:default/{name}"
 
 
+def _ss_draft(world: World, member: Any) -> str:
+    """A template with a draft waiting for review: member_a asked for a database step."""
+    from lamplighter.core import identity
+    from lamplighter.core.context import Actor
+    from lamplighter.selfservice import templates
+
+    name = _ss_template(world)
+    user_id = member if isinstance(member, int) else member.id
+    with world.db.transaction() as session:
+        user = identity.get_user(session=session, user_id=user_id)
+        teams = identity.team_ids_of(session=session, user_id=user.id)
+        author = Actor(
+            kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=teams
+        )
+        step = {"id": "db", "action": "postgres.database", "input": {"database": "matrix"}}
+        templates.update(
+            session=session,
+            actor=author,
+            name=name,
+            definition=_ss_definition(name, steps=[step]),
+        )
+    return name
+
+
 def _ss_grant(world: World, *, accountable: str, requester: str) -> int:
     from lamplighter.catalog import service as catalog
     from lamplighter.selfservice import grants
@@ -383,6 +412,23 @@ def _ss_grant(world: World, *, accountable: str, requester: str) -> int:
 
 SCENARIOS.update(
     {
+        # The platform team (SREs, admins) reviews drafts; their author does not.
+        ("POST", "/api/v1/templates/{name}/draft/approve"): Scenario(
+            lambda w, c: (
+                f"/api/v1/templates/{_ss_draft(w, w.ids['member_a'])}/draft/approve",
+                {},
+            ),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/templates/{name}/draft/reject"): Scenario(
+            lambda w, c: (
+                f"/api/v1/templates/{_ss_draft(w, w.ids['member_a'])}/draft/reject",
+                {"reason": "no"},
+            ),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
         ("POST", "/api/v1/templates"): Scenario(
             lambda w, c: ("/api/v1/templates", _ss_definition("matrix-new")),
             owner="member_a",
@@ -737,6 +783,14 @@ PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
         outsiders=("member_b", "viewer"),
     ),
     # Your own tokens: there is no outsider, and viewers may hold read-only tokens.
+    ("POST", "/profile/password"): Scenario(  # always the caller's own password
+        lambda w, a: (
+            "/profile/password",
+            {"current_password": PASSWORD, "new_password": "a new and longer passphrase"},
+        ),
+        owner="member_a",
+        outsiders=(),
+    ),
     ("POST", "/profile/tokens"): Scenario(
         lambda w, a: ("/profile/tokens", {"name": "mine"}), owner="member_a", outsiders=()
     ),
@@ -824,6 +878,22 @@ def _ss_page_grant(world: World, *, accountable: str, requester: str) -> int:
 
 PAGE_SCENARIOS.update(
     {
+        ("POST", "/selfservice/templates/{name}/draft/approve"): Scenario(
+            lambda w, a: (
+                f"/selfservice/templates/{_ss_draft(w, w.ids['member_a'])}/draft/approve",
+                {},
+            ),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
+        ("POST", "/selfservice/templates/{name}/draft/reject"): Scenario(
+            lambda w, a: (
+                f"/selfservice/templates/{_ss_draft(w, w.ids['member_a'])}/draft/reject",
+                {"reason": "no"},
+            ),
+            owner="sre",
+            outsiders=("member_a", "member_b", "viewer"),
+        ),
         ("POST", "/selfservice/templates/{name}"): Scenario(
             lambda w, a: (
                 f"/selfservice/templates/{_ss_template(w, allowed_teams=['team-a'])}",

@@ -58,6 +58,7 @@ class Greet(Action):
     title = "Greet"
     Input = GreetInput
     Output = GreetOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: GreetInput) -> GreetOutput:
         time.sleep(0.3)

@@ -48,6 +48,7 @@ class Echo(Action):
     title = "Echo a text"
     Input = EchoInput
     Output = EchoOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: EchoInput) -> EchoOutput:
         if data.text in FAIL_ONCE:
@@ -73,6 +74,7 @@ class MakePassword(Action):
     title = "Generate a password"
     Input = NoInput
     Output = PasswordOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: NoInput) -> PasswordOutput:
         return PasswordOutput(password=ctx.secret("db_password", "pw-" + secrets.token_hex(8)))

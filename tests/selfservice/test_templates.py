@@ -40,6 +40,7 @@ class Echo(Action):
     title = "Echo"
     Input = EchoInput
     Output = EchoOutput
+    risk = "low"  # changes nothing: a member's template using it publishes directly
 
     def run(self, ctx: StepContext, data: EchoInput) -> EchoOutput:
         return EchoOutput(text=data.text)

@@ -27,7 +27,7 @@ from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
 from lamplighter.selfservice import grants, runs, templates
 from lamplighter.selfservice.actions import base as actions
-from lamplighter.selfservice.models import Run, RunSecret, RunStatus, Template
+from lamplighter.selfservice.models import Run, RunStatus, Template
 from lamplighter.selfservice.schemas import (
     TEMPLATE_FIELDS,
     ActionRead,
@@ -44,7 +44,10 @@ from lamplighter.selfservice.schemas import (
     SecretsRevealed,
     StepRead,
     TemplateDetail,
+    TemplateDraftRead,
     TemplateRead,
+    TemplateRejection,
+    TemplateReview,
     TemplateWrite,
 )
 
@@ -119,23 +122,39 @@ def template_read(template: Template) -> TemplateRead:
         description=template.description,
         owner=str(template.spec.get("owner", "")),
         approval=template.approval,
+        effective_approval=templates.effective_approval(
+            template.spec or template.draft or {}
+        ).value,
         allowed_teams=list(template.allowed_teams),
         request_type=template.request_type,
         source=template.source,
-        source_path=template.source_path,
+        source_path=templates.source_name(template),
         version=template.version,
+        draft_pending=template.draft is not None,
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
 
 
-def template_detail(template: Template) -> TemplateDetail:
+def template_detail(session: Session, template: Template) -> TemplateDetail:
+    """The published definition, and beside it the draft waiting for review (if any)."""
     spec = template.spec
+    draft = None
+    if template.draft is not None:
+        draft = TemplateDraftRead(
+            definition=template.draft,
+            privileged_actions=templates.privileged_actions(template.draft),
+            submitted_by=_email(session, template.draft_submitted_by),
+            submitted_at=template.draft_submitted_at,
+        )
     return TemplateDetail(
         **template_read(template).model_dump(),
         parameters=spec.get("parameters") or {"type": "object", "properties": {}},
         steps=list(spec.get("steps") or []),
         output=spec.get("output") or {"links": [], "entities": []},
+        published_by=_email(session, template.published_by),
+        published_at=template.published_at,
+        draft=draft,
     )
 
 
@@ -183,13 +202,14 @@ def create_template(
     with fields_under(prefix):
         template = templates.create(session=session, actor=actor, definition=definition)
     session.commit()
-    return template_detail(template)
+    return template_detail(session, template)
 
 
 @router.get("/templates/{name}", response_model=TemplateDetail)
 def read_template(name: str, session: SessionDep, actor: CurrentActor) -> TemplateDetail:
-    """The definition, with the JSON Schema of its parameters (for forms and prompts)."""
-    return template_detail(templates.get(session=session, name=name))
+    """The published definition, with the JSON Schema of its parameters (for forms and
+    prompts), and the draft waiting for the platform team's review beside it."""
+    return template_detail(session, templates.get(session=session, name=name))
 
 
 @router.put(
@@ -206,7 +226,35 @@ def update_template(
     with fields_under(prefix):
         template = templates.update(session=session, actor=actor, name=name, definition=definition)
     session.commit()
-    return template_detail(template)
+    return template_detail(session, template)
+
+
+@router.post("/templates/{name}/draft/approve", response_model=TemplateDetail)
+def approve_template_draft(
+    name: str, session: SessionDep, actor: CurrentActor, body: TemplateReview | None = None
+) -> TemplateDetail:
+    """Publish the draft waiting for review (SREs and admins): it becomes the version that runs."""
+    with fields_under("body.draft"):
+        template = templates.approve_draft(
+            session=session, actor=actor, name=name, reason=body.reason if body else ""
+        )
+    session.commit()
+    return template_detail(session, template)
+
+
+@router.post("/templates/{name}/draft/reject", response_model=TemplateDetail)
+def reject_template_draft(
+    name: str, session: SessionDep, actor: CurrentActor, body: TemplateRejection | None = None
+) -> TemplateDetail:
+    """Discard the draft waiting for review, with the reason its author reads (SREs, admins)."""
+    if body is None:
+        raise ValidationFailed.one("body.reason", "required field is missing")
+    with fields_under("body"):
+        template = templates.reject_draft(
+            session=session, actor=actor, name=name, reason=body.reason
+        )
+    session.commit()
+    return template_detail(session, template)
 
 
 @router.delete("/templates/{name}", status_code=status.HTTP_204_NO_CONTENT)
@@ -267,18 +315,14 @@ def run_detail(session: Session, run: Run) -> RunDetail:
     outputs: dict[str, Any] = {"links": [], "entities": []}
     if run.status == RunStatus.SUCCEEDED.value:
         outputs = runs.rendered_outputs(session=session, run=run)
-    secrets = session.execute(
-        sa.select(RunSecret.name, RunSecret.revealed_at)
-        .where(RunSecret.run_id == run.id)
-        .order_by(RunSecret.name)
-    ).all()
+    secrets = runs.action_secrets(session=session, run_id=run.id)
     return RunDetail(
         **run_read(session, run).model_dump(),
         approval=str(run.spec.get("approval", "none")),
         awaiting=awaiting,
         steps=steps,
         outputs=outputs,
-        secrets=[SecretBrief(name=name, revealed=at is not None) for name, at in secrets],
+        secrets=[SecretBrief(name=name, revealed=revealed) for name, revealed in secrets],
     )
 
 
@@ -286,7 +330,12 @@ def run_detail(session: Session, run: Run) -> RunDetail:
     "/templates/{name}/runs", response_model=RunDetail, status_code=status.HTTP_201_CREATED
 )
 def start_run(
-    name: str, body: RunStart, response: Response, session: SessionDep, actor: CurrentActor
+    name: str,
+    body: RunStart,
+    response: Response,
+    session: SessionDep,
+    actor: CurrentActor,
+    box: BoxDep,
 ) -> RunDetail:
     """Start a run: the parameters are checked first; the run is then queued for the worker,
     or waits for approval when the template asks for one. Poll ``GET /runs/{id}``."""
@@ -298,6 +347,7 @@ def start_run(
             parameters=body.parameters,
             dry_run=body.dry_run,
             requesting_team=body.requesting_team,
+            box=box,
         )
     session.commit()
     response.headers["Location"] = f"/api/v1/runs/{run.id}"

@@ -112,7 +112,7 @@ def _template(ctx: typer.Context, name: str) -> dict[str, Any]:
     if client := remote(ctx):
         return dict(client.call("GET", f"/templates/{name}"))
     return run_local(
-        lambda s: _json(api.template_detail(templates.get(session=s, name=name))), commit=False
+        lambda s: _json(api.template_detail(s, templates.get(session=s, name=name))), commit=False
     )
 
 
@@ -154,6 +154,46 @@ def show(ctx: typer.Context, name: str, output: OutputOpt = Output.TABLE) -> Non
         title=f"Template {detail['name']}",
     )
     emit(_parameter_rows(detail["parameters"]), output, title="Parameters")
+
+
+@template_app.command("review")
+def review(
+    ctx: typer.Context,
+    name: str,
+    approve: Annotated[bool, typer.Option("--approve", help="Publish the draft.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Discard the draft.")] = False,
+    reason: Annotated[str, typer.Option(help="Told to the author (needed to reject).")] = "",
+    user: UserOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Approve or reject the changes to a template waiting for the platform team's review."""
+    if approve == reject:
+        fail("say --approve or --reject")
+    verb = "approve" if approve else "reject"
+    if client := remote(ctx):
+        detail = dict(
+            client.call("POST", f"/templates/{name}/draft/{verb}", json={"reason": reason})
+        )
+    else:
+
+        def apply(session: Session) -> dict[str, Any]:
+            actor = _actor(session, user)
+            if approve:
+                template = templates.approve_draft(
+                    session=session, actor=actor, name=name, reason=reason
+                )
+            else:
+                template = templates.reject_draft(
+                    session=session, actor=actor, name=name, reason=reason
+                )
+            return _json(api.template_detail(session, template))
+
+        detail = run_local(apply)
+    if output == Output.JSON:
+        emit(detail, output)
+        return
+    done = "published as version" if approve else "draft rejected; published version"
+    console.print(escape(f"{detail['name']}: {done} {detail['version']}"))
 
 
 @template_app.command("sync")

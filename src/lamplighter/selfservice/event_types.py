@@ -66,6 +66,32 @@ class TemplateDeleted(EventPayload):
     name: str
 
 
+class TemplateDraftChanged(EventPayload):
+    name: str
+    published_version: int  # 0: the template was never published
+    owner_team_id: int | None
+    submitted_by: int | None  # the draft's author (a user id)
+
+
+@event_type(
+    "selfservice.template.draft_submitted",
+    description="A definition using privileged actions waits for the platform team's review "
+    "(the published version, if any, runs on meanwhile).",
+    subject="template:<name>",
+)
+class TemplateDraftSubmitted(TemplateDraftChanged):
+    privileged_actions: list[str]
+
+
+@event_type(
+    "selfservice.template.draft_rejected",
+    description="The platform team rejected a template's draft, with the reason.",
+    subject="template:<name>",
+)
+class TemplateDraftRejected(TemplateDraftChanged):
+    reason: str
+
+
 class GrantChanged(EventPayload):
     id: int
     entity: str

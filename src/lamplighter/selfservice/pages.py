@@ -48,7 +48,7 @@ from lamplighter.core.webui import (
 )
 from lamplighter.selfservice import forms, grants, runs, templates
 from lamplighter.selfservice.grants import AccessGrant, GrantStatus
-from lamplighter.selfservice.models import Approval, Run, RunSecret, RunStatus, Template
+from lamplighter.selfservice.models import Approval, Run, RunStatus, Template
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -65,12 +65,8 @@ ACCESS_DURATIONS = (("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365
 # -- reads the service modules do not offer (yet) ---------------------------------------------
 def _secret_names(session: Session, run_id: int) -> tuple[list[str], bool]:
     """The names of a run's secrets, and whether some are still unseen."""
-    rows = session.execute(
-        sa.select(RunSecret.name, RunSecret.revealed_at)
-        .where(RunSecret.run_id == run_id)
-        .order_by(RunSecret.name)
-    ).all()
-    return [name for name, _ in rows], any(revealed is None for _, revealed in rows)
+    rows = runs.action_secrets(session=session, run_id=run_id)
+    return [name for name, _ in rows], any(not revealed for _, revealed in rows)
 
 
 def _grants_of(session: Session, user_id: int, team_ids: Iterable[int]) -> list[AccessGrant]:
@@ -173,6 +169,7 @@ def _form_page(
     template: Template,
     form: forms.ParamForm | None = None,
     status: int = 200,
+    review_form: Any = None,  # a FormState when a rejection came back with its errors
 ) -> Response:
     fields = forms.fields_of(template.spec.get("parameters") or {})
     my_teams = _my_teams(session, viewer, template)
@@ -185,7 +182,15 @@ def _form_page(
         "team_choices": [(t.slug, t.name) for t in my_teams],
         "approval_names": APPROVAL_NAMES,
         "steps": template.spec.get("steps") or [],
-        "may_use": _may_use(viewer, template, {t.slug for t in my_teams}),
+        "may_use": _may_use(viewer, template, {t.slug for t in my_teams})
+        and templates.is_published(template),
+        "published": templates.is_published(template),
+        "effective_approval": templates.effective_approval(template.spec or {}).value,
+        "draft": template.draft,
+        "draft_steps": (template.draft or {}).get("steps") or [],
+        "draft_privileged": templates.privileged_actions(template.draft or {}),
+        "may_review": templates.may_review(viewer.actor),
+        "review_form": review_form,
     }
     return render(request, "selfservice/form.html", context, viewer=viewer, status=status)
 
@@ -193,6 +198,52 @@ def _form_page(
 @router.get("/selfservice/templates/{name}")
 def template_form(request: Request, session: SessionDep, viewer: ViewerDep, name: str) -> Response:
     return _form_page(request, session, viewer, templates.get(session=session, name=name))
+
+
+@router.post("/selfservice/templates/{name}/draft/approve")
+def approve_template_draft(
+    request: Request, session: SessionDep, viewer: WriterDep, name: str, reason: FormField = ""
+) -> Response:
+    check_lengths({"reason": reason}, {"reason": 2_000})
+    template = templates.approve_draft(
+        session=session, actor=viewer.actor, name=name, reason=reason
+    )
+    version = template.version
+    session.commit()
+    return redirect_after_post(
+        request,
+        f"/selfservice/templates/{name}",
+        f"Template {name} version {version} published; runs use it from now on.",
+        viewer,
+    )
+
+
+@router.post("/selfservice/templates/{name}/draft/reject")
+def reject_template_draft(
+    request: Request, session: SessionDep, viewer: WriterDep, name: str, reason: FormField = ""
+) -> Response:
+    values = {"reason": reason}
+    try:
+        check_lengths(values, {"reason": 2_000})
+        templates.reject_draft(session=session, actor=viewer.actor, name=name, reason=reason)
+        session.commit()
+    except ValidationFailed as exc:
+        session.rollback()
+        template = templates.get(session=session, name=name)
+        return _form_page(
+            request,
+            session,
+            viewer,
+            template,
+            status=exc.status,
+            review_form=form_failed(values, exc),
+        )
+    return redirect_after_post(
+        request,
+        f"/selfservice/templates/{name}",
+        f"The changes to {name} were rejected; the author can read why in its history.",
+        viewer,
+    )
 
 
 async def _multi_form(request: Request) -> dict[str, list[str]]:
@@ -233,6 +284,7 @@ def start_run(
             parameters=parameters,
             dry_run=dry_run,
             requesting_team=team or None,
+            box=request.app.state.box,
         )
         run_id = run.id
         awaiting = run.status == RunStatus.AWAITING_APPROVAL.value

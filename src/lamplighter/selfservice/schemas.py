@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from lamplighter.core.schemas import WriteModel
 from lamplighter.selfservice.templates import MAX_TEMPLATE_BYTES
@@ -31,11 +31,49 @@ class ActionRead(BaseModel):
     description: str
     input: dict[str, Any] = Field(description="JSON Schema of the action's input.")
     output: dict[str, Any] = Field(description="JSON Schema of the action's output.")
+    risk: Literal["low", "high"] = Field(
+        description="high: a template using it is reviewed by the platform team."
+    )
+    min_approval: Literal["none", "team-lead", "sre"] = Field(
+        description="The least approval a run of a template using it waits for."
+    )
 
 
 # -- templates ----------------------------------------------------------------------------------
+_FIELDS = (
+    "name",
+    "title",
+    "description",
+    "owner",
+    "parameters",
+    "steps",
+    "output",
+    "approval",
+    "allowed_teams",
+    "request_type",
+)
+# Either the YAML text alone, or the fields with at least a name, title, owner and steps: the
+# document says so, so that a client (and the schema-driven tests) knows what is accepted.
+_ONE_FORM: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["yaml"], "not": {"anyOf": [{"required": [f]} for f in _FIELDS]}},
+        {
+            "required": ["name", "title", "owner", "steps"],
+            "not": {"required": ["yaml"]},
+            "properties": {
+                "title": {"type": "string", "minLength": 1},
+                "owner": {"type": "string", "minLength": 1},
+                "steps": {"type": "array", "minItems": 1},
+            },
+        },
+    ]
+}
+
+
 class TemplateWrite(WriteModel):
     """A template definition as JSON, or the same definition as YAML text in ``yaml``."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_FORM)
 
     yaml: str | None = Field(
         default=None,
@@ -64,17 +102,41 @@ class TemplateRead(BaseModel):
     approval: str
     allowed_teams: list[str]
     request_type: str | None
+    effective_approval: str = Field(
+        description="What a run waits for: the strictest of approval and its actions' minimum."
+    )
     source: str
-    source_path: str | None
-    version: int
+    source_path: str | None = Field(description="The file a synced template came from (name).")
+    version: int = Field(description="The published version; 0: never published yet.")
+    draft_pending: bool = Field(description="A definition waits for the platform team's review.")
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class TemplateDraftRead(BaseModel):
+    definition: dict[str, Any] = Field(description="The definition waiting for review.")
+    privileged_actions: list[str] = Field(description="The high-risk actions it uses.")
+    submitted_by: str | None = Field(description="The author's email.")
+    submitted_at: dt.datetime | None
 
 
 class TemplateDetail(TemplateRead):
     parameters: dict[str, Any] = Field(description="JSON Schema of the run parameters.")
     steps: list[dict[str, Any]]
     output: dict[str, Any]
+    published_by: str | None = Field(default=None, description="Who published this version.")
+    published_at: dt.datetime | None = None
+    draft: TemplateDraftRead | None = Field(
+        default=None, description="The definition waiting for review, beside the published one."
+    )
+
+
+class TemplateReview(WriteModel):
+    reason: str = Field(default="", max_length=5_000, description="Told to the author.")
+
+
+class TemplateRejection(WriteModel):
+    reason: str = Field(min_length=1, max_length=5_000, description="Told to the author.")
 
 
 # -- runs ---------------------------------------------------------------------------------------

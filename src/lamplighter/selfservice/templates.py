@@ -33,6 +33,15 @@ A template is YAML (or the same structure as JSON through the API)::
 
 **Expressions** (``${{ … }}``) are in :mod:`lamplighter.selfservice.expressions`.
 
+**Review.** A template has a published definition (``spec``, ``version``), which is what runs,
+and at most one ``draft`` waiting for the platform team's review. A member (not an SRE or admin)
+who creates or changes a template using a high-risk action (``Action.risk``, e.g.
+``postgres.database``) submits a draft: a new template stays at version 0 and cannot run, a
+changed one keeps running its published version, until an SRE or admin approves the draft
+(:func:`approve_draft`, which publishes it) or rejects it (:func:`reject_draft`). SREs, admins
+and the system (golden paths synced from files) publish directly. A run waits for the strictest
+of the template's ``approval`` and its actions' ``min_approval`` (:func:`effective_approval`).
+
 Step ids are ``[a-z][a-z0-9_]*`` (no hyphen) so that ``steps.<id>`` reads as an attribute.
 """
 
@@ -50,8 +59,9 @@ from sqlalchemy.orm import Session
 
 from lamplighter.catalog.backstage_yaml import load_all
 from lamplighter.core import audit, events, identity, people
-from lamplighter.core.authz import require_owned_write
+from lamplighter.core.authz import PRIVILEGED, require_owned_write, require_role
 from lamplighter.core.context import Actor
+from lamplighter.core.db import utcnow
 from lamplighter.core.errors import (
     Conflict,
     FieldError,
@@ -60,9 +70,15 @@ from lamplighter.core.errors import (
     ValidationFailed,
 )
 from lamplighter.selfservice.actions import base as actions
-from lamplighter.selfservice.event_types import TemplateChanged, TemplateDeleted
+from lamplighter.selfservice.event_types import (
+    TemplateChanged,
+    TemplateDeleted,
+    TemplateDraftRejected,
+    TemplateDraftSubmitted,
+)
 from lamplighter.selfservice.expressions import WHOLE_RE, check_expression, expressions_in
 from lamplighter.selfservice.models import Approval, Run, Template, TemplateSource
+from lamplighter.selfservice.patterns import pattern_problems
 from lamplighter.tickets import service as tickets
 
 OBJECT_TYPE = "selfservice_template"
@@ -124,6 +140,8 @@ def _check_parameters(schema: Any, problems: _Problems) -> dict[str, Any]:
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     for error in sorted(meta.iter_errors(schema), key=lambda e: list(map(str, e.path))):
         problems.add(_schema_path(error.absolute_path), error.message)
+    for where, reason in pattern_problems(schema):
+        problems.add(f"parameters.{where}", reason)
     properties = schema.get("properties", {})
     if isinstance(properties, dict):
         for key in properties:
@@ -311,6 +329,61 @@ def validate(*, session: Session, definition: Mapping[str, Any]) -> dict[str, An
     }
 
 
+# -- trust: risk, approval, review -------------------------------------------------------------
+def _step_actions(spec: Mapping[str, Any]) -> list[type[actions.Action]]:
+    found = []
+    for step in spec.get("steps") or []:
+        try:
+            found.append(actions.get(str(step.get("action"))))
+        except actions.ActionError:
+            continue  # validate() names it; an action gone since cannot run either
+    return found
+
+
+def privileged_actions(spec: Mapping[str, Any]) -> list[str]:
+    """The high-risk actions a definition uses, by name (what makes it need review)."""
+    names = {a.name for a in _step_actions(spec) if actions.risk_of(a) == "high"}
+    return sorted(names)
+
+
+def effective_approval(spec: Mapping[str, Any]) -> Approval:
+    """The approval a run waits for: the strictest of the template's own and its steps'
+    ``min_approval`` (a step with ``if`` counts: it may run)."""
+    return actions.strictest(
+        str(spec.get("approval") or Approval.NONE.value),
+        *(a.min_approval for a in _step_actions(spec)),
+    )
+
+
+def is_published(template: Template) -> bool:
+    return template.version > 0 and bool(template.spec)
+
+
+def runnable_spec(template: Template) -> dict[str, Any]:
+    """The published definition a run starts from, carrying its effective approval; a template
+    never published (its first definition waits for review) cannot run."""
+    if not is_published(template):
+        raise Conflict(
+            f"template {template.name!r} cannot run yet: its definition uses privileged actions "
+            f"({', '.join(privileged_actions(template.draft or {})) or 'none'}) and waits for "
+            "the platform team's review"
+        )
+    return {**template.spec, "approval": effective_approval(template.spec).value}
+
+
+def needs_review(actor: Actor, spec: Mapping[str, Any]) -> bool:
+    """A member's definition using a high-risk action waits for the platform team."""
+    return actor.role not in PRIVILEGED and bool(privileged_actions(spec))
+
+
+def may_review(actor: Actor) -> bool:
+    return actor.role in PRIVILEGED
+
+
+def require_reviewer(actor: Actor) -> None:
+    require_role(actor, *sorted(PRIVILEGED), action="reviewing a template's draft")
+
+
 # -- service -----------------------------------------------------------------------------------
 def snapshot(template: Template) -> dict[str, Any]:
     return {
@@ -322,6 +395,7 @@ def snapshot(template: Template) -> dict[str, Any]:
         "request_type": template.request_type,
         "source": template.source,
         "version": template.version,
+        "draft_pending": template.draft is not None,
     }
 
 
@@ -344,14 +418,55 @@ def _owner_id(session: Session, spec: Mapping[str, Any]) -> int:
     return identity.get_team(session=session, slug=spec["owner"]).id
 
 
-def _apply(template: Template, spec: dict[str, Any], owner_team_id: int) -> None:
+def _apply(
+    template: Template, spec: dict[str, Any], owner_team_id: int, actor: Actor | None = None
+) -> None:
+    """Publish ``spec`` (``actor`` given) or, for a template never published, only show its
+    fields while the definition waits for review (``spec`` stays empty: nothing runs)."""
     template.title = spec["title"]
     template.description = spec["description"]
     template.owner_team_id = owner_team_id
-    template.spec = spec
     template.request_type = spec["request_type"]
     template.approval = spec["approval"]
     template.allowed_teams = spec["allowed_teams"]
+    if actor is not None:
+        template.spec = spec
+        template.published_by = actor.user_id
+        template.published_at = utcnow()
+        template.draft = None
+        template.draft_submitted_by = None
+        template.draft_submitted_at = None
+
+
+def _submit_draft(
+    session: Session, actor: Actor, template: Template, spec: dict[str, Any], action: str
+) -> None:
+    before = snapshot(template)
+    template.draft = spec
+    template.draft_submitted_by = actor.user_id
+    template.draft_submitted_at = utcnow()
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action=action,
+        object_type=OBJECT_TYPE,
+        object_id=template.name,
+        before=before if action.endswith("update") else None,
+        after={**snapshot(template), "privileged_actions": privileged_actions(spec)},
+    )
+    events.emit(
+        session=session,
+        type="selfservice.template.draft_submitted",
+        subject=f"template:{template.name}",
+        payload=TemplateDraftSubmitted(
+            name=template.name,
+            published_version=template.version,
+            owner_team_id=template.owner_team_id,
+            submitted_by=actor.user_id,
+            privileged_actions=privileged_actions(spec),
+        ),
+    )
 
 
 def create(
@@ -362,14 +477,24 @@ def create(
     source: str = TemplateSource.API.value,
     source_path: str | None = None,
 ) -> Template:
-    """Register a template (owner team members, SREs and admins)."""
+    """Register a template (owner team members, SREs and admins). A member's template using a
+    high-risk action is created unpublished (version 0), its definition a draft for review."""
     spec = validate(session=session, definition=definition)
     owner_team_id = _owner_id(session, spec)
     require_owned_write(actor, owner_team_id, "this team's templates")
     if get_by_name(session=session, name=spec["name"]) is not None:
         raise Conflict(f"a template named {spec['name']!r} exists already")
+    if needs_review(actor, spec):
+        template = Template(
+            name=spec["name"], source=source, source_path=source_path, version=0, spec={}
+        )
+        _apply(template, spec, owner_team_id)
+        session.add(template)
+        session.flush()
+        _submit_draft(session, actor, template, spec, "selfservice.template.draft_submit")
+        return template
     template = Template(name=spec["name"], source=source, source_path=source_path, version=1)
-    _apply(template, spec, owner_team_id)
+    _apply(template, spec, owner_team_id, actor)
     session.add(template)
     session.flush()
     audit.record(
@@ -393,7 +518,8 @@ def update(
     source: str | None = None,
     source_path: str | None = None,
 ) -> Template:
-    """Replace a template's definition; its version goes up when anything changed."""
+    """Replace a template's definition; its version goes up when anything changed. A member's
+    definition using a high-risk action becomes the draft instead; the published one runs on."""
     template = get(session=session, name=name)
     require_owned_write(actor, template.owner_team_id, "this template")
     spec = validate(session=session, definition=definition)
@@ -403,8 +529,15 @@ def update(
     require_owned_write(actor, owner_team_id, "the new owning team's templates")
     if spec == template.spec and owner_team_id == template.owner_team_id:
         return template
+    if needs_review(actor, spec):
+        if not is_published(template):  # nothing runs yet: show what waits for review
+            _apply(template, spec, owner_team_id)
+        if spec != template.draft:
+            _submit_draft(session, actor, template, spec, "selfservice.template.draft_update")
+        return template
     before = snapshot(template)
-    _apply(template, spec, owner_team_id)
+    created = not is_published(template)
+    _apply(template, spec, owner_team_id, actor)
     template.version += 1
     if source is not None:
         template.source = source
@@ -419,8 +552,77 @@ def update(
         before=before,
         after=snapshot(template),
     )
-    _emit(session, "updated", template)
+    _emit(session, "created" if created else "updated", template)
     return template
+
+
+def approve_draft(*, session: Session, actor: Actor, name: str, reason: str = "") -> Template:
+    """Publish a template's draft (SREs and admins: the platform team): it becomes the version
+    that runs. The draft is validated again (an action or team may have gone since)."""
+    require_reviewer(actor)
+    template = get(session=session, name=name)
+    if template.draft is None:
+        raise Conflict(f"template {name!r} has no draft waiting for review")
+    spec = validate(session=session, definition=template.draft)
+    before = snapshot(template)
+    created = not is_published(template)
+    _apply(template, spec, _owner_id(session, spec), actor)
+    template.version += 1
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="selfservice.template.draft_approve",
+        object_type=OBJECT_TYPE,
+        object_id=template.name,
+        before=before,
+        after={**snapshot(template), "reason": reason} if reason else snapshot(template),
+    )
+    _emit(session, "created" if created else "updated", template)
+    return template
+
+
+def reject_draft(*, session: Session, actor: Actor, name: str, reason: str) -> Template:
+    """Discard a template's draft with the reason its author reads (SREs and admins)."""
+    require_reviewer(actor)
+    template = get(session=session, name=name)
+    if template.draft is None:
+        raise Conflict(f"template {name!r} has no draft waiting for review")
+    if not reason.strip():
+        raise ValidationFailed.one("reason", "say why, for the template's author")
+    before = snapshot(template)
+    submitted_by = template.draft_submitted_by
+    template.draft = None
+    template.draft_submitted_by = None
+    template.draft_submitted_at = None
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="selfservice.template.draft_reject",
+        object_type=OBJECT_TYPE,
+        object_id=template.name,
+        before=before,
+        after={**snapshot(template), "reason": reason},
+    )
+    events.emit(
+        session=session,
+        type="selfservice.template.draft_rejected",
+        subject=f"template:{template.name}",
+        payload=TemplateDraftRejected(
+            name=template.name,
+            published_version=template.version,
+            owner_team_id=template.owner_team_id,
+            submitted_by=submitted_by,
+            reason=reason,
+        ),
+    )
+    return template
+
+
+def source_name(template: Template) -> str | None:
+    """Where a file-synced template came from, without the server's directories."""
+    return Path(template.source_path).name if template.source_path else None
 
 
 def delete(*, session: Session, actor: Actor, name: str) -> None:

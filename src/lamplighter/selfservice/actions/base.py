@@ -18,6 +18,18 @@ Rules every action keeps:
   ``ctx.secret(name, value)``, which stores it encrypted and returns a reference for the output.
 - **Errors are :class:`ActionError`** with a message a requester can act on; ``retryable=True``
   for outages (an unreachable provider), so the runner can retry before compensating.
+- **Ownership.** A step acts on behalf of its requester (``ctx.actor``), so it changes nothing
+  the requester could not change by hand. An action declares it in :attr:`Action.ownership`:
+  which inputs name a resource that exists before the run (and how its owner is found), and
+  what it creates. Before changing an existing resource it did not create in the same run, it
+  calls :meth:`StepContext.require_may_change` with the resource's catalog entity (owning team
+  member, SRE or admin; anything not in the catalog is refused unless the requester is an SRE
+  or admin); a name already taken by a resource it did not create is refused, never adopted.
+- **Risk.** :attr:`Action.risk` is ``"low"`` or ``"high"`` (privileged: it reaches shared
+  infrastructure, or calls out with what the author wrote). A template using a high-risk action
+  is reviewed by the platform team before it can run, and :attr:`Action.min_approval` is the
+  least approval every run of a template using the action waits for. An action that declares
+  no risk is treated as high-risk.
 
 Third-party actions register through the ``lamplighter.actions`` entry-point group: each entry
 point names an :class:`Action` subclass.
@@ -26,19 +38,25 @@ point names an :class:`Action` subclass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from lamplighter.catalog import service as catalog
+from lamplighter.core.authz import PRIVILEGED, can_write_owned
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
-from lamplighter.core.errors import LamplighterError
+from lamplighter.core.errors import LamplighterError, NotFound, ValidationFailed
 from lamplighter.core.settings import Settings
+from lamplighter.selfservice.models import Approval
+
+if TYPE_CHECKING:
+    from lamplighter.catalog.models import Entity
 
 log = logging.getLogger("lamplighter.selfservice")
 ENTRY_POINT_GROUP = "lamplighter.actions"
@@ -94,6 +112,66 @@ class StepContext:
             raise RuntimeError("this context stores no secrets")
         return self.secret_sink(name, value)
 
+    def created_by_this_run(self, mark: str | None) -> bool:
+        """Whether a resource's ownership mark (a step's ``ctx.key``) is one of this run's."""
+        return mark is not None and mark.startswith(f"run-{self.run_id}-")
+
+    def require_may_change(
+        self, target: Entity | str | None, *, field: str, what: str | None = None
+    ) -> None:
+        """Refuse (naming ``field``) unless the requester may change ``target``: the catalog
+        entity (or reference) owning an existing resource. ``None`` (a resource no catalog
+        entity owns) only SREs and admins may change.
+
+        ``ctx.require_may_change("service:default/payments-api", field="clone_url")`` lets a
+        member of payments-api's team through and refuses anyone else with
+        ``clone_url: only members of the owning team … may change service:default/payments-api``.
+        """
+        if self.actor.role in PRIVILEGED:
+            return  # SREs and admins may change anything; nothing to look up
+        entity = target
+        if isinstance(target, str):
+            try:
+                entity = catalog.get_by_ref(session=self.session, ref=target)
+            except (NotFound, ValidationFailed):
+                entity = None
+        if entity is None or isinstance(entity, str):
+            name = what or (target if isinstance(target, str) else "this resource")
+            raise ActionError(
+                f"{field}: {name} is not in the catalog, so no team is known to own it; only "
+                "SREs and admins may change it (register it for your team first)",
+                field=field,
+            )
+        if not can_write_owned(self.actor, entity.owner_team_id):
+            raise ActionError(
+                f"{field}: only members of the owning team, SREs and admins may change "
+                f"{what or entity.ref} (owned by another team)",
+                field=field,
+            )
+
+
+Risk = Literal["low", "high"]
+APPROVAL_ORDER = (Approval.NONE, Approval.TEAM_LEAD, Approval.SRE)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """How an action treats resources that exist before its run (see the module's rules).
+
+    ``changes`` maps each input field that names an existing resource the action changes to how
+    the resource's owner is found and checked; ``creates`` says what the action creates and how
+    it refuses a name already taken. An action that only creates has an empty ``changes``::
+
+        ownership = Ownership(
+            changes={"clone_url": "the repository's catalog entity (component of that name), "
+                     "unless repo.create made it in this run"},
+            creates="",
+        )
+    """
+
+    creates: str = ""
+    changes: Mapping[str, str] = field(default_factory=dict)
+
 
 class Action:
     """Subclass, set the class attributes, implement :meth:`run` and :meth:`compensate`."""
@@ -103,6 +181,10 @@ class Action:
     description: ClassVar[str] = ""
     Input: ClassVar[type[ActionInput]]
     Output: ClassVar[type[ActionOutput]]
+    # The trust contract (module docstring): every built-in declares all three.
+    ownership: ClassVar[Ownership | None] = None
+    risk: ClassVar[Risk | None] = None  # None: treated as "high"
+    min_approval: ClassVar[Approval] = Approval.NONE
 
     def run(self, ctx: StepContext, data: Any) -> ActionOutput:
         raise NotImplementedError
@@ -118,7 +200,19 @@ class Action:
             "description": cls.description,
             "input": cls.Input.model_json_schema(),
             "output": cls.Output.model_json_schema(),
+            "risk": risk_of(cls),
+            "min_approval": cls.min_approval.value,
         }
+
+
+def risk_of(action: type[Action]) -> Risk:
+    """An action's risk; one that does not declare it is treated as privileged."""
+    return action.risk or "high"
+
+
+def strictest(*approvals: str | Approval) -> Approval:
+    """The strictest of some approvals: ``strictest("none", "team-lead") == TEAM_LEAD``."""
+    return max((Approval(a) for a in approvals), key=APPROVAL_ORDER.index, default=Approval.NONE)
 
 
 ACTIONS: dict[str, type[Action]] = {}

@@ -46,6 +46,7 @@ from lamplighter.selfservice.actions.base import (
     Action,
     ActionError,
     ActionInput,
+    Ownership,
     StepContext,
     register,
 )
@@ -174,7 +175,7 @@ class RepoCreateInput(ActionInput):
 
 
 # -- local provider -----------------------------------------------------------------------------
-def _local_marker(repo: Path) -> str | None:
+def local_marker(repo: Path) -> str | None:
     """The key in the initial commit's marker file, or None (empty repo, no marker)."""
     try:
         roots = run_git("--git-dir", str(repo), "rev-list", "--max-parents=0", "HEAD").split()
@@ -200,7 +201,7 @@ def _local_output(repo: Path, name: str) -> RepoCreateOutput:
 def _local_existing(repo: Path, name: str, key: str) -> RepoCreateOutput | None:
     if not repo.exists():
         return None
-    if _local_marker(repo) == key:
+    if local_marker(repo) == key:
         return _local_output(repo, name)
     raise name_taken(name, f"in {repo.parent}")
 
@@ -237,7 +238,7 @@ def _create_local(
 def _compensate_local(ctx: StepContext, name: str) -> None:
     root = local_git_root(ctx.settings)
     repo = root / f"{name}.git"
-    if repo.exists() and _local_marker(repo) == ctx.key:
+    if repo.exists() and local_marker(repo) == ctx.key:
         shutil.rmtree(repo)
         ctx.log(f"deleted {repo}")
     if root.is_dir():  # leftovers of an attempt killed half-way
@@ -305,6 +306,11 @@ class RepoCreate(Action):
     description = "Create a repository from a copier skeleton and push its first commit."
     Input = RepoCreateInput
     Output = RepoCreateOutput
+    ownership = Ownership(
+        creates="a repository; a name already taken (without this step's mark) is refused, so "
+        "another team's repository is never adopted or overwritten",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: RepoCreateInput) -> RepoCreateOutput:
         answers = {

@@ -40,6 +40,7 @@ from lamplighter.selfservice.actions.base import (
     ActionError,
     ActionInput,
     ActionOutput,
+    Ownership,
     StepContext,
     register,
 )
@@ -278,6 +279,10 @@ class KafkaTopic(Action):
     description = "Create a topic with its partitions, replication factor and retention."
     Input = KafkaTopicInput
     Output = KafkaTopicOutput
+    ownership = Ownership(
+        creates="a topic; a topic that exists without this step's mark is refused, never adopted",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: KafkaTopicInput) -> KafkaTopicOutput:
         admin = admin_factory(ctx.settings)

@@ -46,11 +46,20 @@ from lamplighter.selfservice.actions.base import (
     ActionError,
     ActionInput,
     ActionOutput,
+    Ownership,
     StepContext,
     register,
 )
-from lamplighter.selfservice.actions.git import SLUG_PATTERN, GitError, local_git_root, run_git
+from lamplighter.selfservice.actions.git import (
+    SLUG_PATTERN,
+    GitError,
+    local_git_root,
+    local_marker,
+    run_git,
+)
 from lamplighter.selfservice.actions.git_hosts import DEFAULT_BRANCH, HOSTS, Provider
+
+_HOSTED_MARK = re.compile(r"\[lamplighter (?P<key>run-\S+)\]")
 
 Flavour = Literal["github-actions", "gitlab-ci"]
 PATHS: dict[str, str] = {
@@ -157,6 +166,24 @@ def _local_repository(ctx: StepContext, clone_url: str) -> Path:
     return path
 
 
+def repository_entity(name: str) -> str:
+    """The catalog entity that owns repository ``name``: the service of the same name."""
+    return f"service:default/{name}"
+
+
+def _require_may_change(ctx: StepContext, name: str, mark: str | None, field: str) -> None:
+    """A repository repo.create made in this run is the requester's; any other is changed only
+    by its catalog entity's team (or an SRE or admin)."""
+    if ctx.created_by_this_run(mark):
+        return
+    ctx.require_may_change(repository_entity(name), field=field, what=f"repository {name!r}")
+
+
+def _hosted_mark(repo: dict[str, Any]) -> str | None:
+    found = _HOSTED_MARK.search(str(repo.get("description") or ""))
+    return found["key"] if found else None
+
+
 def _branch(work: Path) -> str:
     try:
         return run_git("symbolic-ref", "--short", "HEAD", cwd=work) or DEFAULT_BRANCH
@@ -207,6 +234,9 @@ def _run_hosted(ctx: StepContext, data: PipelineCreateInput) -> PipelineCreateOu
                 f"{api.label} has no repository {name!r} (in {api.org or 'the token account'})",
                 field="repository",
             )
+        _require_may_change(
+            ctx, name, _hosted_mark(repo), "repository" if data.repository else "clone_url"
+        )
         content = render_pipeline(data, branch=api.branch(repo))
         existing = api.get_file(repo, relative)
         if existing is not None:
@@ -263,11 +293,21 @@ class PipelineCreate(Action):
     description = "Commit a GitHub Actions or GitLab CI pipeline to a repository."
     Input = PipelineCreateInput
     Output = PipelineCreateOutput
+    ownership = Ownership(
+        changes={
+            "clone_url": "the repository: made by repo.create in this run, or owned by its "
+            "catalog entity's team (the service named like the repository); others refused",
+            "repository": "as clone_url, for the hosted providers",
+        },
+        creates="a commit adding the pipeline file; a different file already there is refused",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: PipelineCreateInput) -> PipelineCreateOutput:
         if data.provider != "local":
             return _run_hosted(ctx, data)
         repo = _local_repository(ctx, data.clone_url)
+        _require_may_change(ctx, repo.name.removesuffix(".git"), local_marker(repo), "clone_url")
         relative = PATHS[data.flavour]
         with tempfile.TemporaryDirectory(prefix="lamplighter-pipeline-") as tmp:
             work = Path(tmp) / "work"

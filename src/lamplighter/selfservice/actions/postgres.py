@@ -37,9 +37,11 @@ from lamplighter.selfservice.actions.base import (
     ActionError,
     ActionInput,
     ActionOutput,
+    Ownership,
     StepContext,
     register,
 )
+from lamplighter.selfservice.models import Approval
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 SECRET_NAME = "connection_string"  # noqa: S105 - the secret's name, not a secret
@@ -177,6 +179,14 @@ class PostgresDatabase(Action):
     description = "Create a database and an owner role with a generated password."
     Input = PostgresDatabaseInput
     Output = PostgresDatabaseOutput
+    ownership = Ownership(
+        creates="a database and its owner role on the platform's server; a database or role "
+        "that exists without this step's mark is refused, never adopted or changed",
+    )
+    # The platform's shared server: every template using it is reviewed, and every run waits
+    # for the owning team's lead at least (as the shipped postgres-database golden path does).
+    risk = "high"
+    min_approval = Approval.TEAM_LEAD
 
     def run(self, ctx: StepContext, data: PostgresDatabaseInput) -> PostgresDatabaseOutput:
         database, role = data.database, data.role

@@ -16,7 +16,7 @@ from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity, Provenance
 from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
 from lamplighter.core import identity, people
-from lamplighter.core.authz import can_write_owned, require_owned_write
+from lamplighter.core.authz import can_write_owned
 from lamplighter.core.context import Actor
 from lamplighter.core.errors import (
     Conflict,
@@ -31,6 +31,7 @@ from lamplighter.selfservice.actions.base import (
     ActionError,
     ActionInput,
     ActionOutput,
+    Ownership,
     StepContext,
     action_error_from,
     parse_model,
@@ -87,6 +88,14 @@ class AccessGrantAction(Action):
     description = "Request read, write or admin access to a catalog entity for a user or a team."
     Input = AccessGrantInput
     Output = AccessGrantOutput
+    ownership = Ownership(
+        changes={
+            "entity": "only through its owner's decision: the grant is live at once only when "
+            "the requester may approve it themself, else the accountable person or lead decides",
+        },
+        creates="an access grant (pending or live)",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: Any) -> AccessGrantOutput:
         data = parse_model(AccessGrantInput, data)
@@ -223,6 +232,14 @@ class CatalogRegisterAction(Action):
     description = "Create catalog entities owned by the requesting team, with their dependencies."
     Input = CatalogRegisterInput
     Output = CatalogRegisterOutput
+    ownership = Ownership(
+        changes={
+            "entities.*.dependency_of": "each dependent entity: its owning team, SREs and admins",
+        },
+        creates="catalog entities owned by a team the requester may write for; a reference "
+        "already taken by an entity this step did not register is refused",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: Any) -> CatalogRegisterOutput:
         data = parse_model(CatalogRegisterInput, data)
@@ -298,10 +315,7 @@ class CatalogRegisterAction(Action):
                     raise ActionError(f"{field}: no catalog entity {ref}", field=field)
                 if ours is not None and _depends_on(ctx, dependent, ours):
                     continue  # a previous attempt added it
-                try:
-                    require_owned_write(ctx.actor, dependent.owner_team_id, dependent.ref)
-                except Forbidden as exc:
-                    raise ActionError(f"{field}: {exc.detail}", field=field) from exc
+                ctx.require_may_change(dependent, field=field)
                 found.append((index, field, dependent))
         return found
 
@@ -500,6 +514,11 @@ class TicketCreateAction(Action):
     description = "Open a ticket for the part of the work that needs a person."
     Input = TicketCreateInput
     Output = TicketCreateOutput
+    ownership = Ownership(
+        creates="a ticket in the triage queue; entity is only referenced (anyone may file a "
+        "ticket about any entity), never changed",
+    )
+    risk = "low"
 
     def run(self, ctx: StepContext, data: Any) -> TicketCreateOutput:
         data = parse_model(TicketCreateInput, data)
