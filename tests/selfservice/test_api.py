@@ -46,6 +46,7 @@ class WriteFile(Action):
     title = "Write a file"
     Input = FileInput
     Output = FileOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: FileInput) -> FileOutput:
         path = Path(data.directory) / data.name
@@ -74,6 +75,7 @@ class FailWhileBlocked(Action):
     title = "Fail while a blocker file exists"
     Input = BlockerInput
     Output = BlockerOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: BlockerInput) -> BlockerOutput:
         if Path(data.blocker).exists():
@@ -97,6 +99,7 @@ class MakePassword(Action):
     title = "Generate a password"
     Input = NoInput
     Output = PasswordOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: NoInput) -> PasswordOutput:
         return PasswordOutput(password=ctx.secret("db_password", "pw-" + secrets.token_hex(12)))
@@ -137,7 +140,7 @@ steps:
       directory: ${{{{ parameters.directory }}}}
       name: LICENSE
 output:
-  links: [{{title: Readme, url: "file://${{{{ steps.readme.output.path }}}}"}}]
+  links: [{{title: Readme, url: "https://files.example.com${{{{ steps.readme.output.path }}}}"}}]
 {extra}
 """
 
@@ -226,7 +229,7 @@ def test_a_run_started_through_the_api_is_executed_and_shows_its_steps(
     assert (tmp_path / "ledger-README").exists() and (tmp_path / "LICENSE").exists()
     assert detail["ticket_id"] is not None
     assert detail["outputs"]["links"] == [
-        {"title": "Readme", "url": f"file://{tmp_path / 'ledger-README'}"}
+        {"title": "Readme", "url": f"https://files.example.com{tmp_path / 'ledger-README'}"}
     ]
 
     mine = client.get("/api/v1/runs", params={"mine": "true"}, headers=org.tokens["dev"]).json()

@@ -109,7 +109,7 @@ def test_template_run_with_set_follows_to_the_end_and_prints_the_outputs(
     )
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output
-    assert f"Readme: file://{out / 'ledger-README'}" in result.output
+    assert f"Readme: https://files.example.com{out / 'ledger-README'}" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["LICENSE", "ledger-README"]
     assert count(db, Ticket) == 1  # journaled as resolved by self-service
 

@@ -50,6 +50,7 @@ class Slow(Action):
     title = "Take a while"
     Input = SlowInput
     Output = SlowOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: SlowInput) -> SlowOutput:
         SLOW_CALLS.append(ctx.key)

@@ -70,6 +70,7 @@ class Touch(Action):
     title = "Create a file"
     Input = TouchInput
     Output = TouchOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: TouchInput) -> TouchOutput:
         path = Path(data.directory) / data.name
@@ -111,6 +112,7 @@ class FailWhileBlocked(Action):
     title = "Fail on demand"
     Input = BlockedInput
     Output = BlockedOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: BlockedInput) -> BlockedOutput:
         if Path(data.blocker).exists():
@@ -135,6 +137,7 @@ class Record(Action):
     title = "Record a text"
     Input = RecordInput
     Output = RecordOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: RecordInput) -> RecordOutput:
         RECORDED.append(data.text)
@@ -157,6 +160,7 @@ class MakePassword(Action):
     title = "Generate a password"
     Input = NoInput
     Output = PasswordOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: NoInput) -> PasswordOutput:
         assert ctx.actor.user_id is not None
@@ -190,6 +194,7 @@ class MakeAccount(Action):
     title = "Create an account"
     Input = AccountInput
     Output = AccountOutput
+    risk = "low"  # a test double: members' templates using it publish directly
 
     def run(self, ctx: StepContext, data: AccountInput) -> AccountOutput:
         mark = Path(data.directory) / f"account-{ctx.key}"
@@ -305,7 +310,11 @@ def test_steps_run_in_order_pass_outputs_and_skip_on_a_false_condition(
             },
         ],
         request_type="other",
-        output={"links": [{"title": "File", "url": "file://${{ steps.repo.output.path }}"}]},
+        output={
+            "links": [
+                {"title": "File", "url": "https://files.example.com${{ steps.repo.output.path }}"}
+            ]
+        },
     )
     run_id = start(db, requester)
     run, steps = load(db, run_id)
@@ -345,7 +354,9 @@ def test_steps_run_in_order_pass_outputs_and_skip_on_a_false_condition(
         succeeded = session.scalar(
             sa.select(sa.func.count()).where(Event.type == "selfservice.run.succeeded")
         )
-    assert outputs["links"] == [{"title": "File", "url": f"file://{tmp_path / 'pay.txt'}"}]
+    assert outputs["links"] == [
+        {"title": "File", "url": f"https://files.example.com{tmp_path / 'pay.txt'}"}
+    ]
     assert audited == [
         "selfservice.run.start",
         "selfservice.run.running",

@@ -3,9 +3,11 @@
 Each top-level property becomes one field: ``string`` a text input (``textarea`` when
 ``format: textarea`` or ``maxLength`` over 200), ``integer`` and ``number`` a number input with
 ``min``/``max``/``step``, ``boolean`` a checkbox, an ``enum`` a select, an array of strings a
-textarea with one item per line (checkboxes when the items are an enum). Anything else (objects,
-arrays of numbers) is a JSON textarea. The inputs are named ``param.<name>`` so a parameter can
-never collide with the form's own fields (``csrf_token``, ``requesting_team``, ``mode``).
+textarea with one item per line (checkboxes when the items are an enum). A secret string
+(``format: password`` or ``writeOnly: true``) is a password input, never filled in again when the
+form comes back with errors. Anything else (objects, arrays of numbers) is a JSON textarea. The
+inputs are named ``param.<name>`` so a parameter can never collide with the form's own fields
+(``csrf_token``, ``requesting_team``, ``mode``).
 
 Parsing only turns text into JSON values; the schema itself is checked by
 :func:`lamplighter.selfservice.runs.start`, so the form, the API and the CLI agree on what is valid.
@@ -33,7 +35,7 @@ class ParamField:
     name: str
     label: str
     help: str
-    widget: str  # text | textarea | number | checkbox | select | checkboxes | lines | json
+    widget: str  # text password textarea number checkbox select checkboxes lines json
     required: bool
     default: str  # the default as the form shows it
     attributes: dict[str, str] = field(default_factory=dict)  # min, max, step, pattern, …
@@ -80,6 +82,8 @@ def _widget(schema: Mapping[str, Any]) -> str:
         return "checkbox"
     if kind in ("integer", "number"):
         return "number"
+    if kind == "string" and is_secret(schema):
+        return "password"
     if kind == "string":
         long_text = schema.get("format") == "textarea" or int(schema.get("maxLength", 0)) > 200
         return "textarea" if long_text else "text"
@@ -88,6 +92,11 @@ def _widget(schema: Mapping[str, Any]) -> str:
         if isinstance(items, Mapping) and items.get("type") == "string":
             return "checkboxes" if "enum" in items else "lines"
     return "json"
+
+
+def is_secret(schema: Mapping[str, Any]) -> bool:
+    """Whether a parameter's schema marks it secret: ``format: password`` or ``writeOnly``."""
+    return schema.get("format") == "password" or schema.get("writeOnly") is True
 
 
 def fields_of(schema: Mapping[str, Any]) -> list[ParamField]:
@@ -107,12 +116,12 @@ def fields_of(schema: Mapping[str, Any]) -> list[ParamField]:
                 attributes[attribute] = str(sub[key])
         if widget == "number":
             attributes["step"] = "1" if sub.get("type") == "integer" else "any"
-        if widget in ("text", "textarea"):
+        if widget in ("text", "textarea", "password"):
             if isinstance(sub.get("maxLength"), int):
                 attributes["maxlength"] = str(sub["maxLength"])
             if isinstance(sub.get("minLength"), int):
                 attributes["minlength"] = str(sub["minLength"])
-        if widget == "text" and isinstance(sub.get("pattern"), str):
+        if widget in ("text", "password") and isinstance(sub.get("pattern"), str):
             attributes["pattern"] = sub["pattern"]
         choices: tuple[tuple[str, str], ...] = ()
         if widget == "select":
@@ -120,7 +129,9 @@ def fields_of(schema: Mapping[str, Any]) -> list[ParamField]:
         elif widget == "checkboxes":
             choices = tuple((str(v), str(v)) for v in sub["items"].get("enum") or [])
         default = sub.get("default")
-        if widget in ("lines", "checkboxes") and isinstance(default, list):
+        if widget == "password":
+            shown = ""  # a secret default stays on the server; left empty, the default applies
+        elif widget in ("lines", "checkboxes") and isinstance(default, list):
             shown = "\n".join(str(item) for item in default)
         else:
             shown = _as_text(default)
@@ -153,6 +164,8 @@ def echo(fields: Sequence[ParamField], form: Mapping[str, Sequence[str]]) -> dic
             shown[f.name] = "on" if any(sent) else ""
         elif f.widget == "checkboxes":
             shown[f.name] = "\n".join(sent)
+        elif f.widget == "password":
+            shown[f.name] = ""  # a secret is never written back into the page
         else:
             shown[f.name] = sent[0] if sent else ""
     return shown

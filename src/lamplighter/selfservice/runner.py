@@ -10,7 +10,13 @@ the run goes on:
    ``ctx.key``, finds what the first attempt created.
 
 When a step fails, it and every completed step before it are compensated in reverse order, each
-result recorded; the run ends ``failed`` naming the step, and can be retried from there.
+result recorded; the run ends ``failed`` naming the step, and can be retried from there. When
+the run succeeds, the template's outputs are rendered once and stored on the run.
+
+Secrets stay in the action's hands: the input an action receives has the secret parameters'
+values, while the step input, output, log and error stored for the run page, and the run's
+error, have every secret value (secret parameters and ``ctx.secret`` values alike) replaced by
+``[secret]``. Compensation renders the step's input again rather than reading the masked copy.
 """
 
 from __future__ import annotations
@@ -29,12 +35,11 @@ from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import SQLiteWriteGate, utcnow
 from lamplighter.core.settings import Settings
-from lamplighter.selfservice import expressions
+from lamplighter.selfservice import expressions, runs
 from lamplighter.selfservice.actions import base as actions
 from lamplighter.selfservice.lifecycle import announce, snapshot
 from lamplighter.selfservice.models import Run, RunSecret, RunStatus, RunStep, StepStatus
 from lamplighter.selfservice.runs import (
-    REDACTED,
     RETRYABLE_ATTEMPTS,
     RUN_JOB,
     SECRET_PREFIX,
@@ -70,6 +75,8 @@ class _Runner:
         self.actor = Actor.system(f"template-run:{run_id}")
         self.secret_values: list[str] = []
         self.facts: dict[str, Any] = {}
+        self.parameters: dict[str, Any] | None = None  # with the secret ones, for actions only
+        self.action_inputs: dict[int, dict[str, Any]] = {}  # by RunStep.id, unmasked
         self.run: Run | None = None
         self.current: RunStep | None = None
 
@@ -79,10 +86,11 @@ class _Runner:
             yield session
 
     def scrub(self, text: str) -> str:
-        for value in self.secret_values:
-            if value:
-                text = text.replace(value, REDACTED)
-        return text
+        """``text`` with every secret value known to this run replaced by ``[secret]``."""
+        return runs.scrub_text(text, self.secret_values)
+
+    def scrub_value(self, value: Any) -> Any:
+        return runs.scrub_value(value, self.secret_values)
 
     # -- state --------------------------------------------------------------------------------
     def claim(self) -> Run | None:
@@ -153,6 +161,10 @@ class _Runner:
         with self.transaction() as session:
             steps = steps_of(session=session, run_id=run.id)
             self.facts = run_facts(session, run)
+            self.parameters, known = runs.parameters_with_secrets(
+                session=session, run=run, box=self.box
+            )
+            self.secret_values.extend(known)
         try:
             for step in steps:
                 if step.status in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value):
@@ -168,7 +180,7 @@ class _Runner:
     def execute_step(self, run: Run, step: RunStep, steps: list[RunStep]) -> None:
         spec = run.spec["steps"][step.index]
         where = f"steps.{step.step_id}"
-        context = step_context(run, steps, self.facts)
+        context = step_context(run, steps, self.facts, self.parameters)
         try:
             if "if" in spec and not expressions.condition(spec["if"], context, where=f"{where}.if"):
                 step.status = StepStatus.SKIPPED.value
@@ -192,23 +204,25 @@ class _Runner:
                 data = None  # a placeholder where a number is expected: known only when run
             else:
                 raise self.step_failed(step, _input_problem(where, exc)) from None
+        self.action_inputs[step.id] = rendered
+        shown = self.scrub_value(rendered)
         if run.dry_run:
             step.status = StepStatus.SKIPPED.value
-            step.input = rendered
+            step.input = shown
             self.update_step(
                 step.id,
                 status=step.status,
-                input=rendered,
+                input=shown,
                 log=["dry run: input rendered, nothing done"],
                 started_at=utcnow(),
                 finished_at=utcnow(),
             )
             return
-        step.input = rendered
+        step.input = shown
         self.update_step(
             step.id,
             status=StepStatus.RUNNING.value,
-            input=rendered,
+            input=shown,
             error=None,
             started_at=utcnow(),
             finished_at=None,
@@ -221,7 +235,7 @@ class _Runner:
                 output = action_type().run(ctx, data)
                 if not isinstance(output, action_type.Output):
                     output = action_type.Output.model_validate(output)
-                dumped = output.model_dump(mode="json")
+                dumped = self.scrub_value(output.model_dump(mode="json"))
                 row = session.get(RunStep, step.id)
                 assert row is not None
                 row.status = StepStatus.SUCCEEDED.value
@@ -259,7 +273,7 @@ class _Runner:
         try:
             if action_type is None:
                 raise actions.ActionError(f"unknown action {step.action!r}")
-            data = action_type.Input.model_validate(step.input or {})
+            data = action_type.Input.model_validate(self.action_input(run, step))
             with self.transaction() as session:
                 ctx = self.step_context(session, run, step)
                 logs = ctx.logs
@@ -274,6 +288,24 @@ class _Runner:
             )
             return False
         return True
+
+    def action_input(self, run: Run, step: RunStep) -> dict[str, Any]:
+        """The input the action received: kept from this attempt, or rendered again (the
+        stored one has its secrets masked) for a step an earlier attempt ran."""
+        if step.id in self.action_inputs:
+            return self.action_inputs[step.id]
+        if not self.secret_values:
+            return step.input or {}
+        with self.transaction() as session:
+            steps = steps_of(session=session, run_id=run.id)
+        context = step_context(run, steps, self.facts, self.parameters)
+        spec = run.spec["steps"][step.index]
+        where = f"steps.{step.step_id}.input"
+        try:
+            rendered = expressions.render(spec.get("input") or {}, context, where=where)
+        except expressions.ExpressionError:
+            return step.input or {}
+        return rendered if isinstance(rendered, dict) else {}
 
     def give_up(self, exc: Exception) -> None:
         """The job is out of tries for a reason outside any step (the database, the journal):
@@ -361,6 +393,12 @@ class _Runner:
             row.error = None
             row.failed_step = None
             row.finished_at = utcnow()
+            # Rendered once, here: reading a run never evaluates its template's expressions.
+            row.outputs = self.scrub_value(
+                runs.render_outputs(
+                    run=row, steps=steps_of(session=session, run_id=row.id), facts=self.facts
+                )
+            )
             announce(session, self.actor, row, "succeeded", before)
 
 

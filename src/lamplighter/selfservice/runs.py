@@ -2,16 +2,26 @@
 
 A run moves ``awaiting_approval → queued → running → succeeded | failed`` (or ``rejected``).
 Starting or approving a run enqueues the ``selfservice.run`` job; ``runner`` executes it.
+
+**Secret parameters.** A parameter whose schema says ``format: password`` or ``writeOnly: true``
+is stored encrypted (a :class:`RunSecret` named ``parameters.<path>``) and as ``[secret]`` in the
+run's ``parameters``; only the runner puts the value back, into the input the action receives.
+What is stored or shown of the run (rendered step inputs, outputs, logs, errors, audit entries,
+events) has every secret value, from a parameter or from ``ctx.secret``, replaced by
+``[secret]`` (:func:`scrub_value`, ``runner._Runner.scrub``).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
 
+import orjson
 import sqlalchemy as sa
-from jsonschema import Draft202012Validator
 from sqlalchemy.orm import Session
 
 from lamplighter.core import audit, identity, inbox, jobs, people
@@ -22,7 +32,8 @@ from lamplighter.core.db import utcnow
 from lamplighter.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import keyset
-from lamplighter.selfservice import expressions, templates
+from lamplighter.core.settings import get_settings
+from lamplighter.selfservice import expressions, forms, patterns, templates
 from lamplighter.selfservice.lifecycle import OBJECT_TYPE, announce, snapshot
 from lamplighter.selfservice.models import (
     Approval,
@@ -39,6 +50,8 @@ RUN_JOB = "selfservice.run"
 SECRET_PREFIX = "secret:"  # noqa: S105 - the prefix of a reference, not a secret
 RETRYABLE_ATTEMPTS = 3  # job attempts a retryable ActionError gets before compensation
 REDACTED = "[secret]"
+PARAMETER_SECRET_PREFIX = "parameters."  # noqa: S105 - RunSecret.name of a secret parameter
+MAX_SECRET_PATHS = 100
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -99,7 +112,7 @@ def validate_parameters(schema: Mapping[str, Any], parameters: Any) -> dict[str,
     if not isinstance(parameters, dict):
         raise ValidationFailed.one("parameters", "an object of parameter values")
     values = apply_defaults(schema, parameters)
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = patterns.validator_for(schema)
     problems: list[FieldError] = []
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.path))):
         path = ["parameters", *(str(p) for p in error.absolute_path)]
@@ -116,9 +129,144 @@ def validate_parameters(schema: Mapping[str, Any], parameters: Any) -> dict[str,
             continue
         problems.append(FieldError(".".join(path), error.message))
     if problems:
+        known = [v for _, v in secret_values_of(schema, values) if isinstance(v, str)]
+        problems = [FieldError(p.field, scrub_text(p.reason, known)) for p in problems]
         first = problems[0]
         raise ValidationFailed(f"{first.field}: {first.reason}", errors=problems)
     return dict(values)
+
+
+# -- secrets -----------------------------------------------------------------------------------
+def secret_paths(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The paths of the secret parameters (``format: password`` or ``writeOnly: true``), nested
+    object properties included."""
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(properties, Mapping):
+        return
+    for name, sub in properties.items():
+        if not isinstance(sub, Mapping):
+            continue
+        if forms.is_secret(sub):
+            yield (*path, str(name))
+        else:
+            yield from secret_paths(sub, (*path, str(name)))
+
+
+_ABSENT = object()
+
+
+def secret_values_of(schema: Any, values: Any) -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every secret parameter present in ``values``."""
+    found = []
+    for path in secret_paths(schema):
+        node = values
+        for part in path:
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and node is not None:
+            found.append((".".join(path), node))
+    return found[:MAX_SECRET_PATHS]
+
+
+def masked_parameters(schema: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters as stored and shown: every secret one replaced by ``[secret]``."""
+    masked = copy.deepcopy(dict(values))
+    for dotted, _ in secret_values_of(schema, masked):
+        *parents, last = dotted.split(".")
+        node = masked
+        for part in parents:
+            node = node[part]
+        node[last] = REDACTED
+    return masked
+
+
+def secret_forms(value: str) -> list[str]:
+    """The spellings of a secret that may reach stored text: as is, JSON- and repr-escaped,
+    URL-encoded. Longest first, so a longer spelling is replaced before a shorter one."""
+    if not value:
+        return []
+    spellings = {
+        value,
+        json.dumps(value)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+    }
+    return sorted((s for s in spellings if s), key=len, reverse=True)
+
+
+def scrub_text(text: str, secrets: list[str]) -> str:
+    """``text`` with every spelling of each secret replaced by ``[secret]``."""
+    for secret in secrets:
+        for spelling in secret_forms(secret):
+            text = text.replace(spelling, REDACTED)
+    return text
+
+
+def scrub_value(value: Any, secrets: list[str]) -> Any:
+    """A JSON value with every secret in its strings replaced by ``[secret]``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {key: scrub_value(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(item, secrets) for item in value]
+    return value
+
+
+def _store_parameter_secrets(
+    session: Session, box: SecretBox, run: Run, secrets: list[tuple[str, Any]]
+) -> None:
+    for dotted, value in secrets:
+        session.add(
+            RunSecret(
+                run_id=run.id,
+                name=PARAMETER_SECRET_PREFIX + dotted,
+                ciphertext=box.encrypt(orjson.dumps(value).decode()),
+                created_at=utcnow(),
+            )
+        )
+    session.flush()
+
+
+def parameters_with_secrets(
+    *, session: Session, run: Run, box: SecretBox
+) -> tuple[dict[str, Any], list[str]]:
+    """The run's parameters with the secret ones decrypted (what the runner renders step inputs
+    with), and the secret values as text (what it masks)."""
+    values = copy.deepcopy(dict(run.parameters))
+    known: list[str] = []
+    rows = session.scalars(
+        sa.select(RunSecret).where(
+            RunSecret.run_id == run.id, RunSecret.name.startswith(PARAMETER_SECRET_PREFIX)
+        )
+    )
+    for row in rows:
+        *parents, last = row.name.removeprefix(PARAMETER_SECRET_PREFIX).split(".")
+        value = orjson.loads(box.decrypt(row.ciphertext))
+        node: Any = values
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[last] = value
+        known.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+    return values, known
+
+
+def action_secrets(*, session: Session, run_id: int) -> list[tuple[str, bool]]:
+    """The names of the secrets a run's actions stored (not its secret parameters: the
+    requester typed those), each with whether it was shown already."""
+    rows = session.execute(
+        sa.select(RunSecret.name, RunSecret.revealed_at)
+        .where(
+            RunSecret.run_id == run_id,
+            sa.not_(RunSecret.name.startswith(PARAMETER_SECRET_PREFIX)),
+        )
+        .order_by(RunSecret.name)
+    ).all()
+    return [(name, revealed is not None) for name, revealed in rows]
 
 
 def _summary(parameters: Mapping[str, Any]) -> str:
@@ -195,14 +343,19 @@ def start(
     parameters: Mapping[str, Any],
     dry_run: bool = False,
     requesting_team: str | None = None,
+    box: SecretBox | None = None,
 ) -> Run:
-    """Validate the parameters and create the run: queued, or waiting for approval."""
+    """Validate the parameters and create the run: queued, or waiting for approval. Secret
+    parameters are stored encrypted with ``box`` (by default the configured key's)."""
     template = templates.get(session=session, name=template_name)
     team = _requesting_team(session, actor, template, requesting_team)
     _require_use(actor, template, team)
-    spec = template.spec
-    values = validate_parameters(spec.get("parameters") or {}, dict(parameters))
-    needs_approval = template.approval != Approval.NONE.value and not dry_run
+    spec = templates.runnable_spec(template)
+    schema = spec.get("parameters") or {}
+    real = validate_parameters(schema, dict(parameters))
+    secrets = secret_values_of(schema, real)
+    values = masked_parameters(schema, real)
+    needs_approval = spec["approval"] != Approval.NONE.value and not dry_run
     run = Run(
         template_id=template.id,
         template_version=template.version,
@@ -216,6 +369,10 @@ def start(
     )
     session.add(run)
     session.flush()
+    if secrets:
+        if box is None:
+            box = SecretBox(get_settings().effective_secret_key())
+        _store_parameter_secrets(session, box, run, secrets)
     for index, step in enumerate(spec["steps"]):
         session.add(
             RunStep(
@@ -334,7 +491,12 @@ def reveal_secrets(
         raise Forbidden("only the requester of a run may see its secrets")
     secrets = list(
         session.scalars(
-            sa.select(RunSecret).where(RunSecret.run_id == run.id).order_by(RunSecret.name)
+            sa.select(RunSecret)
+            .where(
+                RunSecret.run_id == run.id,
+                sa.not_(RunSecret.name.startswith(PARAMETER_SECRET_PREFIX)),
+            )
+            .order_by(RunSecret.name)
         )
     )
     if not secrets:
@@ -360,18 +522,63 @@ def reveal_secrets(
 
 
 def rendered_outputs(*, session: Session, run: Run) -> dict[str, Any]:
-    """The template's ``output`` (links and entity references) rendered from the run's steps."""
-    context = step_context(run, steps_of(session=session, run_id=run.id), run_facts(session, run))
+    """The template's ``output`` (links and entities): as stored when the run ended, or
+    rendered now (within the expression bounds) for a run that ended before they were stored."""
+    if run.outputs is not None:
+        return dict(run.outputs)
+    return render_outputs(
+        run=run, steps=steps_of(session=session, run_id=run.id), facts=run_facts(session, run)
+    )
+
+
+def render_outputs(*, run: Run, steps: list[RunStep], facts: dict[str, Any]) -> dict[str, Any]:
+    """Render the template's ``output`` from the run's steps over the stored (masked)
+    parameters, keeping only the links a browser may safely follow (:func:`link_problem`);
+    what is left out is said in ``error``."""
+    context = step_context(run, steps, facts)
     output = run.spec.get("output") or {}
     try:
-        return {
-            "links": expressions.render(output.get("links") or [], context, where="output.links"),
-            "entities": expressions.render(
-                output.get("entities") or [], context, where="output.entities"
-            ),
-        }
+        links = expressions.render(output.get("links") or [], context, where="output.links")
+        entities = expressions.render(
+            output.get("entities") or [], context, where="output.entities"
+        )
     except expressions.ExpressionError as exc:
         return {"links": [], "entities": [], "error": exc.detail}
+    kept: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for index, link in enumerate(links if isinstance(links, list) else []):
+        url = link.get("url") if isinstance(link, Mapping) else None
+        problem = link_problem(url)
+        if problem is None and isinstance(link, Mapping):
+            kept.append({"title": str(link.get("title") or url), "url": url})
+        else:
+            problems.append(f"output.links.{index}.url: {problem} (the link was left out)")
+    result: dict[str, Any] = {"links": kept, "entities": entities}
+    if problems:
+        result["error"] = "; ".join(problems)
+    return result
+
+
+def link_problem(url: Any) -> str | None:
+    """Why an output link may not be shown as a link, or None. A link is an http(s) URL with a
+    host, or a path on this site: ``//host`` and ``/\\host`` lead browsers to another site, and
+    ``javascript:`` or ``data:`` run in this one."""
+    if not isinstance(url, str) or not url:
+        return "a link needs a URL"
+    if "\\" in url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "a link may not hold spaces, control characters or backslashes"
+    if url.startswith("/"):
+        if url.startswith("//"):
+            return f"{url[:80]!r} leads to another site; use https://… or a path on this site"
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return f"{url[:80]!r} is not a URL"
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return f"{url[:80]!r} is not an http(s) URL or a path on this site"
+    return None
 
 
 def run_facts(session: Session, run: Run) -> dict[str, Any]:
@@ -386,11 +593,18 @@ def run_facts(session: Session, run: Run) -> dict[str, Any]:
     }
 
 
-def step_context(run: Run, steps: list[RunStep], facts: dict[str, Any]) -> dict[str, Any]:
+def step_context(
+    run: Run,
+    steps: list[RunStep],
+    facts: dict[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a run's expressions read; ``parameters`` (with secrets) only for the runner."""
     outputs: dict[str, Any] = {}
     for step in steps:
         if step.status == StepStatus.SUCCEEDED.value:
             outputs[step.step_id] = step.output or {}
         elif run.dry_run:
             outputs[step.step_id] = expressions.placeholder_output(step.step_id)
-    return expressions.expression_context(run.parameters, outputs, facts)
+    values = run.parameters if parameters is None else parameters
+    return expressions.expression_context(values, outputs, facts)
