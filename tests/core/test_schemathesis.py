@@ -75,7 +75,7 @@ SEMANTIC_REFUSALS = re.compile(
             r'"field":"body\.(yaml|steps|parameters|output)[."]',
             r"no team '",  # a template's owning team, which must exist
             r"a slug: lowercase letters",  # POST /templates name
-            r"body.reason: required field is missing",  # POST /grants|runs/{id}/reject
+            r"body.reason: required field is missing",  # POST .../reject with a null body
             r"must be between 1970-01-01 and 2999-12-31",  # GET /tickets/analytics since/until
             r"problem\(s\) in the file|mapping\.",  # POST /tickets/import
             r"use lowercase letters, digits and inner hyphens",  # PUT /ticket-types/{slug}

@@ -406,7 +406,13 @@ def approve_run(
     return run_detail(session, run)
 
 
-@router.post("/runs/{run_id:int}/reject", response_model=RunDetail)
+@router.post(
+    "/runs/{run_id:int}/reject",
+    response_model=RunDetail,
+    # The body is required (the reason); it is optional in the signature only so that a request
+    # without one is told which field is missing, as every other refusal names its field.
+    openapi_extra={"requestBody": {"required": True}},
+)
 def reject_run(
     run_id: Id, session: SessionDep, actor: CurrentActor, body: RunRejection | None = None
 ) -> RunDetail:
@@ -550,7 +556,11 @@ def approve_grant(
     return grant_read(session, grant)
 
 
-@router.post("/grants/{grant_id:int}/reject", response_model=GrantRead)
+@router.post(
+    "/grants/{grant_id:int}/reject",
+    response_model=GrantRead,
+    openapi_extra={"requestBody": {"required": True}},  # the reason; see reject_run
+)
 def reject_grant(
     grant_id: Id, session: SessionDep, actor: CurrentActor, body: GrantRejection | None = None
 ) -> GrantRead:
