@@ -40,23 +40,11 @@ class ActionRead(BaseModel):
 
 
 # -- templates ----------------------------------------------------------------------------------
-_FIELDS = (
-    "name",
-    "title",
-    "description",
-    "owner",
-    "parameters",
-    "steps",
-    "output",
-    "approval",
-    "allowed_teams",
-    "request_type",
-)
 # Either the YAML text alone, or the fields with at least a name, title, owner and steps: the
 # document says so, so that a client (and the schema-driven tests) knows what is accepted.
 _ONE_FORM: dict[str, Any] = {
     "oneOf": [
-        {"required": ["yaml"], "not": {"anyOf": [{"required": [f]} for f in _FIELDS]}},
+        {"required": ["yaml"], "not": {"anyOf": [{"required": [f]} for f in TEMPLATE_FIELDS]}},
         {
             "required": ["name", "title", "owner", "steps"],
             "not": {"required": ["yaml"]},
