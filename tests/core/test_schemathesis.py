@@ -66,7 +66,6 @@ SEMANTIC_REFUSALS = re.compile(
             r"refused by the outbound policy",  # decided on the address the name resolves to
             # Reported, to be fixed in their routes' schemas (issue 11, point 8): a pattern the
             # document does not state, or a rule across fields.
-            r"is not a kind name",  # catalog path parameters kind/namespace/name
             r"must be 1-63 letters or digits",  # catalog names (path and body)
             r"no files to import",  # POST /catalog/import
             # A template's content is checked against the actions registered at run time

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import graph, search, service
 from lamplighter.catalog.models import Entity
+from lamplighter.catalog.refs import NAME_RE, OTHER_KIND_RE
 from lamplighter.catalog.schemas import (
     DepNode,
     DepsRead,
@@ -43,6 +44,11 @@ KindQuery = Annotated[
     ),
 ]
 Text = Annotated[str | None, Query(max_length=63)]
+# An entity's reference in a path: the rules of catalog.refs, stated in the OpenAPI document.
+KindPath = Annotated[str, Path(pattern=OTHER_KIND_RE.pattern, description="The entity's kind.")]
+NamePath = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=NAME_RE.pattern, description="A catalog name.")
+]
 
 
 def brief(entity: Entity) -> EntityBrief:
@@ -218,7 +224,7 @@ def create_entity(
 
 @router.get("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
 async def read_entity(
-    kind: str, namespace: str, name: str, request: Request, actor: CurrentActor
+    kind: KindPath, namespace: NamePath, name: NamePath, request: Request, actor: CurrentActor
 ) -> Response:
     """One entity with its owner, accountable person and direct relations both ways."""
     ref = f"{kind}:{namespace}/{name}"
@@ -358,9 +364,9 @@ def entity_read(
 
 @router.patch("/entities/{kind}/{namespace}/{name}", response_model=EntityRead)
 def update_entity(
-    kind: str,
-    namespace: str,
-    name: str,
+    kind: KindPath,
+    namespace: NamePath,
+    name: NamePath,
     body: EntityUpdate,
     session: SessionDep,
     actor: CurrentActor,
@@ -382,7 +388,7 @@ def update_entity(
 
 @router.delete("/entities/{kind}/{namespace}/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_entity(
-    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
+    kind: KindPath, namespace: NamePath, name: NamePath, session: SessionDep, actor: CurrentActor
 ) -> Response:
     service.delete(session=session, actor=actor, ref=f"{kind}:{namespace}/{name}")
     session.commit()
@@ -391,7 +397,7 @@ def delete_entity(
 
 @router.get("/entities/{kind}/{namespace}/{name}/owner", response_model=OwnerRead)
 def who_owns(
-    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor
+    kind: KindPath, namespace: NamePath, name: NamePath, session: SessionDep, actor: CurrentActor
 ) -> OwnerRead:
     """Who is responsible: the owning team, the accountable person and the team lead."""
     found = service.who_owns(session=session, ref=f"{kind}:{namespace}/{name}")
@@ -408,9 +414,9 @@ def who_owns(
 
 @router.get("/entities/{kind}/{namespace}/{name}/deps", response_model=DepsRead)
 def dependencies(
-    kind: str,
-    namespace: str,
-    name: str,
+    kind: KindPath,
+    namespace: NamePath,
+    name: NamePath,
     session: SessionDep,
     actor: CurrentActor,
     reverse: Annotated[bool, Query(description="What depends on it (the blast radius).")] = False,
@@ -442,9 +448,9 @@ def dependencies(
 
 @router.get("/entities/{kind}/{namespace}/{name}/history", response_model=list[AuditRead])
 def entity_history(
-    kind: str,
-    namespace: str,
-    name: str,
+    kind: KindPath,
+    namespace: NamePath,
+    name: NamePath,
     session: SessionDep,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

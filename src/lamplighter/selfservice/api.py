@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service as catalog
+from lamplighter.catalog.api import KindPath, NamePath
 from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, identity, people
 from lamplighter.core.context import Actor
@@ -468,7 +469,12 @@ def grant_read(session: Session, grant: grants.AccessGrant) -> GrantRead:
 
 @router.get("/catalog/entities/{kind}/{namespace}/{name}/grants", response_model=Page[GrantRead])
 def list_entity_grants(
-    kind: str, namespace: str, name: str, session: SessionDep, actor: CurrentActor, page: PageDep
+    kind: KindPath,
+    namespace: NamePath,
+    name: NamePath,
+    session: SessionDep,
+    actor: CurrentActor,
+    page: PageDep,
 ) -> Page[GrantRead]:
     """Every grant of the resource, whatever its status (revoked and expired too), newest first."""
     entity = catalog.get_by_ref(session=session, ref=f"{kind}:{namespace}/{name}")
