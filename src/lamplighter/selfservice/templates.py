@@ -535,25 +535,49 @@ def update(
         if spec != template.draft:
             _submit_draft(session, actor, template, spec, "selfservice.template.draft_update")
         return template
+    _publish(
+        session,
+        actor,
+        template,
+        spec,
+        owner_team_id,
+        "selfservice.template.update",
+        source=(source, source_path) if source is not None else None,
+    )
+    return template
+
+
+def _publish(
+    session: Session,
+    actor: Actor,
+    template: Template,
+    spec: dict[str, Any],
+    owner_team_id: int,
+    action: str,
+    reason: str = "",
+    *,
+    source: tuple[str, str | None] | None = None,
+) -> None:
+    """Make ``spec`` the version that runs: the next version (from ``source``, a file sync's
+    origin, when given), audited, told as created (a first publication) or updated."""
     before = snapshot(template)
     created = not is_published(template)
     _apply(template, spec, owner_team_id, actor)
     template.version += 1
     if source is not None:
-        template.source = source
-        template.source_path = source_path
+        template.source, template.source_path = source
     session.flush()
+    after = snapshot(template)
     audit.record(
         session=session,
         actor=actor,
-        action="selfservice.template.update",
+        action=action,
         object_type=OBJECT_TYPE,
         object_id=template.name,
         before=before,
-        after=snapshot(template),
+        after={**after, "reason": reason} if reason else after,
     )
     _emit(session, "created" if created else "updated", template)
-    return template
 
 
 def approve_draft(*, session: Session, actor: Actor, name: str, reason: str = "") -> Template:
@@ -564,21 +588,10 @@ def approve_draft(*, session: Session, actor: Actor, name: str, reason: str = ""
     if template.draft is None:
         raise Conflict(f"template {name!r} has no draft waiting for review")
     spec = validate(session=session, definition=template.draft)
-    before = snapshot(template)
-    created = not is_published(template)
-    _apply(template, spec, _owner_id(session, spec), actor)
-    template.version += 1
-    session.flush()
-    audit.record(
-        session=session,
-        actor=actor,
-        action="selfservice.template.draft_approve",
-        object_type=OBJECT_TYPE,
-        object_id=template.name,
-        before=before,
-        after={**snapshot(template), "reason": reason} if reason else snapshot(template),
+    owner_team_id = _owner_id(session, spec)
+    _publish(
+        session, actor, template, spec, owner_team_id, "selfservice.template.draft_approve", reason
     )
-    _emit(session, "created" if created else "updated", template)
     return template
 
 
