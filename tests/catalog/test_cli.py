@@ -115,7 +115,7 @@ def test_questions_in_table_and_json(run_cli: Any, acme: Path) -> None:
     owner_table = run_cli("catalog", "who-owns", "ledger")
     assert "payments (Payments Team)" in owner_table.output
     unknown = run_cli("catalog", "get", "ghost")
-    assert unknown.exit_code == 1 and "no catalog entity service:default/ghost" in unknown.output
+    assert unknown.exit_code == 1 and "no catalog entity 'ghost'" in unknown.output
 
 
 def test_deps_reverse_with_depth_reports_cycles(run_cli: Any, tmp_path: Path, acme: Path) -> None:

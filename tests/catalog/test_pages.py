@@ -24,6 +24,26 @@ def names_listed(response: Any) -> set[str]:
     return set(re.findall(r'<a href="/catalog/[a-z]+/[a-z0-9-]+/([^"]+)">', response.text))
 
 
+def history_rows(section: str) -> list[list[tuple[str, str, str]]]:
+    """Each history entry's (field, before, after) rows, as text."""
+    entries = re.findall(
+        r'<li class="history-entry">(.*?)</li>\s*(?=<li class="history-entry">|</ol>)',
+        section,
+        re.S,
+    )
+    return [
+        [
+            (text(field), text(before), text(after))
+            for field, before, after in re.findall(
+                r'<th scope="row"[^>]*>(.*?)</th>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>',
+                entry,
+                re.S,
+            )
+        ]
+        for entry in entries
+    ]
+
+
 def node_x(svg: str, name: str) -> int:
     """Where a node of the graph picture sits, left to right."""
     match = re.search(rf'<rect x="(\d+)"[^>]*/><text[^>]*>{re.escape(name)}</text>', svg)
@@ -180,10 +200,22 @@ def test_entity_page_shows_who_is_responsible_and_everything_about_it(
     assert 'href="/catalog/resource/default/orders-db"' in svg
     assert node_x(svg, "storefront") < node_x(svg, "ledger") < node_x(svg, "orders-db")
     # History, newest first, with the team and people named.
-    history = found(r'id="history-title".*?</table>', page.text, re.S).group(0)
-    assert history.index("update") < history.index("create")
-    assert "tier: <del>3</del> → <ins>1</ins>" in history
-    assert "owner: <ins>payments</ins>" in history
+    history = found(r'id="history-title".*?</section>', page.text, re.S).group(0)
+    assert history.index("Changed") < history.index("Registered")
+    changed, created = history_rows(history)
+    assert changed == [("Tier", "3", "1")]
+    assert ("Owner team", "—", "payments") in created
+    assert ("Accountable person", "—", "dev@example.com") in created
+    # Lists and links read as such, not as JSON.
+    assert ("Tags", "—", "#money #pci") in created or ("Tags", "—", "#pci #money") in created
+    assert (
+        "Links",
+        "—",
+        "Runbook: Ledger runbook Dashboard: https://grafana.example/d/ledger",
+    ) in (created)
+    assert ("Depends on", "—", "resource:default/orders-db") in created
+    assert '["' not in history and "{&#34;" not in history
+    assert 'href="/catalog/resource/default/orders-db">resource:default/orders-db</a>' in history
     # An outsider reads, but is offered no changes.
     assert "/edit" not in page.text and "/delete" not in page.text
 
@@ -221,7 +253,7 @@ def test_graph_marks_cycles_and_keeps_big_neighbourhoods_legible(
     svg = found(r"<svg class=\"dep-graph\".*?</svg>", caller.text, re.S).group(0)
     assert svg.count("dep-back-edge") == 1 and "on a cycle" in svg
     assert re.search(r">selfish</a> → <a [^>]+>selfish</a>", caller.text)
-    shallow = client.get("/catalog/service/default/hub?depth=1")
+    shallow = client.get("/catalog/service/default/hub?hops=1")
     assert shallow.status_code == 200 and 'aria-current="page">1 hop' in shallow.text
 
 

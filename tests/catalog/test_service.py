@@ -50,7 +50,7 @@ def test_missing_owner_and_unknown_references_are_named(db: Any, org: dict[str, 
     assert {e.field for e in caught.value.errors} == {"body.depends_on.0", "body.provides_apis.0"}
     with pytest.raises(ValidationFailed) as caught:
         make_entity(db, "x", "payments", depends_on=["ghost-db"])
-    assert "must name its kind" in caught.value.errors[0].reason
+    assert caught.value.errors[0].reason == "no catalog entity 'ghost-db'"
 
 
 def test_names_are_unique_ignoring_case_and_follow_the_rules(db: Any, org: dict[str, Any]) -> None:

@@ -20,9 +20,11 @@ from lamplighter.catalog.schemas import (
     EntityBrief,
     EntityCreate,
     EntityRead,
+    EntitySuggestion,
     EntityUpdate,
     OwnedEntity,
     OwnerRead,
+    ResolvedRef,
     TeamBrief,
     UnresolvedRead,
 )
@@ -44,6 +46,14 @@ KindQuery = Annotated[
     ),
 ]
 Text = Annotated[str | None, Query(max_length=63)]
+KindsQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z][A-Za-z0-9]{0,62}(,[A-Za-z][A-Za-z0-9]{0,62}){0,19}$",
+        description="Only these kinds, comma separated: service,api",
+    ),
+]
 # An entity's reference in a path: the rules of catalog.refs, stated in the OpenAPI document.
 KindPath = Annotated[str, Path(pattern=OTHER_KIND_RE.pattern, description="The entity's kind.")]
 NamePath = Annotated[
@@ -180,6 +190,50 @@ def search_entities(
     return Page[EntityBrief](
         items=[brief(e) for e in rows[: page.limit]],
         next_cursor=encode_cursor(offset + page.limit) if more else None,
+    )
+
+
+@router.get("/suggest", response_model=list[EntitySuggestion])
+def suggest_entities(
+    session: SessionDep,
+    actor: CurrentActor,
+    q: Annotated[str, Query(max_length=200, description="What was typed so far")] = "",
+    kinds: KindsQuery = None,
+) -> list[EntitySuggestion]:
+    """At most ten entities whose name or title contains ``q``, exact and prefix matches first:
+    what a reference picker offers. ``ref`` is the full reference to send back."""
+    wanted = service.parse_kinds(kinds, field="query.kinds")
+    return [
+        EntitySuggestion(ref=s.ref, title=s.title, kind=s.kind, owner=s.owner)
+        for s in service.suggest(session=session, text=q, kinds=wanted)
+    ]
+
+
+@router.get("/resolve", response_model=ResolvedRef)
+def resolve_reference(
+    session: SessionDep,
+    actor: CurrentActor,
+    ref: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9:/._-]+$",
+            description="kind:namespace/name, kind:name, or a name that only one entity has",
+        ),
+    ],
+    kinds: KindsQuery = None,
+) -> ResolvedRef:
+    """The entity a typed reference names. A bare name resolves when one entity has it; an
+    unknown or ambiguous one is a 422 naming ``query.ref`` and the closest entities."""
+    wanted = service.parse_kinds(kinds, field="query.kinds")
+    entity = service.get_by_ref(session=session, ref=ref, field="query.ref", kinds=wanted)
+    return ResolvedRef(
+        ref=entity.ref,
+        kind=entity.kind,
+        namespace=entity.namespace,
+        name=entity.name,
+        title=entity.title,
     )
 
 

@@ -44,7 +44,11 @@ T = TypeVar("T")
 MAX_REMOTE_FILES = 1000  # what POST /catalog/import accepts at once
 BRIEF_COLUMNS = ["ref", "title", "type", "lifecycle", "tier"]
 RefArg = Annotated[
-    str, typer.Argument(help="[kind:][namespace/]name; a bare name is a service in 'default'.")
+    str,
+    typer.Argument(
+        help="kind:[namespace/]name, or a bare [namespace/]name when one entity has it "
+        "(payments-db); an ambiguous or unknown name lists the closest."
+    ),
 ]
 
 
@@ -65,11 +69,24 @@ def _api() -> Any:
     return api
 
 
-def _ref(text: str) -> Ref:
-    try:
-        return parse_ref(text, default_kind="service", default_namespace="default", field="REF")
-    except LamplighterError as exc:
-        fail(exc.detail)
+def _ref(ctx: typer.Context, text: str) -> Ref:
+    """The entity REF names, as the pages and the API read it: an explicit ``kind:`` reference
+    as written; a bare name resolved to the one entity of that name, whatever its kind (or a
+    clean failure naming the closest ones)."""
+    if ":" in text:
+        try:
+            return parse_ref(text, default_kind=None, default_namespace="default", field="REF")
+        except LamplighterError as exc:
+            fail(exc.detail)
+    if client := remote(ctx):
+        found = client.call("GET", "/catalog/resolve", params={"ref": text})
+        return Ref(kind=found["kind"], namespace=found["namespace"], name=found["name"])
+
+    def look_up(session: Session) -> Ref:
+        entity = service.get_by_ref(session=session, ref=text, field="REF")
+        return Ref(kind=entity.kind, namespace=entity.namespace, name=entity.name)
+
+    return _local(look_up, commit=False)
 
 
 def _path(ref: Ref, suffix: str = "") -> str:
@@ -300,7 +317,7 @@ def _flat_entity(data: dict[str, Any]) -> dict[str, Any]:
 @catalog_app.command("get")
 def get(ctx: typer.Context, ref: RefArg, output: OutputOpt = Output.TABLE) -> None:
     """One entity with its owner, accountable person and direct relations both ways."""
-    parsed = _ref(ref)
+    parsed = _ref(ctx, ref)
     if client := remote(ctx):
         data = client.call("GET", _path(parsed))
     else:
@@ -380,7 +397,7 @@ def search_(
 @catalog_app.command("who-owns")
 def who_owns(ctx: typer.Context, ref: RefArg, output: OutputOpt = Output.TABLE) -> None:
     """The owning team, the accountable person and the team lead, and what is wrong with them."""
-    parsed = _ref(ref)
+    parsed = _ref(ctx, ref)
     if client := remote(ctx):
         data = client.call("GET", _path(parsed, "/owner"))
     else:
@@ -423,7 +440,7 @@ def deps(
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Transitive dependencies (or dependents with --reverse), with any cycles found."""
-    parsed = _ref(ref)
+    parsed = _ref(ctx, ref)
     if client := remote(ctx):
         params = {"reverse": str(reverse).lower(), "depth": depth}
         data = client.call("GET", _path(parsed, "/deps"), params=params)

@@ -19,7 +19,7 @@ presentation attributes, and app.css adds hover and focus rings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import markupsafe
@@ -94,8 +94,15 @@ def plan(
     dependencies: Traversal,
     dependents: Traversal,
     max_per_column: int = 8,
+    expanded: Collection[int] = (),
+    max_expanded: int = 60,
 ) -> Picture:
-    """Choose the nodes to draw and the edges between them."""
+    """Choose the nodes to draw and the edges between them.
+
+    A column (``1`` and up for dependencies, ``-1`` and down for dependents) shows at most
+    ``max_per_column`` nodes, or ``max_expanded`` when it is in ``expanded`` (the "+N more" node
+    was followed), so that the picture stays legible and its page fast at any depth.
+    """
     picture = Picture(root_id=root_id, columns={0: [root_id]})
     seen_cycles: set[tuple[int, ...]] = set()
     for walk, sign in ((dependencies, 1), (dependents, -1)):
@@ -108,7 +115,7 @@ def plan(
             reachable = [r for r in at_level if level == 1 or r.via_id in shown_before]
             # Nodes on a cycle first, then by id, so that a page is stable.
             order = sorted(reachable, key=lambda r: (r.entity_id not in cyclic, r.entity_id))
-            shown = order[:max_per_column]
+            shown = order[: max_expanded if column in expanded else max_per_column]
             if shown:
                 picture.columns[column] = [r.entity_id for r in shown]
             if len(at_level) > len(shown):
@@ -188,8 +195,22 @@ def _back_edge(
     )
 
 
-def render(picture: Picture, nodes: Mapping[int, NodeInfo], *, caption: str) -> markupsafe.Markup:
-    """The picture as an ``<svg>`` element whose nodes link to their entities."""
+def _heading(column: int) -> str:
+    hops = abs(column)
+    side = "Used by" if column < 0 else "Depends on"
+    return side if hops == 1 else f"{side} · {hops} hops"
+
+
+def render(
+    picture: Picture,
+    nodes: Mapping[int, NodeInfo],
+    *,
+    caption: str,
+    more_urls: Mapping[int, str] | None = None,
+    css_class: str = "dep-graph",
+) -> markupsafe.Markup:
+    """The picture as an ``<svg>`` element whose nodes link to their entities; a column's
+    "+N more" node links to ``more_urls[column]`` when given (the page showing all of it)."""
     esc = markupsafe.escape
     columns = _ordered(picture, nodes)
     used = sorted({*columns, *picture.hidden})
@@ -212,7 +233,7 @@ def render(picture: Picture, nodes: Mapping[int, NodeInfo], *, caption: str) -> 
     }
     on_cycle = {i for cycle in picture.cycles for i in cycle}
     out: list[str] = [
-        f'<svg class="dep-graph" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
+        f'<svg class="{esc(css_class)}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
         f' width="{width}" height="{height}" role="group" aria-label="{esc(caption)}">',
         "<defs>",
         *(
@@ -223,9 +244,8 @@ def render(picture: Picture, nodes: Mapping[int, NodeInfo], *, caption: str) -> 
         ),
         "</defs>",
     ]
-    headings = {-2: "Used by · 2 hops", -1: "Used by", 1: "Depends on", 2: "Depends on · 2 hops"}
     for column in used:
-        label = headings.get(column, f"{abs(column)} hops") if column else ""
+        label = _heading(column) if column else ""
         if label:
             out.append(
                 f'<text class="dep-heading" x="{x_of[column] + NODE_W // 2}" y="18"'
@@ -271,12 +291,21 @@ def render(picture: Picture, nodes: Mapping[int, NodeInfo], *, caption: str) -> 
             out.append(f'<a class="{classes}" href="{esc(info.url)}">{shape}</a>')
     for column, count in picture.hidden.items():
         x, y = x_of[column], top(column, rows[column] - 1)
-        out.append(
-            f'<g class="dep-more"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"'
+        more = (
+            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"'
             f' fill="#f9fafb" stroke="{BORDER}" stroke-dasharray="4 3"/>'
             f'<text x="{x + NODE_W // 2}" y="{y + 26}" text-anchor="middle" font-size="13"'
-            f' fill="{MUTED}">+{count} more</text></g>'
+            f' fill="{MUTED}">+{count} more</text>'
         )
+        url = (more_urls or {}).get(column)
+        if url:
+            title = f"Show all of {_heading(column).lower()}"
+            out.append(
+                f'<a class="dep-more dep-node" href="{esc(url)}"><title>{esc(title)}</title>'
+                f"{more}</a>"
+            )
+        else:
+            out.append(f'<g class="dep-more">{more}</g>')
     out.append("</svg>")
     # Safe: every piece of text and every attribute value above went through escape().
     return markupsafe.Markup("".join(out))  # noqa: S704

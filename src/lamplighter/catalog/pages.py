@@ -8,7 +8,8 @@ Everything works without JavaScript; HTMX only swaps the search results while ty
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import markupsafe
@@ -31,6 +32,7 @@ from lamplighter.core.errors import (
 )
 from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import encode_cursor, page_of
+from lamplighter.core.suggest_pages import FieldName, options_response, typed
 from lamplighter.core.webui import (
     ENTITY_PANELS,
     FormState,
@@ -46,6 +48,7 @@ from lamplighter.core.webui import (
     redirect_after_post,
     render,
     render_panel,
+    see_other,
 )
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -73,6 +76,13 @@ FORM_LIMITS = {
 }  # fmt: skip
 FILTERS = ("q", "kind", "type", "owner", "lifecycle", "tier", "tag")
 GRAPH_DEPTHS = (1, 2)
+# The blast radius goes as deep as `lamplighter catalog deps --reverse` may (graph.MAX_DEPTH),
+# from the same default depth; a walk stops past BLAST_MAX_NODES entities, so that a deep radius
+# over a big catalog stays a bounded page (the picture draws at most 8 a level, 60 expanded).
+BLAST_DEFAULT_DEPTH = 3
+BLAST_DEPTHS = tuple(range(1, graph.MAX_DEPTH + 1))
+BLAST_MAX_NODES = 2_000
+BLAST_PER_LEVEL = 8
 RELATION_LABELS = {
     "depends_on": "Depends on",
     "dependency_of": "Dependency of",
@@ -206,6 +216,39 @@ def hygiene_page(
         **page_links(request, cursor, page.position),
     }
     return render(request, "catalog/hygiene.html", context, viewer=viewer)
+
+
+@router.get("/catalog/suggest")
+def suggest_entities(
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    q: QueryText = "",
+    kinds: QueryText = "",
+    field: FieldName = "",
+) -> Response:
+    """A picker's options for what was typed: at most ten entities, each offered as its full
+    reference and labelled with its title, kind and owning team (see templates/_picker.html)."""
+    wanted = service.parse_kinds(kinds, field="query.kinds")
+    found = service.suggest(session=session, text=typed(request, q, field), kinds=wanted)
+    return options_response(
+        (s.ref, " · ".join(part for part in (s.title, s.kind, s.owner) if part)) for s in found
+    )
+
+
+@router.get("/catalog/go")
+def open_entity(
+    request: Request, session: SessionDep, viewer: ViewerDep, ref: QueryText = ""
+) -> Response:
+    """Go to the entity a typed reference names; a bare name does when one entity has it.
+    Otherwise the picker again, saying which entities come closest."""
+    try:
+        entity = service.get_by_ref(session=session, ref=ref, field="query.ref")
+    except (ValidationFailed, NotFound) as exc:
+        reason = exc.errors[0].reason if exc.errors else exc.detail
+        context = {"value": ref.strip(), "error": reason}
+        return render(request, "catalog/go.html", context, viewer=viewer, status=exc.status)
+    return see_other(entity_url(entity))
 
 
 # -- forms: create and edit ---------------------------------------------------------------------
@@ -517,21 +560,106 @@ def _picture(
     cycles = [[found[i] for i in cycle if i in found] for cycle in picture.cycles]
     if picture.empty:
         return None, cycles
-    infos = {
+    infos = _node_infos(found.values())
+    caption = f"Dependency graph of {root.ref}: what it depends on, and what depends on it"
+    return graph_svg.render(picture, infos, caption=caption), cycles
+
+
+def _blast_radius(
+    session: Session, root: Entity, depth: int, expand: Sequence[int]
+) -> dict[str, Any]:
+    """What breaks if ``root`` breaks: its dependents, transitively, to ``depth`` hops; the count
+    at each hop, and the picture with each level past BLAST_PER_LEVEL folded into "+N more"."""
+    walk = graph.traverse(
+        session=session, root_id=root.id, depth=depth, reverse=True, max_nodes=BLAST_MAX_NODES
+    )
+    expanded = sorted({level for level in expand if 1 <= level <= depth})
+    picture = graph_svg.plan(
+        root_id=root.id,
+        dependencies=graph.Traversal(root_id=root.id, reverse=False, depth=0),
+        dependents=walk,
+        max_per_column=BLAST_PER_LEVEL,
+        expanded={-level for level in expanded},
+    )
+    svg = None
+    if not picture.empty:
+        found = graph.entities(session, picture.ids | {root.id})
+        more_urls = {
+            column: f"{entity_url(root)}?depth={depth}"
+            + "".join(f"&expand={level}" for level in sorted({*expanded, -column}))
+            + "#blast-radius"
+            for column in picture.hidden
+        }
+        svg = graph_svg.render(
+            picture,
+            _node_infos(found.values()),
+            caption=f"Blast radius of {root.ref}: what depends on it, up to {depth} hops",
+            more_urls=more_urls,
+            css_class="blast-graph",  # styled like dep-graph (catalog.css), told apart by tests
+        )
+    counts = graph.per_hop(walk)
+    return {
+        "depth": depth,
+        "depths": BLAST_DEPTHS,
+        "counts": counts,
+        "total": sum(counts),
+        "truncated": walk.truncated,
+        "limit": BLAST_MAX_NODES,
+        "svg": svg,
+        "expanded": expanded,
+    }
+
+
+def _node_infos(entities: Iterable[Entity]) -> dict[int, graph_svg.NodeInfo]:
+    return {
         e.id: graph_svg.NodeInfo(
             name=e.name,
             kind=e.kind + (f" · {e.type}" if e.type else ""),
             url=entity_url(e),
             tooltip=e.ref + (f" — {e.title}" if e.title else ""),
         )
-        for e in found.values()
+        for e in entities
     }
-    caption = f"Dependency graph of {root.ref}: what it depends on, and what depends on it"
-    return graph_svg.render(picture, infos, caption=caption), cycles
 
 
-def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
-    """The entity's audit entries, newest first, each with a diff naming teams and people."""
+FIELD_LABELS = {
+    "owner": "Owner team",
+    "accountable": "Accountable person",
+    "cost_centre": "Cost centre",
+    "spec_extra": "Other spec fields",
+    "owner_ref": "Owner (as imported)",
+} | {key: label for key, label in RELATION_LABELS.items()}
+# How a value reads in the history table: the template renders each shape its own way.
+VALUE_SHAPES = {"tags": "tags", "links": "links", "owner": "team"} | {
+    key: "refs" for key in (*service.RELATION_FIELDS, "system", "domain")
+}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One changed field of a history entry: its label, how to show it, and both sides
+    (``None`` for a side that did not have it)."""
+
+    field: str
+    label: str
+    shape: str  # text, tags, links, refs, team, mapping
+    before: Any
+    after: Any
+
+
+def _shape(key: str, values: Iterable[Any]) -> str:
+    if key in VALUE_SHAPES:
+        return VALUE_SHAPES[key]
+    if any(isinstance(v, dict) for v in values):
+        return "mapping"
+    if any(isinstance(v, list) for v in values):
+        return "list"
+    return "text"
+
+
+def _history(session: Session, ref: str) -> list[tuple[Any, list[FieldChange]]]:
+    """The entity's audit entries, newest first, each with its changed fields as before/after
+    rows, teams and people named (what the audit log keeps is their ids)."""
     entries = service.history(session=session, ref=ref, limit=50)
     ids = [
         value
@@ -552,7 +680,7 @@ def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
     }
     rows = []
     for entry in entries:
-        readable: dict[str, Any] = {}
+        readable: dict[str, dict[str, Any]] = {}
         for side, values in entry.diff.items():
             values = dict(values or {})
             for key, (label, known) in names.items():
@@ -562,7 +690,18 @@ def _history(session: Session, ref: str) -> list[tuple[Any, dict[str, Any]]]:
             if "before" not in entry.diff:  # a creation: what was set, not every empty field
                 values = {k: v for k, v in values.items() if v not in (None, "", [], {})}
             readable[side] = values
-        rows.append((entry, readable))
+        before, after = readable.get("before", {}), readable.get("after", {})
+        changes = [
+            FieldChange(
+                field=key,
+                label=FIELD_LABELS.get(key, key.replace("_", " ").capitalize()),
+                shape=_shape(key, (before.get(key), after.get(key))),
+                before=before.get(key),
+                after=after.get(key),
+            )
+            for key in dict.fromkeys([*before, *after])
+        ]
+        rows.append((entry, changes))
     return rows
 
 
@@ -572,11 +711,15 @@ def entity_page(
     session: SessionDep,
     viewer: ViewerDep,
     ref: EntityRef,
-    depth: Annotated[int, Query(ge=1, le=max(GRAPH_DEPTHS))] = 2,
+    hops: Annotated[int, Query(ge=1, le=max(GRAPH_DEPTHS))] = 2,
+    depth: Annotated[int, Query(ge=1, le=max(BLAST_DEPTHS))] = BLAST_DEFAULT_DEPTH,
+    expand: Annotated[list[int], Query(max_length=len(BLAST_DEPTHS))] = [],  # noqa: B006
 ) -> Response:
+    """One entity: who is responsible, its dependency graph (``hops``: 1 or 2 each way), its
+    blast radius (``depth`` hops of dependents; ``expand``: levels shown whole), its history."""
     owner = service.who_owns(session=session, ref=ref)
     entity = owner.entity
-    svg, cycles = _picture(session, entity, depth)
+    svg, cycles = _picture(session, entity, hops)
     relations = service.relations_of(session=session, entity_id=entity.id)
     context = {
         "entity": entity,
@@ -590,8 +733,9 @@ def entity_page(
         "part_of": relations["part_of"],
         "graph_svg": svg,
         "cycles": cycles,
-        "depth": depth,
-        "depths": GRAPH_DEPTHS,
+        "hops": hops,
+        "graph_depths": GRAPH_DEPTHS,
+        "blast": _blast_radius(session, entity, depth, expand),
         "history": _history(session, entity.ref),
         "links": [(link, bool(SAFE_URL.match(str(link.get("url", ""))))) for link in entity.links],
         "can_write": can_write_owned(viewer.actor, entity.owner_team_id),

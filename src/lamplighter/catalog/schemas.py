@@ -16,7 +16,13 @@ LIFECYCLE_PATTERN = "^(experimental|production|deprecated)$"
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="An http or https address",
+        # Stated for clients (and schema-driven tests); the validator below says it in words.
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    )
     title: str = Field(default="", max_length=200)
     type: str = Field(
         default="other",
@@ -203,3 +209,22 @@ class OwnedEntity(EntityBrief):
     """An entity in the list of what a team (and the teams within it) own."""
 
     owner: TeamBrief | None = Field(description="The team that owns it directly.")
+
+
+class EntitySuggestion(BaseModel):
+    """An entity a picker offers: the full reference to send back, and what to show."""
+
+    ref: str
+    title: str
+    kind: str
+    owner: str | None = Field(description="The owning team's slug.")
+
+
+class ResolvedRef(BaseModel):
+    """What a typed reference names."""
+
+    ref: str
+    kind: str
+    namespace: str
+    name: str
+    title: str

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -19,7 +19,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog import unresolved
+from lamplighter.catalog import resolve_ref, unresolved
 from lamplighter.catalog.event_types import EntityCreated, EntityDeleted, EntityUpdated
 from lamplighter.catalog.models import (
     LINK_TYPES,
@@ -33,7 +33,14 @@ from lamplighter.catalog.models import (
     SearchDocument,
     UnresolvedRelation,
 )
-from lamplighter.catalog.refs import Ref, check_name, check_policy, check_tag, parse_ref
+from lamplighter.catalog.refs import (
+    OTHER_KIND_RE,
+    Ref,
+    check_name,
+    check_policy,
+    check_tag,
+    parse_ref,
+)
 from lamplighter.core import audit, events, identity, people
 from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
@@ -97,13 +104,61 @@ def find(session: Session, ref: Ref) -> Entity | None:
     )
 
 
-def get_by_ref(*, session: Session, ref: str, default_kind: str | None = "service") -> Entity:
-    """Look an entity up by reference; a bare name means a service in the default namespace."""
-    parsed = parse_ref(ref, default_kind=default_kind, default_namespace="default", field="ref")
-    entity = find(session, parsed)
-    if entity is None:
-        raise NotFound(f"no catalog entity {parsed}")
-    return entity
+def get_by_ref(
+    *,
+    session: Session,
+    ref: str,
+    default_kind: str | None = "service",
+    field: str = "ref",
+    kinds: Sequence[str] | None = None,
+) -> Entity:
+    """Look an entity up by reference: ``kind:[namespace/]name``, or a bare ``[namespace/]name``
+    that names one entity whatever its kind (see :mod:`lamplighter.catalog.resolve_ref`).
+
+    An unknown or ambiguous bare name is a ``ValidationFailed`` on ``field`` naming the closest
+    entities; an explicit reference not in the catalog a ``NotFound`` (404 on the API's path
+    routes), with the same suggestions. ``kinds`` limits what the field accepts.
+    ``default_kind`` is accepted from callers written when a bare name meant a service; a bare
+    name now resolves across kinds (a newcomer's ``checkout-db`` is the resource).
+    """
+    del default_kind  # see the docstring: kept so that older call sites keep working
+    return resolve_ref.resolve(session=session, text=ref, field=field, kinds=kinds)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An entity offered by a picker, with its owning team's slug."""
+
+    ref: str
+    title: str
+    kind: str
+    owner: str | None
+
+
+def parse_kinds(text: str | None, *, field: str = "kinds") -> list[str] | None:
+    """``service,api`` as a list of kind names; None for no restriction."""
+    kinds = [k.strip().lower() for k in (text or "").split(",") if k.strip()]
+    for kind in kinds:
+        if not OTHER_KIND_RE.match(kind):
+            raise ValidationFailed.one(field, f"{kind!r} is not a kind name")
+    return kinds[:20] or None
+
+
+def suggest(
+    *, session: Session, text: str, kinds: Sequence[str] | None = None, limit: int = 10
+) -> list[Suggestion]:
+    """What a picker offers for the text typed so far (names and titles), at most ``limit``."""
+    found = resolve_ref.suggest(session=session, text=text, kinds=kinds, limit=min(limit, 50))
+    teams = people.teams_by_id(session=session, ids=[m.owner_team_id for m in found])
+    return [
+        Suggestion(
+            ref=m.ref,
+            title=m.title or m.name,
+            kind=m.kind,
+            owner=teams[m.owner_team_id].slug if m.owner_team_id in teams else None,
+        )
+        for m in found
+    ]
 
 
 def relations_of(*, session: Session, entity_id: int) -> dict[str, list[Entity]]:
@@ -411,10 +466,17 @@ FIX_ACCOUNTABLE = (
 )
 
 
-def hygiene(*, session: Session, after_id: int | None, limit: int) -> list[tuple[Entity, str]]:
+def hygiene(
+    *,
+    session: Session,
+    after_id: int | None,
+    limit: int,
+    owner_team_ids: Collection[int] | None = None,
+) -> list[tuple[Entity, str]]:
     """Entities without a valid owner, each with what is wrong and how to fix it: no owning team,
     a placeholder or personal team standing in, no accountable person, an accountable person no
-    longer in the owning team (or a team above it), or relations that are still unresolved."""
+    longer in the owning team (or a team above it), or relations that are still unresolved.
+    ``owner_team_ids`` keeps those owned by these teams (the home page's "what your teams own")."""
     lineage = _lineage()
     owner = sa.orm.aliased(Team)
     in_lineage = (
@@ -467,6 +529,8 @@ def hygiene(*, session: Session, after_id: int | None, limit: int) -> list[tuple
         .outerjoin(owner, owner.id == Entity.owner_team_id)
         .where(reason != "")
     )
+    if owner_team_ids is not None:
+        query = query.where(Entity.owner_team_id.in_(list(owner_team_ids)))
     rows = session.execute(keyset(query, Entity.id, position=after_id, limit=limit)).all()
     return [(entity, str(why)) for entity, why in rows]
 
@@ -712,22 +776,36 @@ def resolve(
         index = counters.get(api_field, 0)
         counters[api_field] = index + 1
         where = f"{prefix}.{api_field}" + (f".{index}" if api_field in RELATION_FIELDS else "")
-        try:
-            ref = parse_ref(
-                text,
-                default_kind=default_kind,
-                default_namespace=data.namespace.lower(),
-                field=where,
-            )
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-            continue
-        target_id = lookup.get(ref.key) if lookup is not None else None
+        if default_kind is None and ":" not in text and lookup is None:
+            # Typed by a person (API, form): a bare name means the one entity of that name,
+            # whatever its kind, and a miss names the closest ones.
+            try:
+                target = resolve_ref.resolve(
+                    session=session, text=text, field=where, default_namespace=data.namespace
+                )
+            except (ValidationFailed, NotFound) as exc:
+                errors.extend(exc.errors or [FieldError(where, exc.detail)])
+                continue
+            ref = Ref(kind=target.kind, namespace=target.namespace, name=target.name)
+            target_id: int | None = target.id
+        else:
+            try:
+                ref = parse_ref(
+                    text,
+                    default_kind=default_kind,
+                    default_namespace=data.namespace.lower(),
+                    field=where,
+                )
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
+                continue
+            target_id = lookup.get(ref.key) if lookup is not None else None
+            if target_id is None:
+                found = find(session, ref)
+                target_id = found.id if found is not None else None
         if target_id is None:
-            target = find(session, ref)
-            target_id = target.id if target is not None else None
-        if target_id is None:
-            errors.append(FieldError(where, f"no catalog entity {ref}"))
+            hint = resolve_ref.did_you_mean(session=session, name=ref.name)
+            errors.append(FieldError(where, f"no catalog entity {ref}{hint}"))
             continue
         relations.setdefault(relation_type, []).append(target_id)
         relation_refs.setdefault(api_field, []).append(str(ref))
