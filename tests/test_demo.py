@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,3 +40,16 @@ def test_demo_loads_once_with_a_catalog_and_a_journal(db: Any) -> None:
         )
         assert statuses["done"] == 3 and statuses["new"] == 1
         assert audit.verify(session=session).ok
+
+
+def test_demo_load_says_what_it_loaded_and_how_to_sign_in_but_no_address(run_cli: Any) -> None:
+    first = run_cli("demo", "load")
+    assert first.exit_code == 0, first.output
+    assert "admin@example.com" in first.output and "lamplighter-demo" in first.output
+    assert "loaded" in first.output and "catalog" in first.output
+    # It cannot know where a server runs (`lamplighter serve` prints its own address).
+    assert "http" not in first.output and "8080" not in first.output
+    again = run_cli("demo", "load", "--output", "json")
+    body = json.loads(again.output)
+    assert body["catalog"] is False and body["admin_email"] == "admin@example.com"
+    assert "url" not in body

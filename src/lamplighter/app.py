@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -20,7 +21,6 @@ from prometheus_client.registry import Collector
 
 from lamplighter import __version__, domains
 from lamplighter.core import jobs, migrate, openapi, routing, webui
-from lamplighter.core import pages as core_pages
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
 from lamplighter.core.errors import PROBLEM_TYPES
@@ -31,6 +31,7 @@ from lamplighter.core.web import RequestContextMiddleware, install_error_handler
 
 log = logging.getLogger("lamplighter")
 PACKAGE_DIR = Path(__file__).resolve().parent
+SWAGGER_UI_VERSION = "5.36.0"  # templates/static/swagger/VENDORED.md; the cache-busting query
 
 
 class QueueCollector(Collector):
@@ -95,7 +96,9 @@ def create_app(
         version=__version__,
         description="Self-serve reliability platform. Every error is an RFC 9457 problem document.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/docs",
+        # The docs page is ours (api_docs below): FastAPI's default loads Swagger UI from a CDN,
+        # which leaves it blank offline.
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -144,6 +147,19 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """Swagger UI, served from /static/swagger (vendored; see VENDORED.md there)."""
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="Lamplighter API",
+            swagger_js_url=f"/static/swagger/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}",
+            swagger_css_url=f"/static/swagger/swagger-ui.css?v={SWAGGER_UI_VERSION}",
+            swagger_favicon_url=f"/static/favicon.svg?v={__version__}",
+            # No call to the public validator service: the page makes same-origin requests only.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
     @app.get("/problems/{slug}", include_in_schema=False, response_class=HTMLResponse)
     def problem_type(slug: str, request: Request) -> Any:
         return webui.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
@@ -154,14 +170,13 @@ def create_app(
 
 def include_domains(app: FastAPI, manifests: list[Manifest]) -> None:
     """Each domain's API routers under /api/v1 and its pages at the root; the navigation lists
-    the domains with pages, and the design's domains not built yet get a placeholder page."""
+    the manifests' entries, and nothing else."""
     for manifest in manifests:
         for reference in manifest.api:
             app.include_router(resolve(reference), prefix="/api/v1")
         for reference in manifest.pages:
             app.include_router(resolve(reference))
     webui.set_navigation([entry for manifest in manifests for entry in manifest.nav])
-    app.include_router(core_pages.placeholder_router(webui.NAVIGATION))
 
 
 def on_start(manifest: Manifest, hook: str, database: Database, settings: Settings) -> None:

@@ -28,14 +28,25 @@ demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 
 @demo_app.command("load")
 def demo_load(output: OutputOpt = Output.TABLE) -> None:
-    """Load the demo organisation once (teams, people, catalog, tickets) and print how to log in."""
+    """Load the demo organisation once (teams, people, catalog, tickets) and print what was
+    loaded and how to sign in."""
     db = local_db()
     try:
         loaded = load(db)
     finally:
         db.dispose()
+    if output == Output.JSON:
+        emit({**loaded, **core_demo.CREDENTIALS}, output)
+        return
+    # No address: this command cannot know where (or whether) a server runs; `lamplighter
+    # serve` prints its own address when it starts.
     emit(
-        {**loaded, **core_demo.CREDENTIALS, "url": get_settings().base_url},
+        {
+            **{part: "loaded" if done else "already there" for part, done in loaded.items()},
+            "sign in as": core_demo.CREDENTIALS["admin_email"],
+            "password": core_demo.CREDENTIALS["password"],
+            "other people": "priya@example.com (member), sam@example.com (SRE), same password",
+        },
         output,
         title="Demo organisation",
     )

@@ -65,6 +65,7 @@ def load(settings: Settings | None = None) -> list[Manifest]:
             events.subscribe(subscription)
         _add_panels("ENTITY_PANELS", manifest.entity_panels)
         _add_panels("TEAM_PANELS", manifest.team_panels)
+        _add_panels("HOME_PANELS", manifest.home_panels)
         if manifest.migrations is not None:
             migrate.add_version_location(manifest.migrations)
         _LOADED[manifest.name] = manifest
@@ -77,9 +78,9 @@ def load(settings: Settings | None = None) -> list[Manifest]:
 
 def _panels(registry: str) -> list[Any]:
     # The web layer, imported only when a domain has panels (not for every CLI command).
-    from lamplighter.core import webui
+    from lamplighter.core import home, webui
 
-    panels: list[Any] = getattr(webui, registry)
+    panels: list[Any] = getattr(home if registry == "HOME_PANELS" else webui, registry)
     return panels
 
 
@@ -97,6 +98,7 @@ def unload(manifest: Manifest) -> None:
     for registry, references in (
         ("ENTITY_PANELS", manifest.entity_panels),
         ("TEAM_PANELS", manifest.team_panels),
+        ("HOME_PANELS", manifest.home_panels),
     ):
         for reference in references:
             panels = _panels(registry)

@@ -18,7 +18,7 @@ from tests.helpers import HTMX, PASSWORD, found, login, person, sign_in, text
 
 # -- signing in and out --------------------------------------------------------------------
 def test_anonymous_pages_redirect_to_sign_in_and_come_back(client, db):
-    for path in ["/", "/teams", "/profile", "/audit?action=team.create", "/incidents"]:
+    for path in ["/", "/teams", "/profile", "/audit?action=team.create", "/catalog"]:
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=")
@@ -408,24 +408,16 @@ def test_problem_type_pages_describe_the_problem(client):
     assert client.get("/problems/made-up").status_code == 404
 
 
-def test_domains_not_built_yet_say_what_they_will_do(client, db):
+def test_the_navigation_lists_only_what_exists(client, db):
     sign_in(client, person(db))
-    page = client.get("/incidents")
-    assert page.status_code == 200
-    assert "Coming soon" in text(page) and "blameless retrospectives" in text(page)
     home = client.get("/")
-    for path in [
-        "/catalog",
-        "/tickets",
-        "/selfservice",
-        "/slos",
-        "/releases",
-        "/alerts",
-        "/oncall",
-        "/automation",
-        "/reports",
-    ]:
-        assert f'href="{path}"' in home.text
+    nav = found(r'<nav id="site-nav".*?</nav>', home.text, re.S).group(0)
+    linked = re.findall(r'<a href="([^"]+)"', nav)
+    assert linked == ["/", "/catalog", "/tickets", "/selfservice", "/teams", "/audit", "/profile"]
+    assert "soon" not in text(nav).lower()
+    for gone in ["/slos", "/releases", "/alerts", "/oncall", "/incidents", "/automation"]:
+        assert f'href="{gone}"' not in home.text
+        assert client.get(gone).status_code == 404, "no placeholder page is left behind"
 
 
 def test_every_page_has_one_title_landmarks_and_a_skip_link(client, db):
@@ -440,7 +432,7 @@ def test_every_page_has_one_title_landmarks_and_a_skip_link(client, db):
         "/profile",
         "/audit",
         "/jobs",
-        "/slos",
+        "/people/new",
         "/teams/missing",
     ]:
         page = client.get(path).text

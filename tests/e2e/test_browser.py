@@ -100,3 +100,26 @@ def test_phone_menu_and_token_without_javascript(
     expect(page.locator("#new-token")).to_have_count(0)
     assert httpx.get(f"{live_server.base_url}/api/v1/me", headers=auth(token)).status_code == 200
     plain.close()
+
+
+def test_home_says_what_needs_attention_and_the_menu_lists_only_what_exists(
+    live_server: LiveServer, browser: Browser, artifacts
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, live_server)
+    page.goto(f"{live_server.base_url}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        re.compile(r"^Good (morning|afternoon|evening), Ada$")
+    )
+    expect(page.get_by_role("region", name="Tickets assigned to you")).to_contain_text(
+        "No open tickets are assigned to you."
+    )
+    expect(page.get_by_role("region", name="Your teams", exact=True)).to_contain_text("Payments")
+    menu = page.get_by_role("navigation", name="Main")
+    expect(menu.get_by_role("link")).to_have_text(
+        ["Home", "Catalog", "Tickets", "Self-service", "Teams", "Audit log"]
+    )
+    expect(menu).not_to_contain_text("soon")
+    page.screenshot(path=artifacts / "home-1280.png", full_page=True)
+    context.close()

@@ -18,5 +18,6 @@ manifest = Manifest(
     models=("lamplighter.catalog.models",),
     event_types=("lamplighter.catalog.event_types",),
     team_panels=("lamplighter.catalog.pages:owned_panel",),
+    home_panels=("lamplighter.catalog.home:hygiene_panel",),
     demo="lamplighter.catalog.demo:load",
 )

@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,36 +116,64 @@ def remote(ctx: typer.Context) -> Remote | None:
 def emit(
     data: Any, output: Output, *, columns: list[str] | None = None, title: str | None = None
 ) -> None:
-    """Print a record or a list of records as a Rich table or as JSON."""
+    """Print a record or a list of records as a Rich table or as JSON.
+
+    A table is as wide as the terminal; a cell too long for it wraps onto more lines (never cut
+    with "…"). When the output goes to a pipe or a file, the table is as wide as its content.
+    ``--output json`` always carries every value in full.
+    """
     if output == Output.JSON:
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
         return
     rows = data if isinstance(data, list) else [data]
+    out = table_console()
     if not rows:
-        console.print("[dim]nothing to show[/]")
+        out.print("[dim]nothing to show[/]")
         return
     columns = columns or list(rows[0].keys())
     if not isinstance(data, list):
         table = Table(show_header=False, title=title)
-        table.add_column("field", style="bold")
-        table.add_column("value")
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for key in columns:
-            table.add_row(key, _cell(data.get(key)))
+            table.add_row(Text(key), _cell(data.get(key)))
     else:
         table = Table(title=title)
         for column in columns:
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
-    console.print(table)
+    fit_to_content(out, table)
+    out.print(table)
 
 
-def _cell(value: Any) -> str:
+def table_console() -> Console:
+    """A console for one table, sized when it prints: ``COLUMNS`` if set (read now, not at
+    import, so a resized shell or a test's environment counts), else the terminal's width."""
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else None)
+
+
+def fit_to_content(out: Console, renderable: Any) -> None:
+    """Widen a console that writes to a pipe or a file (no terminal, no ``COLUMNS``), whose
+    width Rich would take as 80, to the renderable's natural width: nothing is wrapped then."""
+    if out.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return
+    natural = out.measure(renderable, options=out.options.update_width(MAX_PIPE_WIDTH)).maximum
+    out.width = max(out.width, min(natural, MAX_PIPE_WIDTH))
+
+
+# A pipe has no width; a table wider than this still folds its longest cells.
+MAX_PIPE_WIDTH = 1000
+
+
+def _cell(value: Any) -> Text:
+    # Text, not a string: Rich would read "[…]" in a value as markup and drop it.
     if value is None:
-        return ""
+        return Text("")
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value, default=str).decode()
-    return str(value)
+        return Text(orjson.dumps(value, default=str).decode())
+    return Text(str(value))
 
 
 def run_local(func: Callable[[Session], T], *, commit: bool = True, plugins: bool = True) -> T:

@@ -61,6 +61,9 @@ class Manifest:
     # "module:function(request, session, entity_or_team, viewer) -> Markup | None".
     entity_panels: tuple[str, ...] = ()
     team_panels: tuple[str, ...] = ()
+    # What needs the signed-in person's attention, on the home page (core/home.py):
+    # "module:function(request, session, viewer) -> HomePanel | None".
+    home_panels: tuple[str, ...] = ()
 
 
 def resolve(reference: str) -> Any:
@@ -77,6 +80,7 @@ manifest = Manifest(
     pages=(
         "lamplighter.core.oidc:router",
         "lamplighter.core.inbox_pages:router",
+        "lamplighter.core.suggest_pages:router",
         "lamplighter.core.pages:router",
     ),
     cli={

@@ -11,13 +11,13 @@ import datetime as dt
 import hmac
 import secrets
 import zoneinfo
-from collections.abc import Callable, Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
-from lamplighter.core import audit, identity, jobs
+from lamplighter.core import audit, identity, jobs, timefmt
+from lamplighter.core import home as home_slots
 from lamplighter.core.authz import PRIVILEGED, can_write_owned, require_role
 from lamplighter.core.db import utcnow
 from lamplighter.core.deps import (
@@ -30,16 +30,17 @@ from lamplighter.core.deps import (
     resolve_actor,
 )
 from lamplighter.core.errors import (
+    Forbidden,
     LamplighterError,
     Unauthorized,
     ValidationFailed,
 )
+from lamplighter.core.models import Role
 from lamplighter.core.pagination import page_of
 from lamplighter.core.settings import Settings
 from lamplighter.core.webui import (
     LOGIN_CSRF_COOKIE,
     TEAM_PANELS,
-    Domain,
     FormField,
     FormState,
     PageRoute,
@@ -151,23 +152,94 @@ def logout(
 
 
 # -- home ----------------------------------------------------------------------------------
-def _greeting(time_zone: str) -> str:
-    hour = utcnow().astimezone(zoneinfo.ZoneInfo(time_zone)).hour
-    return (
-        "Good morning"
-        if 5 <= hour < 12
-        else "Good afternoon"
-        if 12 <= hour < 18
-        else "Good evening"
-    )
+def greeting(now: dt.datetime, time_zone: str) -> str:
+    """Good morning (05:00-11:59), afternoon (12:00-17:59) or evening (18:00-04:59), by the
+    clock of the viewer's own time zone."""
+    hour = now.astimezone(timefmt.zone_of(time_zone)).hour
+    if 5 <= hour < 12:
+        return "Good morning"
+    return "Good afternoon" if 12 <= hour < 18 else "Good evening"
 
 
 @router.get("/")
 def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+    """What needs the viewer's attention now: each domain's panel, those with items first."""
     teams = identity.list_teams(session=session, after_id=None, limit=50, user_id=viewer.user.id)
-    recent = list(audit.iter_filtered(session=session, actor_id=f"user:{viewer.user.id}", limit=5))
-    context = {"teams": teams, "recent": recent, "greeting": _greeting(viewer.user.time_zone)}
+    context = {
+        "teams": teams,
+        "panels": home_slots.panels_for(request, session, viewer),
+        "first_run": home_slots.first_run(session, viewer),
+        "greeting": greeting(utcnow(), viewer.user.time_zone),
+    }
     return render(request, "core/home.html", context, viewer=viewer)
+
+
+# -- people ----------------------------------------------------------------------------------
+PERSON_FIELDS = ("email", "display_name", "role", "time_zone", "password")
+PERSON_LIMITS = {"email": 320, "display_name": 200, "role": 20, "time_zone": 64, "password": 200}
+ROLES = tuple(role.value for role in Role)
+
+
+def _person_form(request: Request, viewer: Viewer, form: FormState, status: int = 200) -> Response:
+    context = {"form": form, "roles": [(role, role.capitalize()) for role in ROLES]}
+    return render(request, "core/person_new.html", context, viewer=viewer, status=status)
+
+
+@router.get("/people/new")
+def new_person_form(request: Request, viewer: ViewerDep) -> Response:
+    """Add a person who can sign in with a password (admins)."""
+    if not identity.may_create_users(viewer.actor):
+        raise Forbidden("only admins add people")
+    form = blank_form(*PERSON_FIELDS)
+    form.values.update(role=Role.MEMBER.value, time_zone=viewer.user.time_zone)
+    return _person_form(request, viewer, form)
+
+
+@router.post("/people")
+def create_person(
+    request: Request,
+    session: SessionDep,
+    viewer: WriterDep,
+    email: FormField = "",
+    display_name: FormField = "",
+    role: FormField = "member",
+    time_zone: FormField = "UTC",
+    password: FormField = "",
+) -> Response:
+    values = {
+        "email": email.strip(),
+        "display_name": display_name.strip(),
+        "role": role.strip(),
+        "time_zone": time_zone.strip(),
+        "password": password,
+    }
+    try:
+        check_lengths(values, PERSON_LIMITS)
+        if not values["email"]:
+            raise ValidationFailed.one("body.email", "enter the e-mail address of the person")
+        if not password:
+            raise ValidationFailed.one(
+                "body.password", "set a first password; they can change it on their profile"
+            )
+        user = identity.create_user(
+            session=session,
+            actor=viewer.actor,
+            email=values["email"],
+            display_name=values["display_name"],
+            role=values["role"],
+            time_zone=values["time_zone"] or "UTC",
+            password=password,
+        )
+        session.commit()
+    except LamplighterError as exc:
+        session.rollback()
+        form = form_failed({**values, "password": ""}, exc, conflict_field="email")
+        return _person_form(request, viewer, form, status=exc.status)
+    message = (
+        f"{user.display_name} ({user.email}) can now sign in with the password you set; "
+        "add them to a team next."
+    )
+    return redirect_after_post(request, "/people/new", message, viewer)
 
 
 # -- teams ---------------------------------------------------------------------------------
@@ -539,25 +611,3 @@ def retry_job(request: Request, session: SessionDep, viewer: WriterDep, job_id: 
         f"Job #{job.id} ({job.kind}) is queued again with a fresh set of tries.",
         viewer,
     )
-
-
-# -- domains not built yet --------------------------------------------------------------------
-def _coming_soon(domain: Domain) -> Callable[[Request, Viewer], Response]:
-    def page(request: Request, viewer: ViewerDep) -> Response:
-        return render(request, "core/coming_soon.html", {"domain": domain}, viewer=viewer)
-
-    return page
-
-
-def placeholder_router(navigation: Iterable[Domain]) -> APIRouter:
-    """A "coming soon" page for each domain in the navigation that is not built yet."""
-    placeholders = APIRouter(include_in_schema=False, route_class=PageRoute)
-    for domain in navigation:
-        if not domain.built:
-            placeholders.add_api_route(
-                domain.path,
-                _coming_soon(domain),
-                methods=["GET"],
-                name=f"coming_soon{domain.path.replace('/', '_')}",
-            )
-    return placeholders

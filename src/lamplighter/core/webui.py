@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
-import zoneinfo
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from lamplighter import __version__
-from lamplighter.core import identity
+from lamplighter.core import identity, timefmt
 from lamplighter.core.authz import PRIVILEGED
 from lamplighter.core.context import Actor, request_info
 from lamplighter.core.crypto import SecretBox
@@ -65,68 +64,16 @@ PAGE_HEADERS = {
 
 @dataclass(frozen=True)
 class Domain:
+    """One entry of the navigation: a domain's pages, as its manifest names them."""
+
     path: str
     label: str
     summary: str
-    built: bool = False
 
 
-# The roadmap, in DESIGN.md's order: the navigation shows each of these, as a placeholder page
-# until a domain's manifest brings pages for its path (see set_navigation).
-ROADMAP: tuple[Domain, ...] = (
-    Domain(
-        "/catalog",
-        "Catalog",
-        "Every service, API and resource, with its owning team, accountable person and dependencies.",
-    ),
-    Domain(
-        "/tickets",
-        "Tickets",
-        "The journal of requests that still need a human, and the toil worth automating next.",
-    ),
-    Domain(
-        "/selfservice",
-        "Self-service",
-        "Golden-path templates: create repositories, databases, topics and access grants yourself.",
-    ),
-    Domain(
-        "/slos",
-        "SLOs",
-        "Service level objectives with error budgets and burn-rate alerts that decide whether a release may go out.",
-    ),
-    Domain(
-        "/releases",
-        "Releases",
-        "Release gates, scorecards, deployments, change freezes and DORA keys.",
-    ),
-    Domain(
-        "/alerts",
-        "Alerts",
-        "Alert intake, deduplication, grouping, routing to escalation policies, silences and heartbeats.",
-    ),
-    Domain(
-        "/oncall",
-        "On-call",
-        "Schedules, rotations, overrides and escalation tiers, so alerts reach the right person.",
-    ),
-    Domain(
-        "/incidents",
-        "Incidents",
-        "Incidents run by a playbook, and blameless retrospectives whose follow-ups get done.",
-    ),
-    Domain(
-        "/automation",
-        "Automation",
-        "Runbooks and event-driven automation rules with safety limits.",
-    ),
-    Domain(
-        "/reports",
-        "Reports",
-        "DORA keys, MTTA/MTTR, SLO compliance, toil and adoption of practices per team.",
-    ),
-)
-# What the header lists: set once the domains are known (lamplighter.app.include_domains).
-NAVIGATION: list[Domain] = list(ROADMAP)
+# What the navigation lists: the manifests' entries, set once the domains are known
+# (lamplighter.app.include_domains). Only what exists: a domain not built yet has no entry.
+NAVIGATION: list[Domain] = []
 
 
 class NavLike(Protocol):
@@ -140,19 +87,10 @@ class NavLike(Protocol):
     def order(self) -> int: ...
 
 
-def set_navigation(built: Iterable[NavLike]) -> None:
-    """The roadmap with each built domain in its place, then built domains the roadmap lacks."""
-    by_path = {entry.path: entry for entry in built}
-    navigation = [
-        Domain(d.path, by_path[d.path].label, by_path[d.path].summary, built=True)
-        if d.path in by_path
-        else d
-        for d in ROADMAP
-    ]
-    known = {d.path for d in ROADMAP}
-    extra = sorted((e for e in by_path.values() if e.path not in known), key=lambda e: e.order)
-    navigation += [Domain(e.path, e.label, e.summary, built=True) for e in extra]
-    NAVIGATION[:] = navigation
+def set_navigation(entries: Iterable[NavLike]) -> None:
+    """The navigation: every manifest's entry, in their order (then by path, for ties)."""
+    ordered = sorted(entries, key=lambda e: (e.order, e.path))
+    NAVIGATION[:] = [Domain(e.path, e.label, e.summary) for e in ordered]
 
 
 PROBLEM_HELP: dict[str, str] = {
@@ -177,15 +115,8 @@ class _SignInRequired(Exception):
 
 # -- templates -----------------------------------------------------------------------------
 def _when(value: dt.datetime | None, tz: str = "UTC", short: bool = False) -> str:
-    """Format a UTC timestamp in the viewer's time zone."""
-    if value is None:
-        return "—"
-    try:
-        zone: dt.tzinfo = zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = dt.UTC
-    local = value.astimezone(zone)
-    return local.strftime("%Y-%m-%d" if short else f"%Y-%m-%d %H:%M {local.tzname() or ''}").strip()
+    """A UTC timestamp in the viewer's time zone, in words: ``6 Dec 2026, 11:45 CET``."""
+    return timefmt.readable(value, tz, short=short)
 
 
 def _compact(value: Any, limit: int = 80) -> str:

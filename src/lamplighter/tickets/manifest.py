@@ -21,5 +21,6 @@ manifest = Manifest(
     cli={"ticket": "lamplighter.tickets.cli:ticket_app"},
     models=("lamplighter.tickets.models",),
     event_types=("lamplighter.tickets.event_types",),
+    home_panels=("lamplighter.tickets.home:assigned_panel",),
     demo="lamplighter.tickets.demo:load",
 )
