@@ -112,3 +112,75 @@ def test_remote_mode_goes_through_the_api(
 def _tickets(db: Any) -> int:
     with db.sessionmaker() as session:
         return int(session.scalar(sa.select(sa.func.count()).select_from(Ticket)) or 0)
+
+
+# -- filing for someone else, and tables that keep every value ----------------------------------
+LONG_TITLE = (
+    "Provision a replicated Postgres cluster for the ledger-reconciliation-service-eu-west-1 "
+    "with point-in-time recovery and a read replica for the reporting team"
+)
+
+
+def test_new_with_user_files_the_ticket_for_that_person(run_cli: Any, db: Any) -> None:
+    ada = make_user(db, email="ada@example.com")
+    make_team(db, slug="payments", lead=ada)
+    args = ("ticket", "new", "--type", "database", "--title", "Postgres")
+    mine = json.loads(run_cli(*args, "--user", "ADA@example.com", "-o", "json").output)
+    assert (mine["requester"], mine["requesting_team"]) == ("ada@example.com", "payments")
+    table = run_cli(*args, "--user", "ada@example.com")
+    assert (
+        table.exit_code == 0 and "requester" in table.output and "ada@example.com" in table.output
+    )
+    anonymous = json.loads(run_cli(*args, "-o", "json").output)
+    assert anonymous["requester"] is None  # the system files it: shown as "Lamplighter"
+    ghost = run_cli(*args, "--user", "ghost@example.com")
+    assert ghost.exit_code == 1 and "ghost@example.com" in ghost.output
+
+
+def test_remote_new_for_someone_else_is_for_sres_and_admins(
+    run_cli: Any, db: Any, live_server: str
+) -> None:
+    sre = make_user(db, email="sre@example.com", role="sre")
+    member = make_user(db, email="mel@example.com")
+    make_user(db, email="ada@example.com")
+    args = ("--url", live_server, "ticket", "new", "--type", "other", "--title", "Hi")
+    refused = run_cli(
+        *args, "--user", "ada@example.com", env={"LAMPLIGHTER_TOKEN": make_token(db, member)}
+    )
+    assert refused.exit_code == 1
+    assert "HTTP 403" in refused.output and "only SREs and admins may file" in refused.output
+    assert _tickets(db) == 0
+    own = run_cli(
+        *args, "--user", "mel@example.com", "-o", "json",
+        env={"LAMPLIGHTER_TOKEN": make_token(db, member)},
+    )  # fmt: skip
+    assert json.loads(own.output)["requester"] == "mel@example.com"  # naming yourself is fine
+    filed = run_cli(
+        *args, "--user", "ada@example.com", "-o", "json",
+        env={"LAMPLIGHTER_TOKEN": make_token(db, sre)},
+    )  # fmt: skip
+    assert json.loads(filed.output)["requester"] == "ada@example.com"
+
+
+def test_ticket_tables_never_cut_a_value(run_cli: Any, db: Any) -> None:
+    make_user(db, email="someone.with.a.long.address@payments.example.com")
+    created = run_cli(
+        "ticket", "new", "--type", "database", "--title", LONG_TITLE,
+        "--assignee", "someone.with.a.long.address@payments.example.com",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert LONG_TITLE in created.output  # a pipe is not cut at 80 columns: one whole line
+
+    piped = run_cli("ticket", "list")
+    assert LONG_TITLE in piped.output and "…" not in piped.output
+    assert "someone.with.a.long.address@payments.example.com" in piped.output
+
+    wide = run_cli("ticket", "list", env={"COLUMNS": "400"})  # a wide terminal: all of it
+    assert LONG_TITLE in wide.output
+    assert max(len(line) for line in wide.output.splitlines()) > 200
+
+    narrow = run_cli("ticket", "list", env={"COLUMNS": "70"})  # a narrow one: values fold
+    assert "…" not in narrow.output
+    assert max(len(line) for line in narrow.output.splitlines()) <= 70
+    title_cells = [line.split("│")[5] for line in narrow.output.splitlines() if "│" in line]
+    assert "".join("".join(title_cells).split()) == "".join(LONG_TITLE.split())

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from lamplighter.core import identity, inbox
+from lamplighter.core.context import Actor
 from lamplighter.core.deps import CurrentActor, Id, PageDep, SessionDep
-from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
-from lamplighter.tickets import service
+from lamplighter.tickets import queues, service
 from lamplighter.tickets.models import RequestType, Ticket
 from lamplighter.tickets.schemas import (
     CommentCreate,
@@ -88,22 +88,27 @@ def _read(t: Ticket, names: Any) -> TicketRead:
     )
 
 
-def detail(session: Session, ticket: Ticket, *, new: bool = False) -> TicketDetail:
-    """The ticket with its history. ``new``: the ticket was created in this request, so its
-    history is the one status change to ``new`` and nothing need be read back."""
+def detail(session: Session, ticket: Ticket, actor: Actor, *, new: bool = False) -> TicketDetail:
+    """The ticket with its history, as ``actor`` may see it (internal notes for SREs and
+    admins only). ``new``: the ticket was created in this request, so its history is the one
+    status change to ``new`` and nothing need be read back."""
     if new:
         changes: list[Any] = [
             StatusChangeRead(
                 from_status=None,
                 to_status=ticket.status,
-                by_user_id=ticket.requester_user_id,
+                by_user_id=actor.user_id,
                 at=ticket.created_at,
             )
         ]
         comments: list[Any] = []
         logs: list[Any] = []
     else:
-        changes, comments, logs = service.history(session=session, ticket_id=ticket.id)
+        changes, comments, logs = service.history(
+            session=session,
+            ticket_id=ticket.id,
+            include_internal=service.may_see_internal(actor),
+        )
     return TicketDetail(
         **read_many(session, [ticket])[0].model_dump(),
         status_changes=[StatusChangeRead.model_validate(c) for c in changes],
@@ -121,7 +126,11 @@ def list_tickets(
         str, Query(pattern="^(all|triage|mine|team|breaching)$", description="Queue view")
     ] = "all",
     team: Annotated[
-        str | None, Query(max_length=63, description="Assigned team slug (view=team)")
+        str | None,
+        Query(
+            max_length=63,
+            description="Assigned team slug (view=team); by default your first team, as on the page",
+        ),
     ] = None,
     type: Annotated[str | None, Query(max_length=63)] = None,
     status_: Annotated[
@@ -131,14 +140,37 @@ def list_tickets(
     priority: Annotated[str | None, Query(pattern="^P[1-4]$")] = None,
     label: Annotated[str | None, Query(pattern="^[a-z0-9:._-]{1,50}$")] = None,
     requesting_team: Annotated[str | None, Query(max_length=63)] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=320, description="me, none (unassigned) or an email")
+    ] = None,
+    requester: Annotated[str | None, Query(max_length=320, description="me or an email")] = None,
+    sort: Annotated[
+        str, Query(pattern=f"^({'|'.join(queues.SORTS)})$", description="The order")
+    ] = queues.DEFAULT_SORT,
+    dir: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
 ) -> Page[TicketRead]:
-    """The SRE queues: triage (new), mine, a team's, breaching (past targets), or all; oldest first."""
-    if view == "team" and not team:
-        raise ValidationFailed.one("query.team", "view=team needs ?team=<slug>")
-    filters = service.QueueFilters(
+    """The SRE queues: triage (new), mine, a team's, breaching (past targets), or all; by number
+    (oldest first) unless ``sort`` names another column."""
+    team_id = identity.get_team(session=session, slug=team).id if team else None
+    if view == "team" and team_id is None:
+        # Like the queue page: your first team; someone in no team has no team's queue.
+        team_id = min(actor.team_ids, default=None)
+        if team_id is None:
+            return Page[TicketRead](items=[], next_cursor=None)
+    assignee_id, unassigned = queues.person_filter(
+        session=session,
+        actor=actor,
+        value=assignee or "",
+        field="query.assignee",
+        allow_unassigned=True,
+    )
+    requester_id, _ = queues.person_filter(
+        session=session, actor=actor, value=requester or "", field="query.requester"
+    )
+    filters = queues.QueueFilters(
         view=view,
         user_id=actor.user_id,
-        team_id=identity.get_team(session=session, slug=team).id if team else None,
+        team_id=team_id,
         type_id=service.get_type(session=session, slug=type, field="query.type").id
         if type
         else None,
@@ -148,11 +180,17 @@ def list_tickets(
         requesting_team_id=identity.get_team(session=session, slug=requesting_team).id
         if requesting_team
         else None,
+        assignee_user_id=assignee_id,
+        unassigned=unassigned,
+        requester_user_id=requester_id,
     )
-    rows = service.queue(
-        session=session, filters=filters, after_id=page.position, limit=page.limit + 1
+    items, cursor = queues.queue_page(
+        session=session,
+        filters=filters,
+        order=queues.check_order(sort, dir),
+        position=page.position,
+        limit=page.limit,
     )
-    items, cursor = page_of(rows, page.limit, lambda t: t.id)
     return Page[TicketRead](items=read_many(session, items), next_cursor=cursor)
 
 
@@ -163,12 +201,32 @@ def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) 
         session=session, actor=actor, data=service.TicketInput(**body.model_dump())
     )
     session.commit()
-    return detail(session, ticket, new=True)
+    return detail(session, ticket, actor, new=True)
 
 
 @router.get("/tickets/{ticket_id:int}", response_model=TicketDetail)
 def read_ticket(ticket_id: Id, session: SessionDep, actor: CurrentActor) -> TicketDetail:
-    return detail(session, service.get(session=session, ticket_id=ticket_id))
+    """The ticket and its history; internal notes are listed for SREs and admins only."""
+    return detail(session, service.get(session=session, ticket_id=ticket_id), actor)
+
+
+@router.get("/tickets/{ticket_id:int}/comments", response_model=Page[CommentRead])
+def list_comments(
+    ticket_id: Id, session: SessionDep, actor: CurrentActor, page: PageDep
+) -> Page[CommentRead]:
+    """The ticket's comments, oldest first; internal notes for SREs and admins only."""
+    ticket = service.get(session=session, ticket_id=ticket_id)
+    rows = service.comments_of(
+        session=session,
+        ticket_id=ticket.id,
+        include_internal=service.may_see_internal(actor),
+        after_id=page.position,
+        limit=page.limit + 1,
+    )
+    items, cursor = page_of(rows, page.limit, lambda c: c.id)
+    return Page[CommentRead](
+        items=[CommentRead.model_validate(c) for c in items], next_cursor=cursor
+    )
 
 
 @router.patch("/tickets/{ticket_id:int}", response_model=TicketDetail)
@@ -182,7 +240,7 @@ def update_ticket(
         changes=body.model_dump(exclude_unset=True),
     )
     session.commit()
-    return detail(session, ticket)
+    return detail(session, ticket, actor)
 
 
 @router.post("/tickets/{ticket_id:int}/transitions", response_model=TicketDetail)
@@ -199,7 +257,7 @@ def transition_ticket(
         note=body.note,
     )
     session.commit()
-    return detail(session, ticket)
+    return detail(session, ticket, actor)
 
 
 @router.post(
@@ -210,7 +268,14 @@ def transition_ticket(
 def comment_ticket(
     ticket_id: Id, body: CommentCreate, session: SessionDep, actor: CurrentActor
 ) -> CommentRead:
-    comment = service.add_comment(session=session, actor=actor, ticket_id=ticket_id, body=body.body)
+    """Comment; ``"internal": true`` makes it an SRE-only note (403 for anyone else)."""
+    comment = service.add_comment(
+        session=session,
+        actor=actor,
+        ticket_id=ticket_id,
+        body=body.body,
+        internal=body.internal,
+    )
     session.commit()
     return CommentRead.model_validate(comment)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import orjson
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from sqlalchemy.orm import Session
 
 from lamplighter.core import identity
@@ -42,7 +45,7 @@ ticket_app = typer.Typer(
 )
 T = TypeVar("T")
 BRIEF = ["id", "type", "priority", "status", "title", "requesting_team", "assignee", "breach"]
-CREATED = [*BRIEF, "team", "done_due_at"]
+CREATED = [*BRIEF, "requester", "team", "done_due_at"]
 DateOpt = Annotated[
     dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD (UTC).")
 ]
@@ -77,6 +80,50 @@ def _dump(model: Any) -> dict[str, Any]:
     return dict(model.model_dump(mode="json"))
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def _table_width(cells: list[list[str]]) -> int | None:
+    """The width to print a ticket table at: the terminal's (Rich finds it; ``COLUMNS`` wins),
+    or, when the output is a pipe or a file, the table's own width, so that no value is cut at
+    80 columns there (Rich's fallback width)."""
+    if os.environ.get("COLUMNS", "").isdigit() or Console().is_terminal:
+        return None
+    widths = [max(len(line) for line in column) for column in zip(*cells, strict=True)]
+    return max(80, sum(widths) + 3 * len(widths) + 1)
+
+
+def show(
+    data: Any, output: Output, *, columns: list[str] | None = None, title: str | None = None
+) -> None:
+    """Print tickets like ``clikit.emit``, but never cut a value: as wide as the terminal, and
+    in a narrow one long values (titles, emails) fold onto more lines instead of ending in "…".
+    ``--output json`` always has every value whole."""
+    rows = data if isinstance(data, list) else [data]
+    if output == Output.JSON or not rows:
+        emit(data, output, columns=columns, title=title)
+        return
+    columns = columns or list(rows[0].keys())
+    if isinstance(data, list):
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        cells = [list(columns)] + [[_text(row.get(c)) for c in columns] for row in rows]
+    else:
+        table = Table(show_header=False, title=title)
+        table.add_column("field", style="bold", overflow="fold")
+        table.add_column("value", overflow="fold")
+        cells = [[key, _text(data.get(key))] for key in columns]
+    for line in cells[1:] if isinstance(data, list) else cells:
+        table.add_row(*(escape(cell) for cell in line))
+    Console(width=_table_width(cells)).print(table)
+
+
 @ticket_app.command("new")
 def new(
     ctx: typer.Context,
@@ -88,9 +135,20 @@ def new(
     entity: Annotated[str | None, typer.Option(help="Related catalog entity, e.g. ledger.")] = None,
     label: Annotated[list[str] | None, typer.Option(help="A label; repeat for more.")] = None,
     assignee: Annotated[str | None, typer.Option(help="Email of the assignee.")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="Email of the person asking (default: you; for someone else, SREs and admins).",
+        ),
+    ] = None,
     output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Open a ticket: every request of the SRE team is journaled, however small."""
+    """Open a ticket: every request of the SRE team is journaled, however small.
+
+    Locally the command acts as the system, so without --user the requester is "Lamplighter";
+    remotely only an SRE's or an admin's token may name someone else with --user.
+    """
     body: dict[str, Any] = {
         "type": type_,
         "title": title,
@@ -100,10 +158,11 @@ def new(
         "entity": entity,
         "labels": label or [],
         "assignee": assignee,
+        "requester": user,
     }
     if client := remote(ctx):
         data = client.call("POST", "/tickets", json=body)
-        emit({k: data[k] for k in CREATED}, output)
+        show(data if output == Output.JSON else {k: data[k] for k in CREATED}, output)
         return
 
     def create(session: Session) -> dict[str, Any]:
@@ -113,10 +172,7 @@ def new(
         return _dump(read_many(session, [ticket])[0])
 
     data = _local(create)
-    emit(
-        data if output == Output.JSON else {k: data[k] for k in CREATED},
-        output,
-    )
+    show(data if output == Output.JSON else {k: data[k] for k in CREATED}, output)
 
 
 @ticket_app.command("list")
@@ -143,7 +199,7 @@ def list_(
         params: dict[str, Any] = {"view": view, "team": team, "type": type_, "status": status}
         params |= {"priority": priority, "label": label, "limit": limit}
         rows = client.call("GET", "/tickets", params={k: v for k, v in params.items() if v})
-        emit(rows["items"], output, columns=BRIEF)
+        show(rows["items"], output, columns=BRIEF)
         return
 
     def fetch(session: Session) -> list[dict[str, Any]]:
@@ -166,7 +222,7 @@ def list_(
         tickets = service.queue(session=session, filters=filters, after_id=None, limit=limit)
         return [_dump(t) for t in read_many(session, tickets)]
 
-    emit(_local(fetch, commit=False), output, columns=BRIEF)
+    show(_local(fetch, commit=False), output, columns=BRIEF)
 
 
 # -- import ----------------------------------------------------------------------------------

@@ -49,10 +49,15 @@ class TicketUpdated(EventPayload):
     changed: list[str] = []
 
 
-@event_type("ticket.commented", description="Someone commented on a ticket.", subject="ticket:<id>")
+@event_type(
+    "ticket.commented",
+    description="Someone commented on a ticket; internal: an SRE-only note (no body is sent).",
+    subject="ticket:<id>",
+)
 class TicketCommented(EventPayload):
     id: int
     comment_id: int
+    internal: bool = False
 
 
 @event_type("ticket.work_logged", description="Time was logged on a ticket.", subject="ticket:<id>")

@@ -168,6 +168,8 @@ class Comment(Base):
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     body: Mapped[str] = mapped_column(sa.Text)
+    # An internal note: SREs and admins read it; the requester and other members never do.
+    internal: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

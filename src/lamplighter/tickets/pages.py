@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from markdown_it import MarkdownIt
 from sqlalchemy.orm import Session
 
-from lamplighter.core import identity
+from lamplighter.core import identity, people
 from lamplighter.core.authz import require_writer
 from lamplighter.core.db import utcnow
 from lamplighter.core.deps import Id, PageDep, SessionDep
@@ -30,7 +30,7 @@ from lamplighter.core.errors import (
     ValidationFailed,
 )
 from lamplighter.core.models import Role, User
-from lamplighter.core.pagination import MAX_LIMIT, page_of
+from lamplighter.core.pagination import MAX_LIMIT
 from lamplighter.core.webui import (
     FormField,
     FormState,
@@ -41,11 +41,12 @@ from lamplighter.core.webui import (
     WriterDep,
     check_lengths,
     form_failed,
+    is_htmx,
     page_links,
     redirect_after_post,
     render,
 )
-from lamplighter.tickets import service
+from lamplighter.tickets import queue_view, queues, service
 from lamplighter.tickets.api import read_many
 from lamplighter.tickets.models import (
     TRANSITIONS,
@@ -80,7 +81,8 @@ RESOLUTION_CHOICES = [(r.value, r.value.capitalize()) for r in Resolution]
 LABEL_RE = re.compile(r"^[a-z0-9:._-]{1,50}$")
 DURATION_RE = re.compile(r"^(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?$")
 ENTITY_REF_RE = re.compile(r"^([^:/]+):([^/]+)/(.+)$")
-FILTERS = ("type", "status", "priority", "label", "requesting_team")
+FILTERS = ("assignee", "requester", "type", "status", "priority", "label", "requesting_team")
+MORE_FILTERS = ("type", "status", "priority", "label", "requesting_team")  # behind "More filters"
 INTAKE_LIMITS = {
     "type": 63, "title": 300, "description": 50_000, "priority": 2, "requesting_team": 63,
     "entity": 200, "labels": 1_100,
@@ -160,7 +162,7 @@ def _teams(session: Session, viewer: Viewer) -> tuple[Choices, Choices]:
 # -- the queues --------------------------------------------------------------------------------
 def _filters(
     session: Session, viewer: Viewer, view: str, values: dict[str, str]
-) -> service.QueueFilters:
+) -> queues.QueueFilters:
     """The queue filters from the query; a label nobody uses simply matches nothing."""
     for name, allowed in (("status", STATUSES), ("priority", PRIORITIES)):
         if values[name] and values[name] not in allowed:
@@ -169,7 +171,17 @@ def _filters(
     def team_id(slug: str) -> int | None:
         return identity.get_team(session=session, slug=slug).id if slug else None
 
-    return service.QueueFilters(
+    assignee_id, unassigned = queues.person_filter(
+        session=session,
+        actor=viewer.actor,
+        value=values["assignee"],
+        field="query.assignee",
+        allow_unassigned=True,
+    )
+    requester_id, _ = queues.person_filter(
+        session=session, actor=viewer.actor, value=values["requester"], field="query.requester"
+    )
+    return queues.QueueFilters(
         view=view,
         user_id=viewer.user.id,
         team_id=team_id(values["team"]) if view == "team" else None,
@@ -180,6 +192,9 @@ def _filters(
         priority=values["priority"] or None,
         label=values["label"] or None,
         requesting_team_id=team_id(values["requesting_team"]),
+        assignee_user_id=assignee_id,
+        unassigned=unassigned,
+        requester_user_id=requester_id,
     )
 
 
@@ -196,49 +211,89 @@ def queue_page(
     priority: QueryText = "",
     label: QueryText = "",
     requesting_team: QueryText = "",
+    assignee: QueryText = "",
+    requester: QueryText = "",
+    sort: QueryText = "",
+    dir: QueryText = "",
 ) -> Response:
+    """The queues; HTMX asks for the results alone as filters change or a column is sorted."""
     if view not in VIEWS:
         raise ValidationFailed.one("query.view", f"choose one of {', '.join(VIEWS)}")
-    typed = {"team": team, "type": type, "status": status, "label": label}
-    values = {
-        k: v.strip().lower() for k, v in (typed | {"requesting_team": requesting_team}).items()
-    }
+    typed = {
+        "team": team, "type": type, "status": status, "label": label,
+        "requesting_team": requesting_team, "assignee": assignee, "requester": requester,
+    }  # fmt: skip
+    values = {k: v.strip().lower() for k, v in typed.items()}
     values["priority"] = priority.strip().upper()
+    order = queues.check_order(sort, dir)
     my_teams, other_teams = _teams(session, viewer)
     if view == "team" and not values["team"] and my_teams:
         values["team"] = my_teams[0][0]
     filters = _filters(session, viewer, view, values)
     # A team's view needs a team: someone in no team picks one first.
-    rows = (
-        service.queue(
-            session=session, filters=filters, after_id=page.position, limit=page.limit + 1
+    items, cursor = (
+        queues.queue_page(
+            session=session,
+            filters=filters,
+            order=order,
+            position=page.position,
+            limit=page.limit,
         )
         if view != "team" or values["team"]
-        else []
+        else ([], None)
     )
-    items, cursor = page_of(rows, page.limit, lambda t: t.id)
     kept = {k: v for k, v in values.items() if v and k in FILTERS}
     team_param = {"team": values["team"]} if view == "team" and values["team"] else {}
+    sorting = (
+        {"sort": order.sort, "dir": "desc" if order.descending else "asc"}
+        if order != queues.QueueOrder()
+        else {}
+    )
     types = service.list_types(session=session, include_inactive=True)
+    users = people.users_by_id(
+        session=session,
+        ids=[t.requester_user_id for t in items] + [t.assignee_user_id for t in items],
+    )
+    assignees, requesters = queues.queue_people(session=session)
+    now = utcnow()
+    unit = queue_view.age_unit((t.created_at for t in items), now)
+    rows = read_many(session, items)
     context = {
         "view": view,
         "views": VIEWS.items(),
-        "tab_urls": {name: "/tickets?" + urlencode({"view": name, **kept}) for name in VIEWS},
-        "clear_url": "/tickets?" + urlencode({"view": view, **team_param}),
-        "tickets": read_many(session, items),
-        "row_class": lambda t: "tk-breaching" if t.breach else "",
+        "tab_urls": {
+            name: "/tickets?" + urlencode({"view": name, **kept, **sorting}) for name in VIEWS
+        },
+        "clear_url": "/tickets?" + urlencode({"view": view, **team_param, **sorting}),
+        "headers": queue_view.headers({"view": view, **team_param, **kept}, order),
+        "sorting": sorting,
+        "rows": [
+            (
+                row,
+                queue_view.names(users, ticket.requester_user_id),
+                queue_view.names(users, ticket.assignee_user_id),
+                queue_view.age_in(ticket.created_at, now, unit),
+            )
+            for row, ticket in zip(rows, items, strict=True)
+        ],
+        "age_rule": queue_view.AGE_RULE,
         "type_names": {t.slug: t.name for t in types},
         "type_choices": [(t.slug, t.name) for t in types],
         "priority_choices": [(p, p) for p in PRIORITIES],
+        "assignee_choices": queue_view.person_choices(assignees, values["assignee"]),
+        "requester_choices": queue_view.person_choices(requesters, values["requester"]),
         "my_teams": my_teams,
         "other_teams": other_teams,
         "form": FormState(values),
         "filtered": bool(kept),
+        "more_filtered": any(values[k] for k in MORE_FILTERS),
         "statuses": STATUS_NAMES,
-        "age": age,
         **page_links(request, cursor, page.position),
     }
-    return render(request, "tickets/queue.html", context, viewer=viewer)
+    # HTMX swaps only the results as filters change; a history restore needs the whole page.
+    fragment = is_htmx(request) and "hx-history-restore-request" not in request.headers
+    template = "tickets/_queue_results.html" if fragment else "tickets/queue.html"
+    return render(request, template, context, viewer=viewer, fragment=fragment)
 
 
 # -- intake ------------------------------------------------------------------------------------
@@ -338,29 +393,32 @@ def _zone(time_zone: str) -> dt.tzinfo:
         return dt.UTC
 
 
-def _people(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
-    return {i: identity.get_user(session=session, user_id=i) for i in set(ids) if i is not None}
-
-
-def _timeline(session: Session, ticket: Ticket) -> tuple[list[Moment], dict[int, User]]:
-    changes, comments, logs = service.history(session=session, ticket_id=ticket.id)
-    people = _people(
-        session,
-        [ticket.requester_user_id, ticket.assignee_user_id]
+def _timeline(
+    session: Session, ticket: Ticket, viewer: Viewer
+) -> tuple[list[Moment], dict[int, User]]:
+    """The ticket's story as the viewer may read it: internal notes for SREs and admins only."""
+    changes, comments, logs = service.history(
+        session=session,
+        ticket_id=ticket.id,
+        include_internal=service.may_see_internal(viewer.actor),
+    )
+    named = people.users_by_id(
+        session=session,
+        ids=[ticket.requester_user_id, ticket.assignee_user_id]
         + [c.by_user_id for c in changes]
         + [c.author_user_id for c in comments]
         + [w.user_id for w in logs],
     )
 
     def who(user_id: int | None) -> str:
-        return people[user_id].display_name if user_id in people else "Lamplighter"
+        return queues.person_name(named[user_id]) if user_id in named else "Lamplighter"
 
     moments = (
         [Moment(c.at, "status", who(c.by_user_id), c) for c in changes]
         + [Moment(c.created_at, "comment", who(c.author_user_id), c) for c in comments]
         + [Moment(w.created_at, "work", who(w.user_id), w) for w in logs]
     )
-    return sorted(moments, key=lambda m: (m.at, MOMENT_ORDER[m.kind])), people
+    return sorted(moments, key=lambda m: (m.at, MOMENT_ORDER[m.kind])), named
 
 
 def _ticket_page(
@@ -375,7 +433,7 @@ def _ticket_page(
     ticket = service.get(session=session, ticket_id=ticket_id)
     row = read_many(session, [ticket])[0]
     types = {t.id: t for t in service.list_types(session=session, include_inactive=True)}
-    timeline, people = _timeline(session, ticket)
+    timeline, named = _timeline(session, ticket, viewer)
     can_work = service.may_work_on(session, viewer.actor, ticket)
     is_requester = ticket.requester_user_id == viewer.user.id
     local_now = utcnow().astimezone(_zone(viewer.user.time_zone)).strftime("%Y-%m-%dT%H:%M")
@@ -383,7 +441,7 @@ def _ticket_page(
     defaults = {
         "move": FormState({"status": "", "resolution": Resolution.MANUAL.value, "note": ""}),
         "assign": FormState(assignment | {"labels": ", ".join(row.labels)}),
-        "comment": FormState({"body": ""}),
+        "comment": FormState({"body": "", "visibility": "public"}),
         "work": FormState({"minutes": "", "logged_at": local_now, "work_note": ""}),
     }
     match = ENTITY_REF_RE.match(row.entity or "")
@@ -392,7 +450,8 @@ def _ticket_page(
         "raw": ticket,
         "request_type": types.get(ticket.type_id),
         "timeline": timeline,
-        "people": people,
+        "people": named,
+        "may_note": service.may_see_internal(viewer.actor),
         "entity_url": "/catalog/{}/{}/{}".format(*match.groups()) if match else None,
         "next_statuses": [s for s in STATUSES if s in TRANSITIONS[Status(ticket.status)]],
         "statuses": STATUS_NAMES,
@@ -498,18 +557,30 @@ def update_ticket(
 
 @router.post("/tickets/{ticket_id:int}/comments")
 def comment_ticket(
-    request: Request, session: SessionDep, viewer: WriterDep, ticket_id: Id, body: FormField = ""
+    request: Request,
+    session: SessionDep,
+    viewer: WriterDep,
+    ticket_id: Id,
+    body: FormField = "",
+    visibility: FormField = "public",
 ) -> Response:
-    values = {"body": body}
+    """A public reply, or (SREs and admins) an internal note the requester never sees."""
+    values = {"body": body, "visibility": visibility.strip().lower() or "public"}
     try:
-        check_lengths(values, {"body": 50_000})
-        service.add_comment(session=session, actor=viewer.actor, ticket_id=ticket_id, body=body)
+        check_lengths(values, {"body": 50_000, "visibility": 10})
+        if values["visibility"] not in {"public", "internal"}:
+            raise ValidationFailed.one(
+                "body.visibility", "choose a public reply or an internal note"
+            )
+        internal = values["visibility"] == "internal"
+        service.add_comment(
+            session=session, actor=viewer.actor, ticket_id=ticket_id, body=body, internal=internal
+        )
         session.commit()
     except LamplighterError as exc:
         return _failed(request, session, viewer, ticket_id, "comment", values, exc)
-    return redirect_after_post(
-        request, f"/tickets/{ticket_id}#timeline", "Your comment was added.", viewer
-    )
+    message = "Your internal note was added." if internal else "Your comment was added."
+    return redirect_after_post(request, f"/tickets/{ticket_id}#timeline", message, viewer)
 
 
 def _utc_from_local(text: str, time_zone: str) -> dt.datetime | None:

@@ -27,6 +27,11 @@ class TicketCreate(WriteModel):
     )
     labels: list[str] = Field(default_factory=list, max_length=20)
     assignee: str | None = Field(default=None, max_length=320, description="Email")
+    requester: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Email of the person asking; filing for someone else is for SREs and admins",
+    )
 
 
 class TicketUpdate(WriteModel):
@@ -47,6 +52,9 @@ class Transition(WriteModel):
 
 class CommentCreate(WriteModel):
     body: str = Field(min_length=1, max_length=50_000)
+    internal: bool = Field(
+        default=False, description="An internal note: only SREs and admins write and read it"
+    )
 
 
 class WorkLogCreate(WriteModel):
@@ -113,6 +121,7 @@ class CommentRead(ReadModel):
     id: int
     author_user_id: int | None
     body: str
+    internal: bool
     created_at: dt.datetime
 
 

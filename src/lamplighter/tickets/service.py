@@ -37,6 +37,10 @@ from lamplighter.tickets.models import (
     WorkLog,
 )
 
+# The queues moved to their own module; these names stay for callers of service.queue.
+from lamplighter.tickets.queues import QueueFilters as QueueFilters
+from lamplighter.tickets.queues import queue as queue
+
 OBJECT_TYPE = "ticket"
 MAX_WORK_MINUTES = 24 * 60  # one entry cannot be more than a day of work
 MAX_EXPECTED_EFFORT = 30 * 24 * 60
@@ -224,6 +228,7 @@ class TicketInput:
     entity: str | None = None
     labels: Sequence[str] = ()
     assignee: str | None = None
+    requester: str | None = None  # email; filing for someone else is for SREs and admins
 
 
 def _resolve_common(
@@ -245,7 +250,7 @@ def _resolve_common(
     entity_id = None
     if data.entity:
         try:
-            entity_id = catalog.get_by_ref(session=session, ref=data.entity).id
+            entity_id = catalog.get_by_ref(session=session, ref=data.entity, field="body.entity").id
         except NotFound as exc:
             raise ValidationFailed.one("body.entity", exc.detail) from exc
     assignee_id = None
@@ -257,6 +262,21 @@ def _resolve_common(
     return request_type, team_id, entity_id, assignee_id
 
 
+def may_file_for_others(actor: Actor) -> bool:
+    """SREs and admins (and the local CLI, acting as the system) file tickets for someone else."""
+    return actor.role in PRIVILEGED
+
+
+def _requester_id(session: Session, actor: Actor, email: str | None) -> int | None:
+    """Who asks: the actor, or the named person when the actor may file for others."""
+    if not email:
+        return actor.user_id
+    user = identity.require_user_by_email(session=session, email=email, field="body.requester")
+    if user.id != actor.user_id and not may_file_for_others(actor):
+        raise Forbidden("only SREs and admins may file a ticket for someone else")
+    return user.id
+
+
 def create(
     *, session: Session, actor: Actor, data: TicketInput, now: dt.datetime | None = None
 ) -> Ticket:
@@ -264,9 +284,10 @@ def create(
     require_writer(actor, "open tickets")
     if not data.title.strip():
         raise ValidationFailed.one("body.title", "must not be empty")
+    requester_id = _requester_id(session, actor, data.requester)
     request_type, team_id, entity_id, assignee_id = _resolve_common(session, data)
-    if team_id is None and actor.user_id is not None:  # the requester's first team
-        team_id = min(identity.team_ids_of(session=session, user_id=actor.user_id), default=None)
+    if team_id is None and requester_id is not None:  # the requester's first team
+        team_id = min(identity.team_ids_of(session=session, user_id=requester_id), default=None)
     now = now or utcnow()
     first_due, done_due = _due(request_type, data.priority, now)
     ticket = Ticket(
@@ -274,7 +295,7 @@ def create(
         title=data.title.strip(),
         description=data.description,
         priority=data.priority,
-        requester_user_id=actor.user_id,
+        requester_user_id=requester_id,
         requesting_team_id=team_id,
         entity_id=entity_id,
         assignee_user_id=assignee_id,
@@ -446,7 +467,11 @@ def update(*, session: Session, actor: Actor, ticket_id: int, changes: Mapping[s
     if "entity" in changes:
         ref = changes["entity"]
         try:
-            ticket.entity_id = catalog.get_by_ref(session=session, ref=ref).id if ref else None
+            ticket.entity_id = (
+                catalog.get_by_ref(session=session, ref=ref, field="body.entity").id
+                if ref
+                else None
+            )
         except NotFound as exc:
             raise ValidationFailed.one("body.entity", exc.detail) from exc
     if "assignee" in changes:
@@ -479,19 +504,36 @@ def update(*, session: Session, actor: Actor, ticket_id: int, changes: Mapping[s
     return ticket
 
 
-def add_comment(*, session: Session, actor: Actor, ticket_id: int, body: str) -> Comment:
+def may_see_internal(actor: Actor) -> bool:
+    """Internal notes are for SREs and admins: not the requester, not other members."""
+    return actor.role in PRIVILEGED
+
+
+def add_comment(
+    *, session: Session, actor: Actor, ticket_id: int, body: str, internal: bool = False
+) -> Comment:
+    """Comment on a ticket; ``internal``: an SRE-only note, never shown or sent to the requester."""
     ticket = get(session=session, ticket_id=ticket_id)
     is_requester = actor.user_id is not None and actor.user_id == ticket.requester_user_id
     if not (is_requester and actor.role != Role.VIEWER.value) and not may_work_on(
         session, actor, ticket
     ):
         raise Forbidden("only the requester, the assigned team, SREs and admins may comment")
+    if internal and not may_see_internal(actor):
+        raise Forbidden("only SREs and admins may write internal notes")
     if not body.strip():
         raise ValidationFailed.one("body.body", "must not be empty")
     now = utcnow()
-    comment = Comment(ticket_id=ticket.id, author_user_id=actor.user_id, body=body, created_at=now)
+    comment = Comment(
+        ticket_id=ticket.id,
+        author_user_id=actor.user_id,
+        body=body,
+        internal=internal,
+        created_at=now,
+    )
     session.add(comment)
-    if not is_requester and ticket.first_response_at is None:
+    # An internal note is no answer to the requester: it does not stop the first-response clock.
+    if not is_requester and not internal and ticket.first_response_at is None:
         ticket.first_response_at = now
     ticket.updated_at = now
     session.flush()
@@ -501,15 +543,16 @@ def add_comment(*, session: Session, actor: Actor, ticket_id: int, body: str) ->
         action="ticket.comment",
         object_type=OBJECT_TYPE,
         object_id=ticket.id,
-        after={"comment_id": comment.id},
+        after={"comment_id": comment.id, "internal": internal},
     )
     events.emit(
         session=session,
         type="ticket.commented",
         subject=f"ticket:{ticket.id}",
-        payload={"id": ticket.id, "comment_id": comment.id},
+        payload={"id": ticket.id, "comment_id": comment.id, "internal": internal},
     )
-    _tell_requester(session, actor, ticket, f"New comment on ticket #{ticket.id}", body[:200])
+    if not internal:
+        _tell_requester(session, actor, ticket, f"New comment on ticket #{ticket.id}", body[:200])
     return comment
 
 
@@ -631,59 +674,6 @@ def record_resolved_work(
     return ticket
 
 
-# -- queues ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QueueFilters:
-    view: str = "all"  # all | triage | mine | team | breaching
-    user_id: int | None = None  # for "mine"
-    team_id: int | None = None  # for "team" (assigned team)
-    type_id: int | None = None
-    status: str | None = None
-    priority: str | None = None
-    label: str | None = None
-    requesting_team_id: int | None = None
-
-
-def queue(
-    *,
-    session: Session,
-    filters: QueueFilters,
-    after_id: int | None,
-    limit: int,
-    now: dt.datetime | None = None,
-) -> list[Ticket]:
-    """Tickets of a queue view, oldest first."""
-    now = now or utcnow()
-    query = sa.select(Ticket)
-    open_ = [s.value for s in OPEN_STATUSES]
-    if filters.view == "triage":
-        query = query.where(Ticket.status == Status.NEW.value)
-    elif filters.view == "mine":
-        query = query.where(Ticket.assignee_user_id == filters.user_id, Ticket.status.in_(open_))
-    elif filters.view == "team":
-        query = query.where(Ticket.assignee_team_id == filters.team_id, Ticket.status.in_(open_))
-    elif filters.view == "breaching":
-        query = query.where(
-            Ticket.status.in_(open_),
-            sa.or_(
-                Ticket.done_due_at < now,
-                sa.and_(Ticket.first_response_at.is_(None), Ticket.first_response_due_at < now),
-            ),
-        )
-    if filters.type_id is not None:
-        query = query.where(Ticket.type_id == filters.type_id)
-    if filters.status:
-        query = query.where(Ticket.status == filters.status)
-    if filters.priority:
-        query = query.where(Ticket.priority == filters.priority)
-    if filters.requesting_team_id is not None:
-        query = query.where(Ticket.requesting_team_id == filters.requesting_team_id)
-    if filters.label:
-        # Labels are a small JSON list; match the quoted label in its text form.
-        query = query.where(sa.cast(Ticket.labels, sa.String).like(f'%"{filters.label}"%'))
-    return list(session.scalars(keyset(query, Ticket.id, position=after_id, limit=limit)))
-
-
 def breach(ticket: Ticket, now: dt.datetime | None = None) -> str | None:
     """Why a ticket is past its targets, if it is."""
     now = now or utcnow()
@@ -700,9 +690,29 @@ def breach(ticket: Ticket, now: dt.datetime | None = None) -> str | None:
     return None
 
 
+def comments_of(
+    *,
+    session: Session,
+    ticket_id: int,
+    include_internal: bool,
+    after_id: int | None,
+    limit: int,
+) -> list[Comment]:
+    """One page of a ticket's comments, oldest first; internal notes only when asked."""
+    query = sa.select(Comment).where(Comment.ticket_id == ticket_id)
+    if not include_internal:
+        query = query.where(Comment.internal.is_(False))
+    return list(session.scalars(keyset(query, Comment.id, position=after_id, limit=limit)))
+
+
 def history(
-    *, session: Session, ticket_id: int
+    *, session: Session, ticket_id: int, include_internal: bool = False
 ) -> tuple[list[StatusChange], list[Comment], list[WorkLog]]:
+    """A ticket's status changes, comments and work logs; internal notes only when asked
+    (``include_internal=may_see_internal(actor)``)."""
+    comment_query = sa.select(Comment).where(Comment.ticket_id == ticket_id)
+    if not include_internal:
+        comment_query = comment_query.where(Comment.internal.is_(False))
     changes = list(
         session.scalars(
             sa.select(StatusChange)
@@ -710,11 +720,7 @@ def history(
             .order_by(StatusChange.id)
         )
     )
-    comments = list(
-        session.scalars(
-            sa.select(Comment).where(Comment.ticket_id == ticket_id).order_by(Comment.id)
-        )
-    )
+    comments = list(session.scalars(comment_query.order_by(Comment.id)))
     logs = list(
         session.scalars(
             sa.select(WorkLog).where(WorkLog.ticket_id == ticket_id).order_by(WorkLog.id)
