@@ -215,7 +215,12 @@ def bench_golden(work: Path, *, repeat: int, admin_url: str | None) -> bool:
                     session=session,
                     actor=requester,
                     template_name=template,
-                    parameters={"name": name, "description": "Benchmark service"},
+                    parameters={
+                        "name": name,
+                        "description": "Benchmark service",
+                        "database": why_not is None,
+                    },
+                    settings=settings,
                 ).id
                 # The golden path creates a database, so it waits for the team lead (issue 11):
                 # approved at once here, since what is measured is the run, not the waiting.

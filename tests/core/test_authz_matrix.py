@@ -772,6 +772,19 @@ PAGE_SCENARIOS: dict[tuple[str, str], Scenario] = {
         owner="sre",
         outsiders=("member_a", "viewer"),
     ),
+    ("POST", "/people"): Scenario(
+        lambda w, a: (
+            "/people",
+            {
+                "email": f"page-person-{id(w)}@example.com",
+                "role": "member",
+                "time_zone": "UTC",
+                "password": "a first password",
+            },
+        ),
+        owner="admin",
+        outsiders=("member_a", "sre", "viewer"),
+    ),
     ("POST", "/teams/{slug}/members"): Scenario(
         lambda w, a: ("/teams/team-a/members", {"email": make_user(w.db).email}),
         owner="member_a",
@@ -926,19 +939,6 @@ PAGE_SCENARIOS.update(
             lambda w, a: (f"/selfservice/runs/{_ss_page_run(w, a, secret=True)}/secrets", {}),
             owner="member_a",
             outsiders=("member_b", "sre", "viewer"),
-        ),
-        ("POST", "/selfservice/access"): Scenario(
-            lambda w, a: (
-                "/selfservice/access",
-                {
-                    "entity": _ss_page_entity(w, "member_a"),
-                    "access": "read",
-                    "reason": "matrix",
-                    "days": "30",
-                },
-            ),
-            owner="member_b",
-            outsiders=("viewer",),
         ),
         ("POST", "/selfservice/access/{grant_id}/approve"): Scenario(
             lambda w, a: (

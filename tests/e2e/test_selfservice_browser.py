@@ -215,7 +215,7 @@ def test_member_fills_the_form_and_watches_the_run_succeed(
     expect(page.get_by_label("Requesting team")).to_have_value("payments")
     page.get_by_label("Service name").fill("Not Valid")
     page.get_by_role("button", name="Run", exact=True).click()
-    expect(page.locator(".field-error").first).to_contain_text("does not match")
+    expect(page.locator(".field-error").first).to_contain_text("is not in the expected form")
     page.get_by_label("Service name").fill("greeter")
     page.get_by_label("Copies").fill("2")
     shot(page, artifacts / "selfservice-form-1280.png")

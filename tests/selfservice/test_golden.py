@@ -27,6 +27,7 @@ from lamplighter.core import identity
 from lamplighter.core.context import Actor
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
+from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.models import AuditEntry, InboxItem, Team, User
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import golden, grants, lifecycle, runs, templates
@@ -49,16 +50,32 @@ def actor_for(db: Database, user: User) -> Actor:
     return Actor(kind="user", label=user.email, user_id=user.id, role=user.role, team_ids=team_ids)
 
 
-def start(db: Database, actor: Actor, template: str, parameters: dict[str, Any]) -> int:
+def start(
+    db: Database,
+    actor: Actor,
+    template: str,
+    parameters: dict[str, Any],
+    settings: Settings | None = None,
+) -> int:
     with db.transaction() as session:
         return runs.start(
-            session=session, actor=actor, template_name=template, parameters=parameters
+            session=session,
+            actor=actor,
+            template_name=template,
+            parameters=parameters,
+            settings=settings,
         ).id
 
 
-def start_approved(db: Database, actor: Actor, template: str, parameters: dict[str, Any]) -> int:
+def start_approved(
+    db: Database,
+    actor: Actor,
+    template: str,
+    parameters: dict[str, Any],
+    settings: Settings | None = None,
+) -> int:
     """Start a run and approve it (python-web-service waits for a lead: it makes a database)."""
-    run_id = start(db, actor, template, parameters)
+    run_id = start(db, actor, template, parameters, settings)
     with db.transaction() as session:
         runs.approve(session=session, actor=SYSTEM, run_id=run_id)
     return run_id
@@ -107,7 +124,7 @@ def platform(db: Database) -> Team:
 
 @pytest.fixture
 def team(db: Database) -> Team:
-    return make_team(db, slug="payments")
+    return make_team(db, slug="payments", lead=make_user(db, email="payments-lead@example.com"))
 
 
 @pytest.fixture
@@ -221,6 +238,7 @@ def test_golden_path_1_ends_with_a_repository_a_database_catalog_entries_and_a_j
         requester,
         "python-web-service",
         {"name": service_name, "description": "Takes payments", "python_version": "3.11"},
+        settings,
     )
     drain(db, settings)
     run, steps = load(db, run_id)
@@ -229,6 +247,7 @@ def test_golden_path_1_ends_with_a_repository_a_database_catalog_entries_and_a_j
         ("repo", "succeeded"),
         ("ci", "succeeded"),
         ("database", "succeeded"),
+        ("register_database", "succeeded"),
         ("register", "succeeded"),
     ]
     assert time.perf_counter() - started < 30  # the benchmark holds the real target (5 s)
@@ -300,18 +319,24 @@ def test_golden_path_1_ends_with_a_repository_a_database_catalog_entries_and_a_j
 def test_a_dry_run_of_golden_path_1_renders_every_step_and_creates_nothing(
     db: Database, shipped: templates.SyncResult, settings: Settings, requester: Actor
 ) -> None:
-    with db.transaction() as session:
-        run_id = runs.start(
-            session=session,
-            actor=requester,
-            template_name="python-web-service",
-            parameters={"name": "orders-api"},
-            dry_run=True,
-        ).id
-    drain(db, settings)  # no PostgreSQL server is configured: a dry run never connects
-    run, steps = load(db, run_id)
-    assert run.status == "succeeded", run.error
-    assert [s.status for s in steps] == ["skipped"] * 4
+    def dry_run(parameters: dict[str, Any]) -> tuple[Run, list[RunStep]]:
+        with db.transaction() as session:
+            run_id = runs.start(
+                session=session,
+                actor=requester,
+                template_name="python-web-service",
+                parameters=parameters,
+                dry_run=True,
+            ).id
+        drain(db, settings)
+        return load(db, run_id)
+
+    # No PostgreSQL server is configured here: a dry run with the database says so at that
+    # step, naming the setting, instead of passing and leaving the real run to fail.
+    run, steps = dry_run({"name": "orders-api"})
+    assert run.status == "failed" and run.failed_step == "database"
+    assert "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL" in (run.error or "")
+    assert [s.status for s in steps][:3] == ["skipped", "skipped", "failed"]
     assert steps[0].input is not None and steps[0].input["owner"] == "payments"
     assert steps[1].input == {
         "clone_url": "<output of step repo>",
@@ -319,6 +344,16 @@ def test_a_dry_run_of_golden_path_1_renders_every_step_and_creates_nothing(
         "python_version": "3.12",
     }
     assert steps[2].input == {"database": "orders_api"}
+
+    # Without the database it passes: every step checked, the database steps left out.
+    run, steps = dry_run({"name": "orders-api", "database": False})
+    assert run.status == "succeeded", run.error
+    assert [s.step_id for s in steps] == ["repo", "ci", "database", "register_database", "register"]
+    assert [s.status for s in steps] == ["skipped"] * 5
+    assert steps[2].input is None and steps[3].input is None  # their condition was false
+    assert steps[4].input is not None
+    assert steps[4].input["entities"][0]["depends_on"] == []
+    assert run.outputs is not None and run.outputs["entities"] == ["service:default/orders-api", ""]
     assert not local_git_root(settings).exists()
     assert run.ticket_id is None
 
@@ -336,22 +371,28 @@ def test_a_failure_in_the_last_step_of_golden_path_1_leaves_nothing_and_a_retry_
 ) -> None:
     settings = pg_settings
     database = service_name.replace("-", "_")
-    taken = f"{service_name}-db"  # someone registered the database's catalog name first
+    run_id = start_approved(db, requester, "python-web-service", {"name": service_name}, settings)
+    # Someone registers the database's catalog name after the run was checked and approved.
+    taken = f"{service_name}-db"
     with db.transaction() as session:
         catalog.create(
             session=session,
             actor=SYSTEM,
             data=catalog.EntityInput(kind="resource", name=taken, owner=platform.slug),
         )
-
-    run_id = start_approved(db, requester, "python-web-service", {"name": service_name})
     drain(db, settings)
     run, steps = load(db, run_id)
     assert run.status == "failed"
-    assert run.failed_step == "register"
-    assert (run.error or "").startswith("step register (catalog.register) failed:")
+    assert run.failed_step == "register_database"
+    assert (run.error or "").startswith("step register_database (catalog.register) failed:")
     assert f"resource:default/{taken} exists already" in (run.error or "")
-    assert [s.status for s in steps] == ["compensated", "compensated", "compensated", "failed"]
+    assert [s.status for s in steps] == [
+        "compensated",
+        "compensated",
+        "compensated",
+        "failed",
+        "pending",
+    ]
     # Nothing left behind: no repository (not even a half-built one), no database, no role,
     # no catalog entity of the run, no journal entry.
     git_root = local_git_root(settings)
@@ -371,7 +412,7 @@ def test_a_failure_in_the_last_step_of_golden_path_1_leaves_nothing_and_a_retry_
     drain(db, settings)
     run, steps = load(db, run_id)
     assert run.status == "succeeded", run.error
-    assert [s.status for s in steps] == ["succeeded"] * 4
+    assert [s.status for s in steps] == ["succeeded"] * 5
     assert sorted(p.name for p in local_git_root(settings).iterdir()) == [f"{service_name}.git"]
     assert pg_exists("pg_database", "datname", database)
     with db.transaction() as session:
@@ -395,9 +436,16 @@ def test_golden_path_2_waits_for_the_owning_team_leads_approval(
             actor=SYSTEM,
             data=catalog.EntityInput(kind="service", name="ledger", owner=team.slug),
         )
-    run_id = start(
-        db, requester, "postgres-database", {"service": "ledger", "database": "ledger_reports"}
+    parameters = {"service": "ledger", "database": "ledger_reports"}
+    # Where no PostgreSQL server is configured, the run is refused before anything is queued,
+    # naming the setting that enables it.
+    with pytest.raises(ValidationFailed) as refused:
+        start(db, requester, "postgres-database", parameters, settings)
+    assert "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL" in refused.value.detail
+    configured = settings.model_copy(
+        update={"selfservice_postgres_admin_url": SecretStr("postgresql://admin@db.invalid/x")}
     )
+    run_id = start(db, requester, "postgres-database", parameters, configured)
     drain(db, settings)  # nothing runs before the approval
     run, steps = load(db, run_id)
     assert run.status == "awaiting_approval"
@@ -408,9 +456,11 @@ def test_golden_path_2_waits_for_the_owning_team_leads_approval(
                 InboxItem.title == "Approve a run of PostgreSQL database for an existing service?"
             )
         ).all()
-        assert [user_id for user_id, _ in asked] == [platform.lead_user_id]
+        # The lead of the team the run is for decides, told why it is them.
+        assert [user_id for user_id, _ in asked] == [team.lead_user_id]
         assert "database='ledger_reports'" in asked[0][1]
-        lead = session.get(User, platform.lead_user_id)
+        assert "leads Payments, the team this run is for" in asked[0][1]
+        lead = session.get(User, team.lead_user_id)
         assert lead is not None
     with db.transaction() as session:
         runs.reject(
@@ -440,9 +490,11 @@ def test_golden_path_2_approved_creates_the_database_and_its_catalog_resource(
             actor=SYSTEM,
             data=catalog.EntityInput(kind="service", name="ledger", owner=team.slug),
         )
-    run_id = start(db, requester, "postgres-database", {"service": "ledger", "database": database})
+    run_id = start(
+        db, requester, "postgres-database", {"service": "ledger", "database": database}, pg_settings
+    )
     with db.transaction() as session:
-        lead = session.get(User, platform.lead_user_id)
+        lead = session.get(User, team.lead_user_id)
         assert lead is not None
     with db.transaction() as session:
         runs.approve(session=session, actor=actor_for(db, lead), run_id=run_id)
@@ -484,21 +536,34 @@ def test_golden_path_3_files_a_grant_that_waits_for_the_resources_accountable_pe
     run, _ = load(db, run_id)
     assert run.status == "queued"  # the template asks no approval: the grant does
     drain(db, settings)
+    # The run does not claim success while no access exists: it waits for the decision, and
+    # nothing is journaled (no effort counted) yet.
     run, steps = load(db, run_id)
-    assert run.status == "succeeded", run.error
+    assert run.status == "awaiting_decision", run.error
+    assert steps[0].status == "waiting"
     assert steps[0].output is not None and steps[0].output["status"] == "pending"
+    assert run.ticket_id is None
     grant_id = steps[0].output["grant_id"]
     with db.transaction() as session:
-        asked = session.scalars(
-            sa.select(InboxItem.user_id).where(InboxItem.title.startswith("Access request"))
+        asked = session.execute(
+            sa.select(InboxItem.user_id, InboxItem.link).where(
+                InboxItem.title.startswith("Decide on an access request")
+            )
         ).all()
-        assert asked == [owner.id]
+        assert [tuple(row) for row in asked] == [
+            (owner.id, f"/selfservice/access#grant-{grant_id}")
+        ]
         grant = grants.get(session=session, grant_id=grant_id)
         assert (grant.grantee_user_id, grant.access) == (requester.user_id, "read")
-        ticket = session.get(Ticket, run.ticket_id)
-        assert ticket is not None and ticket.effort_minutes == 20  # the "access-grant" type
     with db.transaction() as session:
         grants.approve(session=session, actor=actor_for(db, owner), grant_id=grant_id)
+    drain(db, settings)
+    run, steps = load(db, run_id)
+    assert run.status == "succeeded", run.error
+    assert steps[0].status == "succeeded" and steps[0].output is not None
+    assert steps[0].output["status"] == "active"
     with db.transaction() as session:
         assert grants.get(session=session, grant_id=grant_id).status == "active"
+        ticket = session.get(Ticket, run.ticket_id)
+        assert ticket is not None and ticket.effort_minutes == 20  # the "access-grant" type
         assert session.scalar(sa.select(sa.func.count()).select_from(Template)) == 3

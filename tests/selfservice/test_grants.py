@@ -103,7 +103,9 @@ def test_a_request_waits_for_the_accountable_person_who_is_notified(db: Database
     grant = request(db, org)
     assert grant.status == "pending"
     assert grant.expires_at == NOW + dt.timedelta(days=30)
-    assert any("Access request: read access" in t for t in inbox_titles(db, org.accountable))
+    assert any(
+        "Decide on an access request: read access" in t for t in inbox_titles(db, org.accountable)
+    )
     assert inbox_titles(db, org.lead) == []  # the accountable person decides, not the lead
     assert event_types(db) == ["access.requested"]
     assert audit_actions(db, grant.id) == ["access.request"]
@@ -170,7 +172,7 @@ def test_the_team_lead_decides_when_there_is_no_accountable_person(db: Database)
         assert entity is not None
         entity.accountable_user_id = None
     grant = request(db, org)
-    assert any("Access request" in t for t in inbox_titles(db, org.lead))
+    assert any("Decide on an access request" in t for t in inbox_titles(db, org.lead))
     with db.transaction() as session, pytest.raises(Forbidden):
         grants.approve(session=session, actor=actor_of(db, org.accountable), grant_id=grant.id)
     with db.transaction() as session:

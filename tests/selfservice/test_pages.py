@@ -18,7 +18,7 @@ from lamplighter.core.db import Database
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.models import Team, User
 from lamplighter.core.settings import Settings
-from lamplighter.selfservice import forms, grants, templates
+from lamplighter.selfservice import forms, golden, grants, templates
 from lamplighter.selfservice.actions.base import (
     Action,
     ActionError,
@@ -223,14 +223,16 @@ def test_a_bad_value_comes_back_next_to_its_field_and_nothing_is_created(
     response = submit(client, csrf, "echo-service", name="Bad Name!", size="2", tags="a\nb")
     assert response.status_code == 422
     name = field_block(response.text, "name")
-    assert "field-error" in name and "does not match" in name
+    # In words, not the regular expression the schema holds.
+    assert "field-error" in name and "is not in the expected form" in name
+    assert "does not match" not in name
     assert 'value="Bad Name!"' in name  # what was typed stays
     assert "a\nb" in response.text
     assert run_count(db) == 0
     words = submit(client, csrf, "echo-service", name="pay", size="many")
     assert words.status_code == 422 and "enter a number" in field_block(words.text, "size")
     big = submit(client, csrf, "echo-service", name="pay", size="11")
-    assert big.status_code == 422 and "maximum of 10" in field_block(big.text, "size")
+    assert big.status_code == 422 and "must be at most 10" in field_block(big.text, "size")
     missing = submit(client, csrf, "echo-service", name="")
     assert missing.status_code == 422 and "is required" in field_block(missing.text, "name")
     assert run_count(db) == 0
@@ -360,12 +362,13 @@ def test_secrets_are_shown_once(client: TestClient, db: Database, settings: Sett
     assert "were shown once already" in text(client.get(location))
 
 
-def test_access_is_asked_for_and_decided_on_the_access_page(
-    client: TestClient, db: Database
+def test_access_is_asked_for_through_one_form_and_the_run_ends_with_the_decision(
+    client: TestClient, db: Database, settings: Settings
 ) -> None:
     owner = person(db)
     make_team(db, slug="data", lead=owner)
     with db.transaction() as session:
+        golden.load_golden(session=session, actor=SYSTEM, settings=settings)
         catalog.create(
             session=session,
             actor=SYSTEM,
@@ -373,23 +376,39 @@ def test_access_is_asked_for_and_decided_on_the_access_page(
         )
     asker = person(db)
     csrf = sign_in(client, asker)
-    unknown = client.post(
-        "/selfservice/access",
-        data={"csrf_token": csrf, "entity": "resource:default/nope", "reason": "x", "days": "7"},
-    )
-    assert unknown.status_code == 404 and "no catalog entity" in unknown.text
-    asked = client.post(
-        "/selfservice/access",
-        data={
-            "csrf_token": csrf,
-            "entity": "resource:default/orders-db",
-            "access": "read",
-            "reason": "reports",
-            "days": "7",
-        },
-        follow_redirects=False,
-    )
-    assert asked.status_code == 303
+    # The access page has no form of its own: it leads to the access golden path.
+    page = client.get("/selfservice/access")
+    assert 'href="/selfservice/templates/access"' in page.text
+    assert 'action="/selfservice/access"' not in page.text
+    # Linked from an entity page, the form comes filled in.
+    form = client.get("/selfservice/templates/access?entity=resource:default/orders-db")
+    assert 'value="resource:default/orders-db"' in field_block(form.text, "entity")
+    # The card says who decides rather than "No approval" alone.
+    assert "accountable person" in text(client.get("/selfservice"))
+
+    def ask(entity: str) -> Any:
+        return client.post(
+            "/selfservice/templates/access",
+            data={
+                "csrf_token": csrf,
+                "param.entity": entity,
+                "param.access": "read",
+                "param.reason": "reports",
+                "param.duration_days": "7",
+            },
+            follow_redirects=False,
+        )
+
+    unknown = ask("orders-dbb")
+    assert unknown.status_code == 422
+    assert "no catalog entity" in field_block(unknown.text, "entity")
+    assert run_count(db) == 0  # checked before anything is queued
+    asked = ask("orders-db")  # a bare name, unique across kinds, is enough
+    assert asked.status_code == 303, asked.text
+    run_url = asked.headers["location"]
+    drain(db, settings)
+    waiting = client.get(run_url)
+    assert "Awaiting decision" in text(waiting) and "Succeeded" not in text(waiting)
     assert "Pending" in text(client.get("/selfservice/access"))
 
     csrf = sign_in(client, owner)
@@ -397,6 +416,7 @@ def test_access_is_asked_for_and_decided_on_the_access_page(
     assert "Waiting for your decision" in text(page) and "reports" in text(page)
     with db.transaction() as session:
         grant_id = session.scalars(sa.select(grants.AccessGrant.id)).one()
+    assert f'id="grant-{grant_id}"' in page.text  # where the decider's inbox link leads
     no_reason = client.post(f"/selfservice/access/{grant_id}/reject", data={"csrf_token": csrf})
     assert no_reason.status_code == 422 and "say why" in no_reason.text
     approved = client.post(
@@ -405,7 +425,9 @@ def test_access_is_asked_for_and_decided_on_the_access_page(
         follow_redirects=False,
     )
     assert approved.status_code == 303
+    drain(db, settings)
     csrf = sign_in(client, asker)
+    assert "Succeeded" in text(client.get(run_url))
     assert "Active" in text(client.get("/selfservice/access"))
     revoked = client.post(
         f"/selfservice/access/{grant_id}/revoke", data={"csrf_token": csrf}, follow_redirects=False

@@ -142,8 +142,8 @@ def test_an_approved_run_tells_each_step_of_its_life(
         "selfservice.run.succeeded",
     ]
     assert actions == [f"selfservice.run.{a}" for a in ("start", "approve", "running", "succeeded")]
-    assert f"Your template run {run_id} was approved" in inbox
-    assert f"Your template run {run_id} succeeded" in inbox
+    assert f"Your run {run_id} of Restore a database was approved" in inbox
+    assert f"Your run {run_id} of Restore a database succeeded" in inbox
     with db.sessionmaker() as session:
         succeeded = session.scalars(
             sa.select(Event.payload).where(Event.type == "selfservice.run.succeeded")
@@ -169,7 +169,7 @@ def test_a_rejected_run_says_why_in_its_event_and_the_inbox(
         )
     kinds, _, inbox = story(db, run_id)
     assert kinds == ["selfservice.run.requested", "selfservice.run.rejected"]
-    assert f"Your template run {run_id} was rejected" in inbox
+    assert f"Your run {run_id} of Restore a database was rejected" in inbox
     with db.sessionmaker() as session:
         payload = session.scalars(
             sa.select(Event.payload).where(Event.type == "selfservice.run.rejected")
@@ -197,7 +197,9 @@ def test_giving_up_tells_the_requester_like_any_failure_and_a_retry_is_an_event(
     kinds, actions, inbox = story(db, run_id)
     assert kinds[-1] == "selfservice.run.failed"
     assert actions[-1] == "selfservice.run.failed"
-    assert f"Your template run {run_id} failed" in inbox  # before, the give-up path told no one
+    assert (
+        f"Your run {run_id} of Restore a database failed" in inbox
+    )  # before, the give-up path told no one
 
     monkeypatch.undo()
     with db.transaction() as session:

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from pydantic import SecretStr
 
 from lamplighter.core.db import Database
 from lamplighter.core.models import Event
@@ -82,6 +83,20 @@ def test_a_members_privileged_template_waits_for_review_before_it_can_run(
     )
     assert published["effective_approval"] == "team-lead"
     assert "selfservice.template.created" in event_types(db)
+
+    # Published, it still cannot run where no PostgreSQL server is configured: it says which
+    # setting enables it, and nothing is queued.
+    start = client.post(
+        "/api/v1/templates/quick-db/runs",
+        json={"parameters": {"database": "mine"}},
+        headers=tokens["dev"],
+    )
+    assert start.status_code == 422, start.text
+    assert "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL" in start.json()["detail"]
+    assert runs_of(db) == []
+    client.app.state.settings = client.app.state.settings.model_copy(
+        update={"selfservice_postgres_admin_url": SecretStr("postgresql://admin@db.invalid/x")}
+    )
 
     # Even published, approval: none does not skip the database's minimum approval.
     start = client.post(

@@ -22,7 +22,7 @@ from lamplighter.catalog.api import KindPath, NamePath
 from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, identity, people
 from lamplighter.core.context import Actor
-from lamplighter.core.deps import BoxDep, CurrentActor, Id, PageDep, SessionDep
+from lamplighter.core.deps import BoxDep, CurrentActor, Id, PageDep, SessionDep, SettingsDep
 from lamplighter.core.errors import FieldError, NotFound, ValidationFailed
 from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page
@@ -310,9 +310,16 @@ def run_detail(session: Session, run: Run) -> RunDetail:
         for step in runs.steps_of(session=session, run_id=run.id)
     ]
     awaiting: list[str] = []
+    why: str | None = None
     if run.status == RunStatus.AWAITING_APPROVAL.value:
-        ids = runs.approver_ids(session=session, run=run)
-        awaiting = [e for e in (_email(session, i) for i in ids) if e is not None]
+        asked = runs.approvers(session=session, run=run)
+        awaiting = [e for e in (_email(session, i) for i in asked.user_ids) if e is not None]
+        why = asked.why
+    waiting_for = None
+    if run.status == RunStatus.AWAITING_DECISION.value:
+        waiting = next((s for s in steps if s.status == "waiting"), None)
+        if waiting is not None and "waiting for " in waiting.log:
+            waiting_for = waiting.log.rsplit("waiting for ", 1)[1].split("\n", 1)[0]
     outputs: dict[str, Any] = {"links": [], "entities": []}
     if run.status == RunStatus.SUCCEEDED.value:
         outputs = runs.rendered_outputs(session=session, run=run)
@@ -321,6 +328,8 @@ def run_detail(session: Session, run: Run) -> RunDetail:
         **run_read(session, run).model_dump(),
         approval=str(run.spec.get("approval", "none")),
         awaiting=awaiting,
+        awaiting_why=why,
+        waiting_for=waiting_for,
         steps=steps,
         outputs=outputs,
         secrets=[SecretBrief(name=name, revealed=revealed) for name, revealed in secrets],
@@ -337,9 +346,13 @@ def start_run(
     session: SessionDep,
     actor: CurrentActor,
     box: BoxDep,
+    settings: SettingsDep,
 ) -> RunDetail:
-    """Start a run: the parameters are checked first; the run is then queued for the worker,
-    or waits for approval when the template asks for one. Poll ``GET /runs/{id}``."""
+    """Start a run: the parameters are checked first, against the template's schema, the
+    catalog (references exist, names are free) and this installation (every step that runs
+    can run here); every problem is named at once. The run is then queued for the worker, or
+    waits for approval when the template asks for one. Poll ``GET /runs/{id}``. A dry run is
+    created without those checks and fails on the first step that would fail."""
     with fields_under("body"):
         run = runs.start(
             session=session,
@@ -349,6 +362,7 @@ def start_run(
             dry_run=body.dry_run,
             requesting_team=body.requesting_team,
             box=box,
+            settings=settings,
         )
     session.commit()
     response.headers["Location"] = f"/api/v1/runs/{run.id}"
@@ -365,7 +379,8 @@ def list_runs(
         str | None,
         Query(
             alias="status",
-            pattern="^(awaiting_approval|queued|running|succeeded|failed|rejected)$",
+            pattern="^(awaiting_approval|awaiting_decision|queued|running|succeeded|failed|"
+            "rejected)$",
         ),
     ] = None,
     mine: Annotated[bool, Query(description="Only the runs you started.")] = False,

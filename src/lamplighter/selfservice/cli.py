@@ -49,6 +49,8 @@ run_app = typer.Typer(
 )
 T = TypeVar("T")
 ENDED = frozenset({"succeeded", "failed", "rejected"})
+# A run in these waits for a person; following it would wait for them too.
+WAITING = frozenset({"awaiting_approval", "awaiting_decision"})
 STEP_DONE = frozenset({"succeeded", "skipped", "failed", "compensated", "compensation_failed"})
 STYLE = {
     "succeeded": "green",
@@ -378,7 +380,7 @@ def _follow(
     detail: dict[str, Any], read: Callable[[], dict[str, Any]], output: Output
 ) -> dict[str, Any]:
     """Poll the run and show each step's status until the run ends or waits for approval."""
-    if detail["status"] in ENDED or detail["status"] == "awaiting_approval":
+    if detail["status"] in ENDED | WAITING:
         return detail
     columns = (
         SpinnerColumn(finished_text="•"),
@@ -395,7 +397,7 @@ def _follow(
         }
         try:
             while True:
-                over = detail["status"] in ENDED or detail["status"] == "awaiting_approval"
+                over = detail["status"] in ENDED | WAITING
                 for step in detail["steps"]:
                     style = STYLE.get(step["status"], "")
                     status = f"[{style}]{step['status']}[/]" if style else step["status"]
@@ -449,7 +451,14 @@ def _show_run(detail: dict[str, Any], output: Output) -> None:
         summary["error"] = detail["error"]
     if detail["awaiting"]:
         summary["awaiting approval by"] = ", ".join(detail["awaiting"])
-    emit(summary, output, title=f"Run {detail['id']}")
+        if detail.get("awaiting_why"):
+            summary["why them"] = detail["awaiting_why"]
+    if detail.get("waiting_for"):
+        summary["waiting for"] = detail["waiting_for"]
+    title = f"{'Dry run' if detail['dry_run'] else 'Run'} {detail['id']}"
+    if detail["dry_run"]:
+        title += " (nothing was created)"
+    emit(summary, output, title=title)
     emit(
         [
             {
@@ -620,7 +629,7 @@ def retry(
 def _follow_and_finish(
     ctx: typer.Context, detail: dict[str, Any], follow: bool, output: Output
 ) -> None:
-    if follow and detail["status"] not in ENDED | {"awaiting_approval"}:
+    if follow and detail["status"] not in ENDED | WAITING:
         if client := remote(ctx):
             run_id = detail["id"]
             detail = _follow(detail, lambda: client.call("GET", f"/runs/{run_id}"), output)

@@ -22,8 +22,11 @@ class RunChanged(EventPayload):
 
 RUN_OUTCOMES = {
     "requested": "A run was asked for: it is queued, or waits for approval.",
-    "approved": "A run waiting for approval was approved and queued.",
-    "rejected": "A run waiting for approval was rejected, with the reason.",
+    "approved": "A run waiting for approval (or for a step's decision) was approved and queued.",
+    "rejected": "A run waiting for approval (or for a step's decision) was rejected, with the "
+    "reason.",
+    "awaiting_decision": "A step ran and the run waits for a person's decision (an access "
+    "request's approver) before it goes on.",
     "retried": "A failed run was queued again from its failed step.",
     "started": "A worker began a run's steps.",
     "succeeded": "Every step of a run succeeded (a dry run rendered every input).",

@@ -16,9 +16,10 @@ Parsing only turns text into JSON values; the schema itself is checked by
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -40,6 +41,9 @@ class ParamField:
     default: str  # the default as the form shows it
     attributes: dict[str, str] = field(default_factory=dict)  # min, max, step, pattern, …
     choices: tuple[tuple[str, str], ...] = ()
+    # A type-ahead picker's suggestion URL (text fields with ``format: entity-ref``,
+    # ``team-slug`` or ``person``; ``x-kinds: [resource]`` limits the entities suggested).
+    suggest: str = ""
 
     @property
     def input_name(self) -> str:
@@ -85,6 +89,8 @@ def _widget(schema: Mapping[str, Any]) -> str:
     if kind == "string" and is_secret(schema):
         return "password"
     if kind == "string":
+        if schema.get("format") in PICKERS:
+            return "text"
         long_text = schema.get("format") == "textarea" or int(schema.get("maxLength", 0)) > 200
         return "textarea" if long_text else "text"
     if kind == "array":
@@ -128,6 +134,7 @@ def fields_of(schema: Mapping[str, Any]) -> list[ParamField]:
             choices = tuple((_as_text(v), _as_text(v)) for v in sub.get("enum") or [])
         elif widget == "checkboxes":
             choices = tuple((str(v), str(v)) for v in sub["items"].get("enum") or [])
+        suggest = _suggest_url(sub, PREFIX + str(name)) if widget == "text" else ""
         default = sub.get("default")
         if widget == "password":
             shown = ""  # a secret default stays on the server; left empty, the default applies
@@ -145,9 +152,28 @@ def fields_of(schema: Mapping[str, Any]) -> list[ParamField]:
                 default=shown,
                 attributes=attributes,
                 choices=choices,
+                suggest=suggest,
             )
         )
     return result
+
+
+PICKERS = {
+    "entity-ref": "/catalog/suggest",
+    "team-slug": "/suggest/teams",
+    "person": "/people/suggest",
+}
+
+
+def _suggest_url(schema: Mapping[str, Any], input_name: str) -> str:
+    source = PICKERS.get(str(schema.get("format") or ""))
+    if source is None:
+        return ""
+    query = {"field": input_name}
+    kinds = schema.get("x-kinds")
+    if source == PICKERS["entity-ref"] and isinstance(kinds, list) and kinds:
+        query["kinds"] = ",".join(str(k) for k in kinds)
+    return f"{source}?{urlencode(query)}"
 
 
 def blank(fields: Sequence[ParamField], requesting_team: str = "") -> ParamForm:
@@ -172,7 +198,10 @@ def echo(fields: Sequence[ParamField], form: Mapping[str, Sequence[str]]) -> dic
 
 
 def read(
-    fields: Sequence[ParamField], schema: Mapping[str, Any], form: Mapping[str, Sequence[str]]
+    fields: Sequence[ParamField],
+    schema: Mapping[str, Any],
+    form: Mapping[str, Sequence[str]],
+    validate_schema: Callable[[Mapping[str, Any], Any], Any] = lambda schema, values: values,
 ) -> dict[str, Any]:
     """The submitted form's text as typed parameters.
 
@@ -207,6 +236,13 @@ def read(
         except ValueError as exc:
             problems.append(FieldError(f"parameters.{f.name}", str(exc)))
     if problems:
+        # Every problem of the form at once: the fields that could be read are checked against
+        # the schema too, so one submit names them all.
+        try:
+            validate_schema(schema, typed)
+        except ValidationFailed as more:
+            bad = {p.field for p in problems}
+            problems += [e for e in more.errors if e.field not in bad]
         raise ValidationFailed("; ".join(p.reason for p in problems), errors=problems)
     return typed
 

@@ -26,6 +26,7 @@ from lamplighter.core.context import Actor
 from lamplighter.core.db import Base, utcnow
 from lamplighter.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lamplighter.core.models import Role, User
+from lamplighter.selfservice import decisions
 
 OBJECT_TYPE = "access_grant"
 EXPIRE_JOB = "selfservice.expire_grants"
@@ -151,6 +152,32 @@ def may_decide(session: Session, actor: Actor, entity: Entity) -> bool:
     if actor.user_id is None or actor.role == Role.VIEWER.value:
         return False
     return any(user.id == actor.user_id for user in deciders(session, entity))
+
+
+PENDING_SCAN = 500  # pending requests looked at for "waiting for your decision"
+
+
+def waiting_for(*, session: Session, user_id: int, limit: int = 50) -> list[AccessGrant]:
+    """Pending requests this person is asked to decide (see :func:`deciders`), oldest first."""
+    found: list[AccessGrant] = []
+    asked: dict[int, bool] = {}
+    pending = session.scalars(
+        sa.select(AccessGrant)
+        .where(AccessGrant.status == GrantStatus.PENDING.value)
+        .order_by(AccessGrant.created_at, AccessGrant.id)
+        .limit(PENDING_SCAN)
+    )
+    for grant in pending:
+        if grant.entity_id not in asked:
+            entity = session.get(Entity, grant.entity_id)
+            asked[grant.entity_id] = entity is not None and any(
+                u.id == user_id for u in deciders(session, entity)
+            )
+        if asked[grant.entity_id]:
+            found.append(grant)
+            if len(found) >= limit:
+                break
+    return found
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -296,15 +323,21 @@ def request_grant(
         )
         return grant
     what = _describe(session, grant, entity)
+    days = max(1, round((grant.expires_at - grant.created_at).total_seconds() / 86_400))
     for decider in deciders(session, entity):
         inbox.notify(
             session=session,
             user_id=decider.id,
-            title=f"Access request: {what}",
-            body=f"Reason: {grant.reason}\nUntil: {grant.expires_at.isoformat()}",
-            link=_link(entity),
+            title=f"Decide on an access request: {what}",
+            body=f"Reason: {grant.reason}\nFor {days} day{'s' if days != 1 else ''} from approval.",
+            link=decision_link(grant),
         )
     return grant
+
+
+def decision_link(grant: AccessGrant) -> str:
+    """Where a decider approves or rejects the request: its row on the access page."""
+    return f"/selfservice/access#grant-{grant.id}"
 
 
 def _decide(
@@ -336,6 +369,19 @@ def _decide(
         after=snapshot(grant),
     )
     _emit(session, "access.granted" if approve else "access.rejected", grant, entity)
+    if grant.run_id is not None:
+        # A self-service run waits on this decision: it goes on (or ends), and tells its
+        # requester itself, linking the run.
+        decisions.step_decided(
+            session,
+            actor,
+            run_id=grant.run_id,
+            approved=approve,
+            reason=reason,
+            what=f"access grant #{grant.id}",
+            output_changes={"status": grant.status, "expires_at": grant.expires_at.isoformat()},
+        )
+        return
     if grant.requested_by_user_id is not None and grant.requested_by_user_id != actor.user_id:
         verdict = "approved" if approve else "rejected"
         inbox.notify(
@@ -447,6 +493,16 @@ def revoke(
         after=snapshot(grant),
     )
     _emit(session, "access.revoked", grant, entity)
+    if before["status"] == GrantStatus.PENDING.value and grant.run_id is not None:
+        decisions.step_decided(  # a request withdrawn before its decision ends its run
+            session,
+            actor,
+            run_id=grant.run_id,
+            approved=False,
+            reason=reason or "the request was withdrawn",
+            what=f"access grant #{grant.id}",
+            output_changes={"status": grant.status},
+        )
     told = {actor.user_id}
     for user_id in (grant.grantee_user_id, grant.requested_by_user_id):
         if user_id is not None and user_id not in told:

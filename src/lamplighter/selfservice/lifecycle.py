@@ -1,9 +1,13 @@
 """A run's life, in one place: every status change and what announces it.
 
     requested ─┬─> queued ──> started ──┬─> succeeded
-               │     ^                  └─> failed ──> retried ──> queued ...
+               │     ^                  ├─> failed ──> retried ──> queued ...
+               │     │                  └─> awaiting decision ─┬─> approved ──> queued
+               │     │                                         └─> rejected
                └─> awaiting approval ─┬─> approved ──> queued
                                       └─> rejected
+
+A dry run goes the same way without approvals; its inbox items say it was a dry run.
 
 Each change is told three ways by :func:`announce`: an audit entry (``selfservice.run.<action>``,
 the names the audit log has always used), an event ``selfservice.run.<outcome>`` (typed by
@@ -31,16 +35,24 @@ OBJECT_TYPE = "selfservice_run"
 class Outcome:
     audit_action: str
     inbox_title: str | None  # None: the requester is not told (they caused it, or it is routine)
+    dry_title: str | None = None  # the title for a dry run, when it differs
 
 
 OUTCOMES: dict[str, Outcome] = {
     "requested": Outcome("start", None),
-    "approved": Outcome("approve", "Your template run {id} was approved"),
-    "rejected": Outcome("reject", "Your template run {id} was rejected"),
+    "approved": Outcome("approve", "Your run {id} of {title} was approved"),
+    "rejected": Outcome("reject", "Your run {id} of {title} was rejected"),
     "retried": Outcome("retry", None),
     "started": Outcome("running", None),
-    "succeeded": Outcome("succeeded", "Your template run {id} succeeded"),
-    "failed": Outcome("failed", "Your template run {id} failed"),
+    "succeeded": Outcome(
+        "succeeded",
+        "Your run {id} of {title} succeeded",
+        "Dry run {id} of {title} passed: nothing was created",
+    ),
+    "failed": Outcome(
+        "failed", "Your run {id} of {title} failed", "Dry run {id} of {title} found a problem"
+    ),
+    "awaiting_decision": Outcome("await_decision", "Your run {id} of {title} waits for a decision"),
 }
 assert set(OUTCOMES) == set(RUN_OUTCOMES), "every outcome has an event type"
 
@@ -101,8 +113,10 @@ def announce(
             reason=run.decision_reason,
         ),
     )
-    if spec.inbox_title is not None:
-        notify_requester(session, run, spec.inbox_title.format(id=run.id), body)
+    title = (spec.dry_title if run.dry_run else None) or spec.inbox_title
+    if title is not None:
+        name = str(run.spec.get("title") or run.spec.get("name"))
+        notify_requester(session, run, title.format(id=run.id, title=name), body)
 
 
 def notify_requester(session: Session, run: Run, title: str, body: str = "") -> None:

@@ -23,6 +23,10 @@ manifest = Manifest(
     # The run job, grant expiry, and the built-in and installed actions.
     registers=("lamplighter.selfservice.runner", "lamplighter.selfservice.actions.builtin"),
     entity_panels=("lamplighter.selfservice.pages:access_panel",),
+    home_panels=(
+        "lamplighter.selfservice.home:approvals_panel",
+        "lamplighter.selfservice.home:my_runs_panel",
+    ),
     demo="lamplighter.selfservice.demo:load",
     on_start=("lamplighter.selfservice.golden:sync_on_start",),
 )

@@ -25,6 +25,9 @@ class TemplateSource(enum.StrEnum):
 
 class RunStatus(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
+    # A step ran and waits for a person's decision (an access request's approver); the run
+    # goes on when it is approved and ends rejected when it is not.
+    AWAITING_DECISION = "awaiting_decision"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -35,6 +38,7 @@ class RunStatus(enum.StrEnum):
 class StepStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # done its part; waits for a decision (see RunStatus.AWAITING_DECISION)
     SUCCEEDED = "succeeded"
     SKIPPED = "skipped"
     FAILED = "failed"

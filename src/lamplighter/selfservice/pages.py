@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, identity, people
 from lamplighter.core.authz import PRIVILEGED
@@ -46,9 +45,9 @@ from lamplighter.core.webui import (
     render,
     render_panel,
 )
-from lamplighter.selfservice import forms, grants, runs, templates
+from lamplighter.selfservice import forms, grants, preflight, runs, templates
 from lamplighter.selfservice.grants import AccessGrant, GrantStatus
-from lamplighter.selfservice.models import Approval, Run, RunStatus, Template
+from lamplighter.selfservice.models import Approval, Run, RunStatus, StepStatus, Template
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -59,7 +58,6 @@ APPROVAL_NAMES = {
 }
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 AWAITING_SCAN = 500  # runs awaiting approval looked at for "waiting for you"
-ACCESS_DURATIONS = (("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "A year"))
 
 
 # -- reads the service modules do not offer (yet) ---------------------------------------------
@@ -150,10 +148,13 @@ def templates_page(
     for template in usable:
         team = teams.get(template.owner_team_id)
         groups.setdefault(team.name if team else "No team", []).append(template)
+    settings = request.app.state.settings
     context = {
         "groups": sorted(groups.items()),
         "teams": teams,
         "approval_names": APPROVAL_NAMES,
+        "availability": {t.name: preflight.availability(t.spec or {}, settings) for t in usable},
+        "decided_by": {t.name: templates.decided_by(t.spec or {}) for t in usable},
         "form": FormState({"q": q.strip()}),
         "hidden": hidden,
         "query": query,
@@ -174,16 +175,28 @@ def _form_page(
     fields = forms.fields_of(template.spec.get("parameters") or {})
     my_teams = _my_teams(session, viewer, template)
     owner = _teams_by_id(session, [template.owner_team_id]).get(template.owner_team_id)
+    available = preflight.availability(template.spec or {}, request.app.state.settings)
+    if form is None:
+        form = forms.blank(fields, my_teams[0].slug if my_teams else "")
+        # Steps this installation cannot run start switched off, where a parameter can.
+        for notice in available.optional:
+            for name in notice.switches:
+                if name in form.values:
+                    form.values[name] = ""
+        form.values.update(_prefill(session, viewer, request, fields))
     context = {
         "template": template,
         "owner": owner,
         "fields": fields,
-        "form": form or forms.blank(fields, my_teams[0].slug if my_teams else ""),
-        "team_choices": [(t.slug, t.name) for t in my_teams],
+        "form": form,
+        "availability": available,
+        "decided_by": templates.decided_by(template.spec or {}),
+        "team_choices": _team_choices(session, viewer, my_teams),
         "approval_names": APPROVAL_NAMES,
         "steps": template.spec.get("steps") or [],
         "may_use": _may_use(viewer, template, {t.slug for t in my_teams})
-        and templates.is_published(template),
+        and templates.is_published(template)
+        and available.runnable,
         "published": templates.is_published(template),
         "effective_approval": templates.effective_approval(template.spec or {}).value,
         "draft": template.draft,
@@ -193,6 +206,50 @@ def _form_page(
         "review_form": review_form,
     }
     return render(request, "selfservice/form.html", context, viewer=viewer, status=status)
+
+
+def _team_choices(session: Session, viewer: Viewer, mine: list[Team]) -> list[tuple[str, str]]:
+    """The teams a run may be for: the viewer's own, and for SREs and admins (who may run for
+    any team) every other team after them, so an admin in no team is not stuck with none."""
+    choices = [(t.slug, t.name) for t in mine]
+    if viewer.actor.role in PRIVILEGED:
+        taken = {t.id for t in mine}
+        everyone = identity.list_teams(session=session, after_id=None, limit=MAX_LIMIT)
+        choices += [(t.slug, f"{t.name} (not your team)") for t in everyone if t.id not in taken]
+    return choices
+
+
+def _prefill(
+    session: Session, viewer: Viewer, request: Request, fields: list[forms.ParamField]
+) -> dict[str, str]:
+    """Values for the form from the link that led here: ``?entity=resource:default/x`` (the
+    entity page's "Request access"), or ``?from_run=<id>`` (a run's "Edit and run again":
+    its parameters, secrets left out, for its requester, SREs and admins)."""
+    names = {f.name: f for f in fields}
+    values: dict[str, str] = {}
+    source = request.query_params.get("from_run", "")
+    if source.isdecimal() and len(source) < 12:
+        run = session.get(Run, int(source))
+        if run is not None and (
+            run.requester_user_id == viewer.user.id or viewer.actor.role in PRIVILEGED
+        ):
+            for key, value in (run.parameters or {}).items():
+                f = names.get(key)
+                if f is None or f.widget == "password" or value == runs.REDACTED:
+                    continue
+                if f.widget == "checkbox":
+                    values[key] = "on" if value else ""
+                elif isinstance(value, list):
+                    values[key] = "\n".join(str(v) for v in value)
+                elif isinstance(value, dict):
+                    values[key] = orjson.dumps(value).decode()
+                else:
+                    values[key] = str(value)
+    for key, value in request.query_params.items():
+        f = names.get(key)
+        if f is not None and f.widget != "password" and len(value) <= 1000:
+            values[key] = value
+    return values
 
 
 @router.get("/selfservice/templates/{name}")
@@ -276,7 +333,7 @@ def start_run(
     shown = forms.echo(fields, sent)
     dry_run = mode == "dry-run"
     try:
-        parameters = forms.read(fields, schema, sent)
+        parameters = forms.read(fields, schema, sent, runs.validate_parameters)
         run = runs.start(
             session=session,
             actor=viewer.actor,
@@ -285,6 +342,7 @@ def start_run(
             dry_run=dry_run,
             requesting_team=team or None,
             box=request.app.state.box,
+            settings=request.app.state.settings,
         )
         run_id = run.id
         awaiting = run.status == RunStatus.AWAITING_APPROVAL.value
@@ -297,7 +355,7 @@ def start_run(
         template = templates.get(session=session, name=name)
         return _form_page(request, session, viewer, template, form, status=exc.status)
     if dry_run:
-        message = f"Dry run {run_id} started: every step's input is rendered, nothing is done."
+        message = f"Dry run {run_id} started: each step is checked; nothing is created."
     elif awaiting:
         message = f"Run {run_id} waits for approval; the approvers were told in their inbox."
     else:
@@ -337,15 +395,33 @@ def _run_context(
         else None,
         "live": run.status in ACTIVE,
         "approval_name": APPROVAL_NAMES.get(run.spec.get("approval", ""), ""),
+        "approvers": _approvers_of(session, run),
+        "waiting_step": next((s for s in steps if s.status == StepStatus.WAITING.value), None),
         "may_approve": _may_approve(session, viewer, run),
         "may_retry": run.status == RunStatus.FAILED.value
         and viewer.actor.role != Role.VIEWER.value
         and (is_requester or viewer.actor.role in PRIVILEGED),
+        "may_rerun": run.status in (RunStatus.FAILED.value, RunStatus.REJECTED.value) or run.dry_run
+        if viewer.actor.role != Role.VIEWER.value
+        and (is_requester or viewer.actor.role in PRIVILEGED)
+        else False,
         "secret_names": secret_names,
         "may_reveal": is_requester and unseen,
         "secrets_seen": is_requester and bool(secret_names) and not unseen,
         "reject_form": reject_form or FormState({"reason": ""}),
         "pretty": _pretty,
+    }
+
+
+def _approvers_of(session: Session, run: Run) -> dict[str, Any] | None:
+    """Who may approve a run waiting for approval, by name, and why them."""
+    if run.status != RunStatus.AWAITING_APPROVAL.value:
+        return None
+    asked = runs.approvers(session=session, run=run)
+    named = _people(session, asked.user_ids)
+    return {
+        "people": [named[i] for i in asked.user_ids if i in named],
+        "why": asked.why,
     }
 
 
@@ -361,17 +437,13 @@ def runs_page(request: Request, session: SessionDep, viewer: ViewerDep, page: Pa
         page.limit,
         lambda r: r.id,
     )
-    awaiting = [
-        run
-        for run in runs.list_(
-            session=session, status=RunStatus.AWAITING_APPROVAL.value, limit=AWAITING_SCAN
-        )
-        if _may_approve(session, viewer, run)
-    ]
+    awaiting = runs.waiting_for(session=session, user_id=viewer.user.id)
+    decisions = grants.waiting_for(session=session, user_id=viewer.user.id)
     people = _people(session, [r.requester_user_id for r in awaiting])
     context = {
         "mine": mine,
         "awaiting": awaiting,
+        "decisions": _grant_rows(session, decisions),
         "people": people,
         **page_links(request, cursor, page.position),
     }
@@ -476,7 +548,6 @@ def _access_page(
     request: Request,
     session: Session,
     viewer: Viewer,
-    form: FormState | None = None,
     status: int = 200,
     reject_error: tuple[int, str] | None = None,
 ) -> Response:
@@ -497,10 +568,7 @@ def _access_page(
         "mine": _grant_rows(session, mine),
         "waiting": _grant_rows(session, waiting),
         "revocable": revocable,
-        "form": form or FormState({"entity": "", "access": "read", "reason": "", "days": "30"}),
         "reject_error": reject_error,
-        "access_choices": [(a.value, a.value.capitalize()) for a in grants.AccessLevel],
-        "durations": ACCESS_DURATIONS,
         "may_request": viewer.actor.role != Role.VIEWER.value,
     }
     return render(request, "selfservice/access.html", context, viewer=viewer, status=status)
@@ -509,49 +577,6 @@ def _access_page(
 @router.get("/selfservice/access")
 def access_page(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
     return _access_page(request, session, viewer)
-
-
-@router.post("/selfservice/access")
-def request_access(
-    request: Request,
-    session: SessionDep,
-    viewer: WriterDep,
-    entity: FormField = "",
-    access: FormField = "read",
-    reason: FormField = "",
-    days: FormField = "30",
-) -> Response:
-    values = {"entity": entity.strip(), "access": access.strip(), "reason": reason, "days": days}
-    try:
-        check_lengths(values, {"entity": 200, "reason": 2_000, "days": 3})
-        if not values["entity"]:
-            raise ValidationFailed.one("body.entity", "name the catalog entity, e.g. orders-db")
-        if not values["days"].isdecimal():
-            raise ValidationFailed.one("body.days", "choose how long the access lasts")
-        target = catalog.get_by_ref(session=session, ref=values["entity"], default_kind=None)
-        grant = grants.request_grant(
-            session=session,
-            actor=viewer.actor,
-            entity_id=target.id,
-            grantee=grants.Grantee(user_id=viewer.user.id),
-            access=values["access"],
-            reason=values["reason"],
-            duration=dt.timedelta(days=int(values["days"])),
-        )
-        active = grant.status == GrantStatus.ACTIVE.value
-        session.commit()
-    except LamplighterError as exc:
-        session.rollback()
-        if exc.status in {401, 403}:
-            raise
-        form = form_failed(values, exc, conflict_field="entity", aliases={"ref": "entity"})
-        if exc.status == 404 and not form.errors:
-            form = FormState(values, {"entity": exc.detail})
-        return _access_page(request, session, viewer, form, status=exc.status)
-    message = (
-        "Access granted." if active else "Access requested; the approver was told in their inbox."
-    )
-    return redirect_after_post(request, "/selfservice/access", message, viewer)
 
 
 @router.post("/selfservice/access/{grant_id:int}/approve")

@@ -169,15 +169,23 @@ class _Runner:
             for step in steps:
                 if step.status in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value):
                     continue
+                if step.status == StepStatus.WAITING.value:  # an attempt stopped before the run
+                    self.await_decision(run, step, "its decision")  # was marked waiting
+                    return
                 self.current = step
-                self.execute_step(run, step, steps)
+                waiting_for = self.execute_step(run, step, steps)
+                if waiting_for is not None:
+                    self.current = None
+                    self.await_decision(run, step, waiting_for)
+                    return
             self.current = None
         except _StepFailed as failure:
             self.fail(run, failure)
             return
         self.succeed(run)
 
-    def execute_step(self, run: Run, step: RunStep, steps: list[RunStep]) -> None:
+    def execute_step(self, run: Run, step: RunStep, steps: list[RunStep]) -> str | None:
+        """Run one step; returns what the run now waits for (a decision), if anything."""
         spec = run.spec["steps"][step.index]
         where = f"steps.{step.step_id}"
         context = step_context(run, steps, self.facts, self.parameters)
@@ -190,7 +198,7 @@ class _Runner:
                     log=["skipped: its condition is false"],
                     finished_at=utcnow(),
                 )
-                return
+                return None
             rendered = expressions.render(spec.get("input") or {}, context, where=f"{where}.input")
         except expressions.ExpressionError as exc:
             raise self.step_failed(step, exc.detail) from None
@@ -207,17 +215,19 @@ class _Runner:
         self.action_inputs[step.id] = rendered
         shown = self.scrub_value(rendered)
         if run.dry_run:
-            step.status = StepStatus.SKIPPED.value
             step.input = shown
+            self.update_step(step.id, input=shown, started_at=utcnow())
+            problem = self.dry_check(run, step, action_type, rendered, data)
+            if problem is not None:
+                raise self.step_failed(step, problem)
+            step.status = StepStatus.SKIPPED.value
             self.update_step(
                 step.id,
                 status=step.status,
-                input=shown,
-                log=["dry run: input rendered, nothing done"],
-                started_at=utcnow(),
+                log=["dry run: the input is valid and the step can run here; nothing was done"],
                 finished_at=utcnow(),
             )
-            return
+            return None
         step.input = shown
         self.update_step(
             step.id,
@@ -236,9 +246,15 @@ class _Runner:
                 if not isinstance(output, action_type.Output):
                     output = action_type.Output.model_validate(output)
                 dumped = self.scrub_value(output.model_dump(mode="json"))
+                # A step that waits for a decision says so in the same commit as its output.
+                waiting_for = action_type().awaiting(output)
+                if waiting_for is not None:
+                    logs.append(f"waiting for {waiting_for}")
                 row = session.get(RunStep, step.id)
                 assert row is not None
-                row.status = StepStatus.SUCCEEDED.value
+                row.status = (
+                    StepStatus.SUCCEEDED.value if waiting_for is None else StepStatus.WAITING.value
+                )
                 row.output = dumped
                 row.log = _joined(row.log, self.scrub("\n".join(logs)))
                 row.error = None
@@ -257,8 +273,55 @@ class _Runner:
         except Exception as exc:
             self.update_step(step.id, log=logs)
             raise self.step_failed(step, f"{type(exc).__name__}: {exc}") from None
-        step.status = StepStatus.SUCCEEDED.value
+        step.status = row.status
         step.output = dumped
+        return waiting_for
+
+    def dry_check(
+        self,
+        run: Run,
+        step: RunStep,
+        action_type: type[actions.Action],
+        rendered: Any,
+        data: Any,
+    ) -> str | None:
+        """What stops this step in a real run, as far as a dry run can tell without doing
+        anything: the installation cannot run the action (no server configured, or it does
+        not answer), or the input does not fit the catalog (a name taken, no such entity)."""
+        unavailable = action_type.preflight(
+            self.settings, rendered if isinstance(rendered, dict) else None
+        )
+        if unavailable is not None:
+            return f"this installation cannot run {step.action}: {unavailable}"
+        if data is None:
+            return None
+        try:
+            with self.transaction() as session:
+                ctx = self.step_context(session, run, step)
+                action = action_type()
+                action.reachable(ctx, data)
+                action.check(ctx, data)
+        except actions.ActionError as exc:
+            return str(exc)
+        except Exception as exc:  # a check must not crash the dry run
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def await_decision(self, run: Run, step: RunStep, waiting_for: str) -> None:
+        with self.transaction() as session:
+            row = session.get(Run, run.id)
+            assert row is not None
+            before = snapshot(row)
+            row.status = RunStatus.AWAITING_DECISION.value
+            announce(
+                session,
+                self.actor,
+                row,
+                "awaiting_decision",
+                before,
+                body=f"Step {step.step_id} waits for {waiting_for}; the run goes on once it is "
+                "approved.",
+            )
 
     def step_failed(self, step: RunStep, message: str) -> _StepFailed:
         message = self.scrub(message)
@@ -341,11 +404,19 @@ class _Runner:
         by_index = {s.index: s for s in steps}
         failed_index = failure.step.index
         undo_failed: list[str] = []
+        if run.dry_run:  # a dry run did nothing: there is nothing to undo
+            by_index = {}
         # The failed step may have done part of its work: undo whatever exists under ctx.key.
-        failed_row = by_index[failed_index]
-        if failed_row.input is not None and not self.compensate(run, failed_row, None):
+        failed_row = by_index.get(failed_index)
+        if (
+            failed_row is not None
+            and failed_row.input is not None
+            and not self.compensate(run, failed_row, None)
+        ):
             undo_failed.append(failed_row.step_id)
         for index in range(failed_index - 1, -1, -1):
+            if index not in by_index:
+                continue
             step = by_index[index]
             if step.status != StepStatus.SUCCEEDED.value:
                 continue

@@ -17,6 +17,7 @@ import copy
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -32,8 +33,8 @@ from lamplighter.core.db import utcnow
 from lamplighter.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from lamplighter.core.models import Role, Team
 from lamplighter.core.pagination import keyset
-from lamplighter.core.settings import get_settings
-from lamplighter.selfservice import expressions, forms, patterns, templates
+from lamplighter.core.settings import Settings, get_settings
+from lamplighter.selfservice import expressions, forms, patterns, preflight, templates
 from lamplighter.selfservice.lifecycle import OBJECT_TYPE, announce, snapshot
 from lamplighter.selfservice.models import (
     Approval,
@@ -127,13 +128,49 @@ def validate_parameters(schema: Mapping[str, Any], parameters: Any) -> dict[str,
             for extra in sorted(set(error.instance) - allowed):
                 problems.append(FieldError(".".join([*path, extra]), "is not a parameter"))
             continue
-        problems.append(FieldError(".".join(path), error.message))
+        problems.append(FieldError(".".join(path), _in_words(error)))
     if problems:
         known = [v for _, v in secret_values_of(schema, values) if isinstance(v, str)]
         problems = [FieldError(p.field, scrub_text(p.reason, known)) for p in problems]
         first = problems[0]
         raise ValidationFailed(f"{first.field}: {first.reason}", errors=problems)
     return dict(values)
+
+
+def _in_words(error: Any) -> str:
+    """A schema error as the person filling the form reads it. A template says what a pattern
+    means with ``errorMessage: {pattern: "…"}`` (the ajv-errors keyword) on the property; else
+    its description stands in, never the regular expression."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    custom = schema.get("errorMessage")
+    if isinstance(custom, Mapping):
+        custom = custom.get(str(error.validator))
+    if isinstance(custom, str) and custom.strip():
+        return f"{_shown(error.instance)} is not allowed: {custom.strip()}"
+    if error.validator == "pattern":
+        hint = schema.get("description") or schema.get("title")
+        return f"{_shown(error.instance)} is not in the expected form" + (
+            f": {str(hint).strip()}" if hint else ""
+        )
+    if error.validator == "enum":
+        choices = ", ".join(str(v) for v in error.validator_value)
+        return f"{_shown(error.instance)} is not one of the choices: {choices}"
+    if error.validator == "type":
+        return f"{_shown(error.instance)} is not a {error.validator_value}"
+    if error.validator in ("minLength", "maxLength"):
+        limit = int(error.validator_value)
+        if error.validator == "minLength":
+            return "is required" if limit == 1 else f"must be at least {limit} characters"
+        return f"must be at most {limit} characters"
+    if error.validator in ("minimum", "maximum"):
+        word = "at least" if error.validator == "minimum" else "at most"
+        return f"must be {word} {error.validator_value}"
+    return str(error.message)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "…"
 
 
 # -- secrets -----------------------------------------------------------------------------------
@@ -307,19 +344,82 @@ def _require_use(actor: Actor, template: Template, team: Team | None) -> None:
         raise Forbidden(f"template {template.name!r} may be used by the teams: {allowed}")
 
 
-def approver_ids(*, session: Session, run: Run) -> list[int]:
-    """Who is asked to approve a run: the owning team's lead (for a team without a lead, the
-    nearest lead above it), or every SRE."""
+@dataclass(frozen=True)
+class Approvers:
+    """Who may approve a run, and why them (said on the run page and in their inbox)."""
+
+    user_ids: list[int]
+    why: str
+
+
+def approvers(*, session: Session, run: Run) -> Approvers:
+    """A ``team-lead`` run waits for the lead of the team it is for (the requesting team, else
+    the template's owners); a team without a lead, or led by the requester, goes to the
+    nearest lead above it, and with none left to the SREs. An ``sre`` run waits for any SRE."""
     approval = run.spec.get("approval", Approval.NONE.value)
+    sres = [u.id for u in people.active_users_with_role(session=session, role=Role.SRE)]
     if approval == Approval.TEAM_LEAD.value:
         template = session.get(Template, run.template_id)
-        if template is None:
-            return []
-        lead = identity.nearest_lead(session=session, team_id=template.owner_team_id)
-        return [lead.id] if lead is not None else []
+        team_id = run.requesting_team_id or (template.owner_team_id if template else None)
+        team = people.find_team(session=session, team_id=team_id)
+        if team is None:
+            return Approvers(sres, "the run is for no team, so an SRE approves it")
+        chain = [team, *identity.ancestors_of(session=session, team_id=team.id)]
+        for candidate in chain:
+            lead_id = candidate.lead_user_id
+            if lead_id is None or lead_id == run.requester_user_id:
+                continue
+            lead = people.find_user(session=session, user_id=lead_id)
+            if lead is None or not lead.is_active:
+                continue
+            if candidate.id == team.id:
+                why = f"{lead.display_name} leads {team.name}, the team this run is for"
+            else:
+                why = (
+                    f"{lead.display_name} leads {candidate.name}, above {team.name} (the team "
+                    f"this run is for, which has no other lead)"
+                )
+            return Approvers([lead.id], why)
+        return Approvers(sres, f"{team.name} has no lead other than the requester: an SRE approves")
     if approval == Approval.SRE.value:
-        return [u.id for u in people.active_users_with_role(session=session, role=Role.SRE)]
-    return []
+        return Approvers(sres, "the template asks for an SRE's approval")
+    return Approvers([], "")
+
+
+def approver_ids(*, session: Session, run: Run) -> list[int]:
+    return approvers(session=session, run=run).user_ids
+
+
+WAITING_SCAN = 500  # runs awaiting approval looked at for "waiting for your approval"
+
+
+def waiting_for(*, session: Session, user_id: int, limit: int = 50) -> list[Run]:
+    """Runs waiting for this person's approval (they are asked, not merely allowed: admins see
+    the runs they are asked for), oldest first."""
+    found: list[Run] = []
+    asked: dict[tuple[Any, ...], list[int]] = {}
+    candidates = session.scalars(
+        sa.select(Run)
+        .where(Run.status == RunStatus.AWAITING_APPROVAL.value)
+        .order_by(Run.created_at, Run.id)
+        .limit(WAITING_SCAN)
+    )
+    for run in candidates:
+        if run.requester_user_id == user_id:
+            continue
+        key = (
+            run.spec.get("approval"),
+            run.requesting_team_id,
+            run.template_id,
+            run.requester_user_id,
+        )
+        if key not in asked:
+            asked[key] = approver_ids(session=session, run=run)
+        if user_id in asked[key]:
+            found.append(run)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def _require_approver(session: Session, actor: Actor, run: Run) -> None:
@@ -344,6 +444,7 @@ def start(
     dry_run: bool = False,
     requesting_team: str | None = None,
     box: SecretBox | None = None,
+    settings: Settings | None = None,
 ) -> Run:
     """Validate the parameters and create the run: queued, or waiting for approval. Secret
     parameters are stored encrypted with ``box`` (by default the configured key's)."""
@@ -353,6 +454,16 @@ def start(
     spec = templates.runnable_spec(template)
     schema = spec.get("parameters") or {}
     real = validate_parameters(schema, dict(parameters))
+    if not dry_run:  # a dry run is created, and fails on the step that cannot run
+        preflight.check_start(
+            session=session,
+            actor=actor,
+            spec=spec,
+            parameters=real,
+            team=team,
+            settings=settings or get_settings(),
+            box=box,
+        )
     secrets = secret_values_of(schema, real)
     values = masked_parameters(schema, real)
     needs_approval = spec["approval"] != Approval.NONE.value and not dry_run
@@ -393,15 +504,17 @@ def start(
         audit_extra={"template": template.name, "parameters": _redacted_parameters(values)},
     )
     if needs_approval:
-        for user_id in approver_ids(session=session, run=run):
+        asked = approvers(session=session, run=run)
+        for user_id in asked.user_ids:
             if user_id == actor.user_id:
                 continue
             inbox.notify(
                 session=session,
                 user_id=user_id,
                 title=f"Approve a run of {template.title}?",
-                body=f"{actor.label} asks to run {template.name!r} with {_summary(values)}.",
-                link=f"/selfservice/runs/{run.id}",
+                body=f"{actor.label} asks to run {template.name!r} with {_summary(values)}. "
+                f"You are asked because {asked.why}.",
+                link=f"/selfservice/runs/{run.id}#decision",
             )
     else:
         enqueue_run(session, run, "start")

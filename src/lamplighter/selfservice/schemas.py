@@ -169,7 +169,10 @@ class RunRead(BaseModel):
     template_title: str
     template_version: int
     status: str
-    dry_run: bool
+    dry_run: bool = Field(
+        description="A dry run checks every step and creates nothing; its outputs are what a "
+        "real run would make."
+    )
     parameters: dict[str, Any]
     requester: str | None
     requesting_team: str | None
@@ -187,6 +190,14 @@ class RunRead(BaseModel):
 class RunDetail(RunRead):
     approval: str
     awaiting: list[str] = Field(description="Who may approve, while the run awaits approval.")
+    awaiting_why: str | None = Field(
+        default=None, description="Why those people are asked (while it awaits approval)."
+    )
+    waiting_for: str | None = Field(
+        default=None,
+        description="What a run in status awaiting_decision waits for, e.g. the decision on "
+        "an access grant.",
+    )
     steps: list[StepRead]
     outputs: dict[str, Any] = Field(description="The template's links and entities, rendered.")
     secrets: list[SecretBrief] = Field(description="Names only; reveal them once, as requester.")

@@ -355,6 +355,15 @@ def effective_approval(spec: Mapping[str, Any]) -> Approval:
     )
 
 
+def decided_by(spec: Mapping[str, Any]) -> str | None:
+    """Who decides after the run has done its part (an access request's approver), if anyone:
+    said beside the template's approval, so "No approval" never hides a decision."""
+    for action in _step_actions(spec):
+        if action.decided_by:
+            return action.decided_by
+    return None
+
+
 def is_published(template: Template) -> bool:
     return template.version > 0 and bool(template.spec)
 

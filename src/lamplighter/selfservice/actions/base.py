@@ -150,6 +150,17 @@ class StepContext:
             )
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """Why an action cannot run in this installation, and the one setting that enables it."""
+
+    reason: str  # "no PostgreSQL server is configured"
+    setting: str  # "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL"
+
+    def __str__(self) -> str:
+        return f"{self.reason}; set {self.setting} to enable it"
+
+
 Risk = Literal["low", "high"]
 APPROVAL_ORDER = (Approval.NONE, Approval.TEAM_LEAD, Approval.SRE)
 
@@ -185,6 +196,30 @@ class Action:
     ownership: ClassVar[Ownership | None] = None
     risk: ClassVar[Risk | None] = None  # None: treated as "high"
     min_approval: ClassVar[Approval] = Approval.NONE
+
+    # Said on the template's card and form when a step waits for someone's decision after
+    # it ran (the access request's approver), e.g. "the resource's accountable person".
+    decided_by: ClassVar[str | None] = None
+
+    @classmethod
+    def preflight(cls, settings: Settings, data: Mapping[str, Any] | None) -> Unavailable | None:
+        """Whether this installation can run the action at all: a configured provider, a
+        server. ``data`` is the step's rendered input when known (None on the template list).
+        Cheap: it reads settings only; :meth:`reachable` is the deep check of a dry run."""
+        return None
+
+    def reachable(self, ctx: StepContext, data: Any) -> None:
+        """A dry run's deep check that the provider answers; raise :class:`ActionError`."""
+
+    def check(self, ctx: StepContext, data: Any) -> None:
+        """Validate the input against the installation's state before the run is queued
+        (references exist, names free); raise :class:`ActionError` naming the input field.
+        Inputs that depend on an earlier step's output are placeholders here: skip them."""
+
+    def awaiting(self, output: Any) -> str | None:
+        """After :meth:`run` succeeded: what the run now waits for (a person's decision), or
+        None. The run is then ``awaiting_decision`` until the decision resumes it."""
+        return None
 
     def run(self, ctx: StepContext, data: Any) -> ActionOutput:
         raise NotImplementedError

@@ -36,11 +36,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from lamplighter.core import people
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice.actions.base import (
     Action,
@@ -48,6 +50,7 @@ from lamplighter.selfservice.actions.base import (
     ActionInput,
     Ownership,
     StepContext,
+    Unavailable,
     register,
 )
 from lamplighter.selfservice.actions.git_hosts import (
@@ -311,6 +314,27 @@ class RepoCreate(Action):
         "another team's repository is never adopted or overwritten",
     )
     risk = "low"
+
+    @classmethod
+    def preflight(cls, settings: Settings, data: Mapping[str, Any] | None) -> Unavailable | None:
+        provider = (data or {}).get("provider", "local")
+        if provider != "local" and (
+            not settings.selfservice_git_provider_url
+            or settings.selfservice_git_provider_token is None
+        ):
+            return Unavailable(
+                f"no {provider} host is configured",
+                "LAMPLIGHTER_SELFSERVICE_GIT_PROVIDER_URL (and _TOKEN)",
+            )
+        return None
+
+    def check(self, ctx: StepContext, data: RepoCreateInput) -> None:
+        if data.provider == "local":
+            repo = local_git_root(ctx.settings) / f"{data.name}.git"
+            if repo.exists():
+                raise ActionError(f"a repository named {data.name!r} exists already", field="name")
+        if not people.find_team_by_slug(session=ctx.session, slug=data.owner):
+            raise ActionError(f"no team {data.owner!r}", field="owner")
 
     def run(self, ctx: StepContext, data: RepoCreateInput) -> RepoCreateOutput:
         answers = {

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ from lamplighter.selfservice.actions.base import (
     ActionOutput,
     Ownership,
     StepContext,
+    Unavailable,
     register,
 )
 
@@ -283,6 +284,16 @@ class KafkaTopic(Action):
         creates="a topic; a topic that exists without this step's mark is refused, never adopted",
     )
     risk = "low"
+
+    @classmethod
+    def preflight(cls, settings: Settings, data: Mapping[str, Any] | None) -> Unavailable | None:
+        # Without a cluster the default admin is an in-memory fake: a topic "made" there would
+        # exist nowhere, so the action is unavailable (tests swap ``admin_factory`` for theirs).
+        if admin_factory is default_admin and not settings.selfservice_kafka_bootstrap.strip():
+            return Unavailable(
+                "no Kafka cluster is configured", "LAMPLIGHTER_SELFSERVICE_KAFKA_BOOTSTRAP"
+            )
+        return None
 
     def run(self, ctx: StepContext, data: KafkaTopicInput) -> KafkaTopicOutput:
         admin = admin_factory(ctx.settings)

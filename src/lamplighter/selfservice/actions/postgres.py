@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 
+from lamplighter.core.settings import Settings
 from lamplighter.selfservice.actions.base import (
     Action,
     ActionError,
@@ -39,6 +41,7 @@ from lamplighter.selfservice.actions.base import (
     ActionOutput,
     Ownership,
     StepContext,
+    Unavailable,
     register,
 )
 from lamplighter.selfservice.models import Approval
@@ -187,6 +190,19 @@ class PostgresDatabase(Action):
     # for the owning team's lead at least (as the shipped postgres-database golden path does).
     risk = "high"
     min_approval = Approval.TEAM_LEAD
+
+    @classmethod
+    def preflight(cls, settings: Settings, data: Mapping[str, Any] | None) -> Unavailable | None:
+        url = settings.selfservice_postgres_admin_url
+        if url is None or not url.get_secret_value():
+            return Unavailable(
+                "no PostgreSQL server is configured", "LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL"
+            )
+        return None
+
+    def reachable(self, ctx: StepContext, data: Any) -> None:
+        with _connect(ctx):
+            pass
 
     def run(self, ctx: StepContext, data: PostgresDatabaseInput) -> PostgresDatabaseOutput:
         database, role = data.database, data.role

@@ -44,6 +44,11 @@ RUN_ANNOTATION = "lamplighter.dev/run"
 RUN_LINK = "/selfservice/runs/{run_id}"
 
 
+def _placeholder(text: str | None) -> bool:
+    """Whether a dry-rendered input holds the output of a step that has not run."""
+    return text is not None and "<output of step " in text
+
+
 def _team_slug(ctx: StepContext) -> str | None:
     if ctx.requesting_team_id is None:
         return None
@@ -96,6 +101,24 @@ class AccessGrantAction(Action):
         creates="an access grant (pending or live)",
     )
     risk = "low"
+    decided_by = "the resource's accountable person (or its owning team's lead)"
+
+    def check(self, ctx: StepContext, data: Any) -> None:
+        data = parse_model(AccessGrantInput, data)
+        if not _placeholder(data.entity):
+            try:
+                catalog.get_by_ref(session=ctx.session, ref=data.entity, default_kind=None)
+            except (NotFound, ValidationFailed) as exc:
+                reason = exc.errors[0].reason if exc.errors else exc.detail
+                raise ActionError(f"entity: {reason}", field="entity") from exc
+        if not _placeholder(data.grantee):
+            self._grantee(ctx, data.grantee)
+
+    def awaiting(self, output: Any) -> str | None:
+        result = parse_model(AccessGrantOutput, output)
+        if result.status != grants.GrantStatus.PENDING.value:
+            return None
+        return f"the decision on access grant #{result.grant_id}"
 
     def run(self, ctx: StepContext, data: Any) -> AccessGrantOutput:
         data = parse_model(AccessGrantInput, data)
@@ -103,7 +126,7 @@ class AccessGrantAction(Action):
         grant = grants.get_by_idempotency_key(session=session, key=ctx.key)
         if grant is None:
             try:
-                entity = catalog.get_by_ref(session=session, ref=data.entity)
+                entity = catalog.get_by_ref(session=session, ref=data.entity, default_kind=None)
             except (NotFound, ValidationFailed) as exc:
                 raise ActionError(f"entity: {exc.detail}", field="entity") from exc
             grantee = self._grantee(ctx, data.grantee)
@@ -240,6 +263,48 @@ class CatalogRegisterAction(Action):
         "already taken by an entity this step did not register is refused",
     )
     risk = "low"
+
+    def check(self, ctx: StepContext, data: Any) -> None:
+        """Names free and dependents present, before the run is queued."""
+        data = parse_model(CatalogRegisterInput, data)
+        for index, spec in enumerate(data.entities):
+            if _placeholder(spec.name) or _placeholder(spec.namespace):
+                continue
+            ref = spec.ref()
+            existing = catalog.find(ctx.session, ref)
+            if existing is not None and existing.annotations.get(RUN_ANNOTATION) != ctx.key:
+                raise ActionError(
+                    f"entities.{index}.name: {ref} exists already in the catalog; choose "
+                    "another name",
+                    field=f"entities.{index}.name",
+                )
+            owner = spec.owner
+            if owner and not _placeholder(owner):
+                if people.find_team_by_slug(session=ctx.session, slug=owner) is None:
+                    raise ActionError(
+                        f"entities.{index}.owner: no team {owner!r}",
+                        field=f"entities.{index}.owner",
+                    )
+            elif owner is None and ctx.requesting_team_id is None:
+                raise ActionError(
+                    f"entities.{index}.owner: choose the team that will own {ref.name}; "
+                    "you are running this for no team",
+                    field=f"entities.{index}.owner",
+                )
+            for position, text in enumerate(spec.dependency_of):
+                if _placeholder(text):
+                    continue
+                field = f"entities.{index}.dependency_of.{position}"
+                try:
+                    dependent_ref = parse_ref(
+                        text, default_kind=None, default_namespace=spec.namespace, field=field
+                    )
+                except ValidationFailed as exc:
+                    raise action_error_from(exc) from exc
+                dependent = catalog.find(ctx.session, dependent_ref)
+                if dependent is None:
+                    raise ActionError(f"{field}: no catalog entity {dependent_ref}", field=field)
+                ctx.require_may_change(dependent, field=field)
 
     def run(self, ctx: StepContext, data: Any) -> CatalogRegisterOutput:
         data = parse_model(CatalogRegisterInput, data)
