@@ -24,8 +24,11 @@ run: $(STAMP)
 	$(BIN)/lamplighter demo load
 	$(BIN)/lamplighter serve --host $(HOST) --port $(PORT)
 
+# Two workers (pytest-xdist), each test file on one worker: the suite waits on servers,
+# browsers and PostgreSQL as much as it computes. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

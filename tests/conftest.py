@@ -29,6 +29,13 @@ from lamplighter.tickets import service as ticket_service
 from tests import helpers
 
 PG_URL = os.environ.get("LAMPLIGHTER_TEST_DATABASE_URL")
+# Under pytest-xdist (make test runs two workers) each worker gets a database of its own, named
+# after the configured one: a session fixture drops the schema of the one it uses.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+# The width of the terminal the suite runs in (xdist workers get COLUMNS=80) is not the CLI
+# tests' business: those that need a width set COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 REQUIRE_ALL = os.environ.get("LAMPLIGHTER_TEST_REQUIRE_ALL") == "1"
 SYSTEM = Actor.system("test")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -55,6 +62,24 @@ def require(condition: bool, what: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{what} is required (LAMPLIGHTER_TEST_REQUIRE_ALL=1) but not available")
     pytest.skip(f"{what} not available")
+
+
+def _worker_database(url: str) -> str:
+    """The configured database, or for an xdist worker ``<name>_<worker>``, created once by
+    the configured role (which has CREATEDB, see .ci/postgres.sh) and so owned by it."""
+    if not XDIST_WORKER:
+        return url
+    base = sa.engine.make_url(url)
+    name = f"{base.database}_{XDIST_WORKER}"
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.scalar(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        )
+        if not exists:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _reset_postgres(url: str) -> None:
@@ -84,8 +109,9 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     if backend == "postgresql":
         require(bool(PG_URL), "PostgreSQL (LAMPLIGHTER_TEST_DATABASE_URL)")
         assert PG_URL
-        _reset_postgres(PG_URL)
-        return PG_URL
+        url = _worker_database(PG_URL)
+        _reset_postgres(url)
+        return url
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'lamplighter.db'}"
 
 

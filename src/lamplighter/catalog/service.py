@@ -8,6 +8,7 @@ that team (the team lead by default). References between entities are Backstage-
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import sqlite3
@@ -466,17 +467,10 @@ FIX_ACCOUNTABLE = (
 )
 
 
-def hygiene(
-    *,
-    session: Session,
-    after_id: int | None,
-    limit: int,
-    owner_team_ids: Collection[int] | None = None,
-) -> list[tuple[Entity, str]]:
-    """Entities without a valid owner, each with what is wrong and how to fix it: no owning team,
-    a placeholder or personal team standing in, no accountable person, an accountable person no
-    longer in the owning team (or a team above it), or relations that are still unresolved.
-    ``owner_team_ids`` keeps those owned by these teams (the home page's "what your teams own")."""
+@functools.cache
+def _hygiene_query() -> sa.Select[Any]:
+    """The hygiene query, built once: building it (a recursive lineage, an aliased owner and a
+    seven-way CASE) costs milliseconds, and an identical statement hits the compiled cache."""
     lineage = _lineage()
     owner = sa.orm.aliased(Team)
     in_lineage = (
@@ -524,11 +518,25 @@ def hygiene(
         ),
         else_="",
     )
-    query = (
+    return (
         sa.select(Entity, reason.label("reason"))
         .outerjoin(owner, owner.id == Entity.owner_team_id)
         .where(reason != "")
     )
+
+
+def hygiene(
+    *,
+    session: Session,
+    after_id: int | None,
+    limit: int,
+    owner_team_ids: Collection[int] | None = None,
+) -> list[tuple[Entity, str]]:
+    """Entities without a valid owner, each with what is wrong and how to fix it: no owning team,
+    a placeholder or personal team standing in, no accountable person, an accountable person no
+    longer in the owning team (or a team above it), or relations that are still unresolved.
+    ``owner_team_ids`` keeps those owned by these teams (the home page's "what your teams own")."""
+    query = _hygiene_query()
     if owner_team_ids is not None:
         query = query.where(Entity.owner_team_id.in_(list(owner_team_ids)))
     rows = session.execute(keyset(query, Entity.id, position=after_id, limit=limit)).all()
