@@ -216,3 +216,30 @@ def test_an_access_request_withdrawn_before_the_decision_ends_its_run(
     assert (run.status, steps[0].status) == ("rejected", "failed")
     assert run.ticket_id is None  # nothing was done, nothing is counted as toil
     assert "not needed" in (steps[0].error or "")
+
+
+def test_asking_again_for_access_already_asked_for_is_refused_before_the_run(
+    db: Database, settings: Settings, org: dict[str, User | Team]
+) -> None:
+    ada = org["ada"]
+    assert isinstance(ada, User)
+    make_team(db, slug="data", lead=person(db))
+    with db.transaction() as session:
+        catalog.create(
+            session=session,
+            actor=SYSTEM,
+            data=catalog.EntityInput(kind="resource", name="orders-db", owner="data"),
+        )
+    parameters = {"entity": "orders-db", "reason": "reports"}
+    with db.transaction() as session:
+        runs.start(
+            session=session, actor=actor_for(db, ada), template_name="access", parameters=parameters
+        )
+    drain(db, settings)
+    with pytest.raises(ValidationFailed) as caught, db.transaction() as session:
+        runs.start(
+            session=session, actor=actor_for(db, ada), template_name="access", parameters=parameters
+        )
+    reason = {e.field: e.reason for e in caught.value.errors}["parameters.entity"]
+    assert "already has or asked for read access to resource:default/orders-db" in reason
+    assert runs_in(db) == 1

@@ -231,6 +231,27 @@ class Grantee:
     team_id: int | None = None
 
 
+def existing(
+    *, session: Session, entity_id: int, grantee: Grantee, access: str, now: dt.datetime
+) -> int | None:
+    """The id of a live grant (pending, or active and not expired) that already gives or asks
+    for this access to this grantee, if any."""
+    return session.scalar(
+        sa.select(AccessGrant.id).where(
+            AccessGrant.entity_id == entity_id,
+            AccessGrant.grantee_user_id == grantee.user_id
+            if grantee.user_id is not None
+            else AccessGrant.grantee_user_id.is_(None),
+            AccessGrant.grantee_team_id == grantee.team_id
+            if grantee.team_id is not None
+            else AccessGrant.grantee_team_id.is_(None),
+            AccessGrant.access == access,
+            AccessGrant.status.in_(LIVE_STATUSES),
+            AccessGrant.expires_at > now,
+        )
+    )
+
+
 def request_grant(
     *,
     session: Session,
@@ -275,19 +296,8 @@ def request_grant(
             raise ValidationFailed.one("body.grantee", "no active user with that id")
     elif people.find_team(session=session, team_id=grantee.team_id) is None:
         raise ValidationFailed.one("body.grantee", "no team with that id")
-    duplicate = session.scalar(
-        sa.select(AccessGrant.id).where(
-            AccessGrant.entity_id == entity.id,
-            AccessGrant.grantee_user_id == grantee.user_id
-            if grantee.user_id is not None
-            else AccessGrant.grantee_user_id.is_(None),
-            AccessGrant.grantee_team_id == grantee.team_id
-            if grantee.team_id is not None
-            else AccessGrant.grantee_team_id.is_(None),
-            AccessGrant.access == access,
-            AccessGrant.status.in_(LIVE_STATUSES),
-            AccessGrant.expires_at > now,
-        )
+    duplicate = existing(
+        session=session, entity_id=entity.id, grantee=grantee, access=access, now=now
     )
     if duplicate is not None:
         raise Conflict(

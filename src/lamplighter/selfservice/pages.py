@@ -190,6 +190,7 @@ def _form_page(
         "fields": fields,
         "form": form,
         "availability": available,
+        "field_labels": {f.name: f.label for f in fields},
         "decided_by": templates.decided_by(template.spec or {}),
         "team_choices": _team_choices(session, viewer, my_teams),
         "approval_names": APPROVAL_NAMES,

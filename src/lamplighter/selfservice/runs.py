@@ -661,6 +661,11 @@ def render_outputs(*, run: Run, steps: list[RunStep], facts: dict[str, Any]) -> 
     problems: list[str] = []
     for index, link in enumerate(links if isinstance(links, list) else []):
         url = link.get("url") if isinstance(link, Mapping) else None
+        if run.dry_run and isinstance(link, Mapping) and isinstance(url, str):
+            # Shown as text, never as a link ("what a real run would make"): a placeholder
+            # like "<output of step repo>" says where the real one comes from.
+            kept.append({"title": str(link.get("title") or url), "url": url})
+            continue
         problem = link_problem(url)
         if problem is None and isinstance(link, Mapping):
             kept.append({"title": str(link.get("title") or url), "url": url})

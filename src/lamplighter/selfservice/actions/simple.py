@@ -18,6 +18,7 @@ from lamplighter.catalog.refs import KIND_ALIASES, Ref, parse_ref
 from lamplighter.core import identity, people
 from lamplighter.core.authz import can_write_owned
 from lamplighter.core.context import Actor
+from lamplighter.core.db import utcnow
 from lamplighter.core.errors import (
     Conflict,
     Forbidden,
@@ -105,14 +106,30 @@ class AccessGrantAction(Action):
 
     def check(self, ctx: StepContext, data: Any) -> None:
         data = parse_model(AccessGrantInput, data)
+        entity = None
         if not _placeholder(data.entity):
             try:
-                catalog.get_by_ref(session=ctx.session, ref=data.entity, default_kind=None)
+                entity = catalog.get_by_ref(session=ctx.session, ref=data.entity, default_kind=None)
             except (NotFound, ValidationFailed) as exc:
                 reason = exc.errors[0].reason if exc.errors else exc.detail
                 raise ActionError(f"entity: {reason}", field="entity") from exc
-        if not _placeholder(data.grantee):
-            self._grantee(ctx, data.grantee)
+        if _placeholder(data.grantee):
+            return
+        grantee = self._grantee(ctx, data.grantee)
+        if entity is not None:
+            duplicate = grants.existing(
+                session=ctx.session,
+                entity_id=entity.id,
+                grantee=grantee,
+                access=data.access,
+                now=utcnow(),
+            )
+            if duplicate is not None:
+                raise ActionError(
+                    f"entity: {data.grantee} already has or asked for {data.access} access to "
+                    f"{entity.ref} (access grant #{duplicate}); see Access grants",
+                    field="entity",
+                )
 
     def awaiting(self, output: Any) -> str | None:
         result = parse_model(AccessGrantOutput, output)
