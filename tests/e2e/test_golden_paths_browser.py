@@ -14,30 +14,22 @@ test_selfservice_browser.py).
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-import sqlalchemy as sa
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from lamplighter import domains
 from lamplighter.catalog import service as catalog
-from lamplighter.core import jobs, migrate
+from lamplighter.core import migrate
 from lamplighter.core.db import Database
-from lamplighter.core.models import Job
 from lamplighter.core.settings import Settings
 from lamplighter.selfservice import golden
 from tests.conftest import SYSTEM, TEST_SECRET, make_team, make_user
-from tests.e2e.conftest import PASSWORD, _free_port
+from tests.e2e.conftest import PASSWORD, lamplighter_server, work_off
 
 pytestmark = pytest.mark.browser
 
@@ -80,64 +72,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             )
     assert ada and olga
     db.dispose()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LAMPLIGHTER_DATABASE_URL": url,
-        "LAMPLIGHTER_DATA_DIR": str(data_dir),
-        "LAMPLIGHTER_SECRET_KEY": TEST_SECRET,
-    }
-    env.pop("LAMPLIGHTER_SELFSERVICE_POSTGRES_ADMIN_URL", None)
-    command = [sys.executable, "-m", "uvicorn", "lamplighter.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log_path = data_dir / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with lamplighter_server(url, data_dir) as base_url:
         yield Site(base_url=base_url, url=url, data_dir=data_dir)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def work_off(site: Site) -> None:
-    """A worker of its own against the server's database, until the queue is empty."""
-    db = Database(site.url)
-    settings = Settings(database_url=site.url, data_dir=site.data_dir, secret_key=TEST_SECRET)
-    domains.load(settings)
-    worker = jobs.Worker(db, settings)
-    try:
-        for _ in range(400):
-            if worker.run_once():
-                continue
-            with db.transaction() as session:
-                waiting = session.scalar(
-                    sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-                )
-            if not waiting:
-                return
-            time.sleep(0.05)
-    finally:
-        db.dispose()
 
 
 def in_background(site: Site) -> threading.Thread:
-    thread = threading.Thread(target=work_off, args=(site,))
+    thread = threading.Thread(target=work_off, args=(site.url, site.data_dir))
     thread.start()
     return thread
 

@@ -7,10 +7,7 @@ runs one against the same database file, so the page can only learn of progress 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
-from lamplighter import domains
-from lamplighter.core import jobs, migrate
+from lamplighter.core import migrate
 from lamplighter.core.db import Database
-from lamplighter.core.models import Job
-from lamplighter.core.settings import Settings
 from lamplighter.selfservice import templates
 from lamplighter.selfservice.actions.base import (
     Action,
@@ -36,8 +28,8 @@ from lamplighter.selfservice.actions.base import (
     StepContext,
     registered,
 )
-from tests.conftest import SYSTEM, TEST_SECRET, make_team, make_user
-from tests.e2e.conftest import PASSWORD, _free_port
+from tests.conftest import SYSTEM, make_team, make_user
+from tests.e2e.conftest import PASSWORD, lamplighter_server, work_off
 
 pytestmark = pytest.mark.browser
 
@@ -132,63 +124,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     with db.transaction() as session:
         templates.create(session=session, actor=SYSTEM, definition=TEMPLATE)
     db.dispose()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LAMPLIGHTER_DATABASE_URL": url,
-        "LAMPLIGHTER_DATA_DIR": str(data_dir),
-        "LAMPLIGHTER_SECRET_KEY": TEST_SECRET,
-    }
-    command = [sys.executable, "-m", "uvicorn", "lamplighter.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log_path = data_dir / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with lamplighter_server(url, data_dir) as base_url:
         yield Portal(base_url=base_url, url=url, data_dir=data_dir, requester=ada.email)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def work_off(portal: Portal) -> None:
-    """A worker of its own against the server's database, until the queue is empty."""
-    db = Database(portal.url)
-    settings = Settings(
-        database_url=portal.url,
-        data_dir=portal.data_dir,
-        secret_key=TEST_SECRET,
-    )
-    domains.load(settings)  # as `lamplighter worker` does: this test may run on its own
-    worker = jobs.Worker(db, settings)
-    try:
-        for _ in range(200):
-            if worker.run_once():
-                continue
-            with db.transaction() as session:
-                waiting = session.scalar(
-                    sa.select(sa.func.count()).select_from(Job).where(Job.status == "queued")
-                )
-            if not waiting:
-                return
-            time.sleep(0.05)
-    finally:
-        db.dispose()
 
 
 def shot(page: Page, path: Path) -> None:
@@ -224,7 +161,7 @@ def test_member_fills_the_form_and_watches_the_run_succeed(
     expect(page.locator(".flash")).to_contain_text("started")
     expect(page.locator("#run-live")).to_have_attribute("data-status", "queued")
 
-    worker = threading.Thread(target=work_off, args=(portal,))
+    worker = threading.Thread(target=work_off, args=(portal.url, portal.data_dir))
     worker.start()
     try:
         # No reload: HTMX polls the live part until the run is over.

@@ -5,16 +5,11 @@ writes and the requester never sees."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
@@ -23,8 +18,8 @@ from lamplighter.core.context import Actor
 from lamplighter.core.db import Database, utcnow
 from lamplighter.core.models import User
 from lamplighter.tickets import service as tickets
-from tests.conftest import TEST_SECRET, make_team, make_user
-from tests.e2e.conftest import PASSWORD, _free_port
+from tests.conftest import make_team, make_user
+from tests.e2e.conftest import PASSWORD, lamplighter_server
 
 pytestmark = pytest.mark.browser
 NOTE = "Credentials are in the vault under ledger/prod; do not paste them here."
@@ -67,38 +62,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     _ticket(db, ada, "Access to the ledger database", 5, sam)
     _ticket(db, ada, "Bigger disks for search", 2, None)
     db.dispose()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LAMPLIGHTER_DATABASE_URL": url,
-        "LAMPLIGHTER_DATA_DIR": str(data_dir),
-        "LAMPLIGHTER_SECRET_KEY": TEST_SECRET,
-    }
-    command = [sys.executable, "-m", "uvicorn", "lamplighter.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log_path = data_dir / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with lamplighter_server(url, data_dir) as base_url:
         yield Desk(base_url, ada.email, sam.email, f"/tickets/{first}")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def signed_in(browser: Browser, desk: Desk, email: str, path: str, phone: bool) -> BrowserContext:
