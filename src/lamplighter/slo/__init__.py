@@ -1,0 +1,1 @@
+"""Service level objectives: windows, error budgets, burn rates and their alerts."""
