@@ -22,6 +22,7 @@ BUILTIN: tuple[str, ...] = (
     "lamplighter.catalog.manifest:manifest",
     "lamplighter.tickets.manifest:manifest",
     "lamplighter.selfservice.manifest:manifest",
+    "lamplighter.slo.manifest:manifest",
 )
 
 _LOADED: dict[str, Manifest] = {}

@@ -6,6 +6,7 @@ import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,21 @@ class Settings(BaseSettings):
     selfservice_http_allowlist: str = Field(
         default="",
         description="Comma-separated URL prefixes http.request may call; empty = none.",
+    )
+
+    prometheus_url: str = Field(
+        default="",
+        description="Prometheus HTTP API base URL the SLOs on Prometheus are measured through "
+        "(e.g. http://127.0.0.1:9090); empty = those SLOs have no data.",
+    )
+    prometheus_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to Prometheus, if it needs one."
+    )
+    prometheus_timeout_s: float = 10.0
+    slo_tier_policies: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Error budget policy per catalog tier over the default, e.g. "
+        '{"3": {"on_exhausted": "notify"}}; the policy an SLO states wins.',
     )
 
     @field_validator("outbound_allow_internal")
