@@ -552,6 +552,24 @@ def _record_day(
 # -- entry points ------------------------------------------------------------------------------
 
 
+def _locked(session: Session, slos: list[Slo]) -> list[Slo]:
+    """Lock the SLOs' rows and read them afresh, so that two evaluations at once (the minute's
+    job and someone's "Evaluate now") take turns and never both announce one transition."""
+    ids = [slo.id for slo in slos]
+    fresh: dict[int, Slo] = {}
+    for offset in range(0, len(ids), ID_CHUNK):
+        chunk = ids[offset : offset + ID_CHUNK]
+        query = (
+            sa.select(Slo)
+            .where(Slo.id.in_(chunk))
+            .order_by(Slo.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        fresh.update((slo.id, slo) for slo in session.scalars(query))
+    return [fresh[slo_id] for slo_id in ids if slo_id in fresh]
+
+
 def evaluate(
     *,
     session: Session,
@@ -561,7 +579,7 @@ def evaluate(
 ) -> dict[int, list[str]]:
     """Evaluate the SLOs now and store their state; returns the events emitted per SLO."""
     now = now or utcnow()
-    slos = list(slos)
+    slos = _locked(session, list(slos))
     builtin = [slo for slo in slos if slo.source in ("events", "probe")]
     measured = measure_builtin(session, builtin, now)
     day_counts: dict[int, Counts] = {}
