@@ -113,48 +113,51 @@ def pieces(start: dt.datetime, end: dt.datetime) -> list[tuple[int, dt.datetime,
     return [(res, a, b) for res, a, b in found if a < b]
 
 
-def _condition(res: int, a: dt.datetime, b: dt.datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(SloCount.resolution == res, SloCount.at >= a, SloCount.at < b)
-
-
 def bucket_sums(
     session: Session, slo_ids: Sequence[int], ranges: Mapping[str, tuple[dt.datetime, dt.datetime]]
 ) -> dict[int, dict[str, Counts]]:
-    """Good and total of each SLO over each named range, in one statement per chunk of SLOs."""
-    found: dict[int, dict[str, Counts]] = {slo_id: {} for slo_id in slo_ids}
-    if not slo_ids or not ranges:
-        return found
-    columns: list[Any] = [SloCount.slo_id]
-    conditions = []
-    for name, (start, end) in ranges.items():
-        parts = [_condition(*piece) for piece in pieces(start, end)]
-        if not parts:
-            columns += [sa.literal(0).label(f"g_{name}"), sa.literal(0).label(f"t_{name}")]
-            continue
-        inside = sa.or_(*parts)
-        conditions.append(inside)
-        columns.append(sa.func.sum(sa.case((inside, SloCount.good), else_=0)).label(f"g_{name}"))
-        columns.append(sa.func.sum(sa.case((inside, SloCount.total), else_=0)).label(f"t_{name}"))
-    if not conditions:
-        for slo_id in slo_ids:
-            found[slo_id] = {name: Counts(0, 0) for name in ranges}
-        return found
+    """Good and total of each SLO over each named range.
+
+    The ranges' pieces are summed once each (the lookbacks share their newest minutes), one
+    index range per piece and SLO, all in one ``UNION ALL`` statement per chunk of SLOs; each
+    range is then the sum of its pieces."""
+    by_range = {name: pieces(start, end) for name, (start, end) in ranges.items()}
+    distinct = sorted({piece for found in by_range.values() for piece in found})
+    index = {piece: number for number, piece in enumerate(distinct)}
+    sums: dict[tuple[int, int], tuple[int, int]] = {}
     for offset in range(0, len(slo_ids), ID_CHUNK):
         chunk = list(slo_ids[offset : offset + ID_CHUNK])
-        rows = session.execute(
-            sa.select(*columns)
-            .where(SloCount.slo_id.in_(chunk), sa.or_(*conditions))
+        selects = [
+            sa.select(
+                SloCount.slo_id,
+                sa.literal(number).label("piece"),
+                sa.func.sum(SloCount.good).label("good"),
+                sa.func.sum(SloCount.total).label("total"),
+            )
+            .where(
+                SloCount.slo_id.in_(chunk),
+                SloCount.resolution == resolution,
+                SloCount.at >= start,
+                SloCount.at < end,
+            )
             .group_by(SloCount.slo_id)
-        ).all()
-        for row in rows:
-            values = row._mapping
-            found[row.slo_id] = {
-                name: Counts(float(values[f"g_{name}"] or 0), float(values[f"t_{name}"] or 0))
-                for name in ranges
-            }
+            for number, (resolution, start, end) in enumerate(distinct)
+        ]
+        if not selects:
+            break
+        statement = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+        for slo_id, number, good, total in session.execute(statement):
+            sums[(slo_id, number)] = (int(good or 0), int(total or 0))
+    found: dict[int, dict[str, Counts]] = {}
     for slo_id in slo_ids:
-        if not found[slo_id]:
-            found[slo_id] = {name: Counts(0, 0) for name in ranges}
+        found[slo_id] = {}
+        for name, parts in by_range.items():
+            good = total = 0
+            for piece in parts:
+                g, t = sums.get((slo_id, index[piece]), (0, 0))
+                good += g
+                total += t
+            found[slo_id][name] = Counts(float(good), float(total))
     return found
 
 
