@@ -8,6 +8,7 @@ spends exactly the whole budget over the SLO window.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -233,6 +234,7 @@ SHORT_WINDOW_DIVISOR = 12
 _HOUR = dt.timedelta(hours=1)
 
 
+@functools.lru_cache(maxsize=64)
 def alert_rules(window_days: int) -> tuple[AlertRule, ...]:
     """Return the Workbook's page and ticket rules with factors for a ``window_days`` SLO."""
     if window_days <= 0:

@@ -238,13 +238,13 @@ def parse(text: str, *, source: str) -> ParseResult:
     return ParseResult(tuple(specs), tuple(problems))
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     """Format a float as Go's ``%v`` does: shortest round-trip, no ``.0`` on integers."""
     text = repr(float(value))
     return text.removesuffix(".0")
 
 
-def _duration(window: dt.timedelta) -> str:
+def duration(window: dt.timedelta) -> str:
     """Format a window as Sloth does: ``5m``, ``1h``, ``1d12h``, ``30d`` (never weeks)."""
     seconds = int(window.total_seconds())
     if seconds <= 0:
@@ -257,7 +257,7 @@ def _duration(window: dt.timedelta) -> str:
     return "".join(parts)
 
 
-def _render(query: str, window: str) -> str:
+def render_window(query: str, window: str) -> str:
     return WINDOW_PLACEHOLDER.sub(window, query)
 
 
@@ -269,20 +269,20 @@ def _slo_rules(
     selector = f'{{sloth_id="{slo_id}", sloth_service="{spec.service}", sloth_slo="{slo.name}"}}'
     # Later wins: the SLO's labels over the service's, extra labels over both, identity last.
     labels = {**spec.labels, **slo.labels, **extra_labels, **identity}
-    period = _duration(dt.timedelta(days=window_days))
+    period = duration(dt.timedelta(days=window_days))
 
     sli_rules: list[dict[str, Any]] = []
     for window in SLI_WINDOWS:
-        name = _duration(window)
+        name = duration(window)
         if slo.sli.events is not None:
             expr = (
-                f"({_render(slo.sli.events.error_query, name)})\n"
+                f"({render_window(slo.sli.events.error_query, name)})\n"
                 f"/\n"
-                f"({_render(slo.sli.events.total_query, name)})\n"
+                f"({render_window(slo.sli.events.total_query, name)})\n"
             )
         else:
             assert slo.sli.raw is not None
-            expr = f"({_render(slo.sli.raw.error_ratio_query, name)})"
+            expr = f"({render_window(slo.sli.raw.error_ratio_query, name)})"
         sli_rules.append(
             {
                 "record": f"slo:sli_error:ratio_rate{name}",
@@ -303,7 +303,7 @@ def _slo_rules(
         }
     )
 
-    objective_ratio = _number(slo.objective / 100)
+    objective_ratio = number(slo.objective / 100)
     by_budget = "/ on(sloth_id, sloth_slo, sloth_service) group_left"
     meta = [
         ("slo:objective:ratio", f"vector({objective_ratio})"),
@@ -330,7 +330,7 @@ def _slo_rules(
     info = {
         **labels,
         "sloth_mode": SLOTH_MODE,
-        "sloth_objective": _number(slo.objective),
+        "sloth_objective": number(slo.objective),
         "sloth_spec": SPEC_VERSION,
         "sloth_version": SLOTH_VERSION,
     }
@@ -348,7 +348,7 @@ def _slo_rules(
 
 def _alert_rules(slo: SlothSlo, selector: str, window_days: int) -> list[dict[str, Any]]:
     # Sloth divides by 100 once, so 99.9 gives 0.0009999999999999432, not 1 - 0.999.
-    error_budget = _number((100 - slo.objective) / 100)
+    error_budget = number((100 - slo.objective) / 100)
     alerting = slo.alerting
     rules = []
     for severity, alert in (
@@ -361,8 +361,8 @@ def _alert_rules(slo: SlothSlo, selector: str, window_days: int) -> list[dict[st
         for rule in engine.alert_rules(window_days):
             if rule.severity is not severity:
                 continue
-            threshold = f"({_number(rule.burn_rate_factor)} * {error_budget})"
-            short, long = _duration(rule.short_window), _duration(rule.long_window)
+            threshold = f"({number(rule.burn_rate_factor)} * {error_budget})"
+            short, long = duration(rule.short_window), duration(rule.long_window)
             conditions.append(
                 "(\n"
                 f"    max(slo:sli_error:ratio_rate{short}{selector} > {threshold})"
@@ -409,8 +409,14 @@ class _RulesDumper(yaml.SafeDumper):
     pass
 
 
+# Characters YAML 1.1 takes for line breaks besides "\n"; PyYAML folds them in other styles.
+YAML_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    style: str | None = "|" if "\n" in value else None
+    if any(mark in value for mark in YAML_BREAKS):
+        style = '"'  # YAML reads these as line breaks unless escaped in double quotes
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
