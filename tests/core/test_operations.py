@@ -229,7 +229,20 @@ def test_every_list_is_cursor_paginated(client: Any, db: Any) -> None:
         get = operations.get("get")
         single = (
             path.endswith(
-                ("/verify", "/me", "/owner", "/deps", "/export", "/analytics", "/history")
+                (
+                    "/verify",
+                    "/me",
+                    "/owner",
+                    "/deps",
+                    "/export",
+                    "/analytics",
+                    "/history",
+                    # one document: the Prometheus rule file, the release policy of one
+                    # entity, an SLO's status
+                    "/rules",
+                    "/release-policy",
+                    "/status",
+                )
             )
             or path.endswith(".csv")
             or "{" in path.rsplit("/", 1)[-1]

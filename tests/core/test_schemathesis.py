@@ -63,6 +63,7 @@ SEMANTIC_REFUSALS = re.compile(
             r"not a valid email address",
             r"must be in the future",  # a time the schema cannot know is past
             r"give your current password to set a new one",  # only when the user has one
+            r"is not your current password",  # a generated password is (almost) never it
             r"refused by the outbound policy",  # decided on the address the name resolves to
             # Reported, to be fixed in their routes' schemas (issue 11, point 8): a pattern the
             # document does not state, or a rule across fields.
@@ -79,6 +80,16 @@ SEMANTIC_REFUSALS = re.compile(
             r"problem\(s\) in the file|mapping\.",  # POST /tickets/import
             r"use lowercase letters, digits and inner hyphens",  # PUT /ticket-types/{slug}
             r"tag '.*' must be lowercase letters",  # POST/PATCH /catalog/entities tags
+            # SLOs (issue 13): rules across fields of SloIn and EventPointIn, and Prometheus
+            # label names, which the document does not state.
+            r"good events cannot outnumber total events",
+            r"is not a Prometheus label name",
+            r"a probe SLO measures probe results|a prometheus SLO needs an sli"
+            r"|go with timeslices budgeting|timeslices budgeting needs slice_minutes"
+            r"|probe settings go with source probe|built-in events count good and total"
+            r"|a prometheus (ratio|latency) SLI needs|give good_query or bad_query, not both",
+            r"does not match any of the expected tags|Unable to extract tag",  # sli kinds
+            r"has no health link in the catalog",  # a probe SLO without a URL
         )
     )
 )

@@ -53,7 +53,10 @@ def test_from_sloth_getting_started_maps_every_field() -> None:
         total_query='sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))',
     )
     assert definition.alerting == AlertingSettings(
-        page_enabled=True, ticket_enabled=True, labels={"category": "availability"}
+        page_enabled=True,
+        ticket_enabled=True,
+        labels={"category": "availability"},
+        name="MyServiceHighErrorRate",
     )
 
 

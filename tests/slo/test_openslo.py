@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import textwrap
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -281,6 +283,16 @@ definitions = st.builds(
 
 @given(st.lists(definitions, max_size=3))
 def test_export_then_parse_gives_equal_definitions(defs: list[SloDefinition]) -> None:
+    _round_trips(defs)
+
+
+@pytest.mark.parametrize("text", ["\x85", "a\u2028b", "line\r\nbreak", "x\n\x85"])
+def test_text_with_unusual_line_breaks_round_trips(text: str) -> None:
+    """YAML 1.1 reads NEL and the Unicode line separators as line breaks (hypothesis found it)."""
+    _round_trips([dataclasses.replace(_make_definition(), description=text)])
+
+
+def _round_trips(defs: list[SloDefinition]) -> None:
     result = openslo.parse(openslo.export(defs), source="export.yaml")
     assert result.problems == ()
     assert list(result.definitions) == defs

@@ -94,9 +94,12 @@ class AlertingSettings:
     page_enabled: bool = True
     ticket_enabled: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    name: str | None = None  # the Prometheus alert's name (Sloth's alerting.name)
 
     def __hash__(self) -> int:
-        return hash((self.page_enabled, self.ticket_enabled, tuple(sorted(self.labels.items()))))
+        return hash(
+            (self.page_enabled, self.ticket_enabled, tuple(sorted(self.labels.items())), self.name)
+        )
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ def from_sloth(spec: sloth.SlothSpec) -> list[SloDefinition]:
                     page_enabled=not alerting.page_alert.disable,
                     ticket_enabled=not alerting.ticket_alert.disable,
                     labels=dict(alerting.labels),
+                    name=alerting.name or None,
                 ),
                 labels={**spec.labels, **slo.labels},
             )

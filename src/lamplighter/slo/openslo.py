@@ -485,8 +485,14 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+# Characters YAML 1.1 takes for line breaks besides "\n"; PyYAML folds them in other styles.
+YAML_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    style: str | None = "|" if "\n" in value else None
+    if any(mark in value for mark in YAML_BREAKS):
+        style = '"'  # YAML reads these as line breaks unless escaped in double quotes
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -11,7 +11,7 @@ import re
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from lamplighter.core.schemas import ReadModel, WriteModel
 
@@ -82,8 +82,20 @@ class ThresholdSliIn(WriteModel):
     value: float
 
 
+def _sli_kind(value: Any) -> str | None:
+    """The SLI's ``kind``; a ratio when it does not say (the common case, as in Sloth)."""
+    if isinstance(value, dict):
+        kind = value.get("kind", "ratio")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "kind", None)
+
+
 SliIn = Annotated[
-    RatioSliIn | LatencySliIn | RawSliIn | ThresholdSliIn, Field(discriminator="kind")
+    Annotated[RatioSliIn, Tag("ratio")]
+    | Annotated[LatencySliIn, Tag("latency")]
+    | Annotated[RawSliIn, Tag("raw")]
+    | Annotated[ThresholdSliIn, Tag("threshold")],
+    Discriminator(_sli_kind),
 ]
 
 
@@ -109,6 +121,11 @@ class ProbeIn(WriteModel):
 
 
 class AlertingIn(WriteModel):
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$",
+        description="the Prometheus alert's name in exported rules (Sloth's alerting.name)",
+    )
     page: bool = True
     ticket: bool = True
     labels: dict[str, str] = Field(default_factory=dict)
