@@ -91,7 +91,7 @@ def nice_ticks(highest: float, count: int = 4) -> list[int]:
     return list(range(0, int(top) + 1, int(step)))
 
 
-def _svg_open(css_class: str, width: int, height: int, title: str, description: str) -> list[str]:
+def svg_open(css_class: str, width: int, height: int, title: str, description: str) -> list[str]:
     esc = markupsafe.escape
     return [
         f'<svg class="tk-chart {css_class}" xmlns="http://www.w3.org/2000/svg"'
@@ -102,7 +102,7 @@ def _svg_open(css_class: str, width: int, height: int, title: str, description: 
     ]
 
 
-def _markup(parts: Sequence[str]) -> markupsafe.Markup:
+def markup(parts: Sequence[str]) -> markupsafe.Markup:
     # Safe: every piece of text and every attribute value in ``parts`` went through escape().
     return markupsafe.Markup("".join(parts))  # noqa: S704
 
@@ -140,7 +140,7 @@ def bar_chart(
     height = top + max(len(bars), 1) * row_h + 4
     area = BAR_W - BAR_LABEL_W - BAR_VALUE_W
     highest = max((max(b.value, 0.0) for b in bars), default=0.0)
-    out = _svg_open("tk-bar-chart", BAR_W, height, title, description)
+    out = svg_open("tk-bar-chart", BAR_W, height, title, description)
     x = 0
     for colour, name in legend:
         out.append(
@@ -193,7 +193,7 @@ def bar_chart(
             )
         out.append("</g>")
     out.append("</svg>")
-    return _markup(out)
+    return markup(out)
 
 
 # -- lines -----------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def line_chart(
     highest = max((v for s in series for v in s.values), default=0)
     ticks = nice_ticks(highest)
     top_value = ticks[-1]
-    out = _svg_open("tk-line-chart", LINE_W, height, title, description)
+    out = svg_open("tk-line-chart", LINE_W, height, title, description)
 
     def x_of(index: int) -> float:
         if len(labels) <= 1:
@@ -298,7 +298,7 @@ def line_chart(
             )
         out.append("</g>")
     out.append("</svg>")
-    return _markup(out)
+    return markup(out)
 
 
 def _series_styles(series: Sequence[Series]) -> list[tuple[str, str]]:
