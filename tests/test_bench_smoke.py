@@ -66,6 +66,7 @@ CASES: dict[str, tuple[list[str], str, set[str]]] = {
         "requests_per_s:",
         {"wrk"},
     ),
+    "slo.py": (["--backend", "sqlite", "--smoke"], "evaluate_s:", {"wrk"}),
     "selfservice.py": (
         ["--repeat", "1", "--runs", "3", "--workers", "1", "--pg-admin-url", PG_ADMIN],
         "target: all 3 finish",

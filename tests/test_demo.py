@@ -20,12 +20,14 @@ def test_demo_loads_once_with_a_catalog_and_a_journal(db: Any) -> None:
         "catalog": True,
         "tickets": True,
         "selfservice": True,
+        "slo": True,
     }
     assert demo.load(db) == {
         "organisation": False,
         "catalog": False,
         "tickets": False,
         "selfservice": False,
+        "slo": False,
     }
     with db.sessionmaker() as session:
         ledger = catalog.get_by_ref(session=session, ref="ledger")

@@ -682,9 +682,15 @@ def test_recurring_job_is_enqueued_once_per_period(
     ticks = jobs_of(db, jobkinds.TICK)
     periods = [dt.datetime.fromisoformat(j.payload["period"]) for j in ticks]
     assert len(periods) == len(set(periods)), f"a period was enqueued twice: {sorted(periods)}"
-    assert sum(wins) == len(ticks), (
-        f"wins {wins} but {len(ticks)} jobs: two processes won one period"
-    )
+    # The domains' own recurring jobs (the SLO probes' scheduler runs every 10 s) may fall due
+    # in the same seconds: every period won is one job, whichever schedule it is of.
+    with db.sessionmaker() as session:
+        enqueued = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Job)
+            .where(Job.idempotency_key.like("recurring:%"))
+        )
+    assert sum(wins) == enqueued, f"wins {wins} but {enqueued} jobs: two processes won one period"
     assert 3 <= len(periods) <= 6
     assert all(p.microsecond == 0 for p in periods)
     ordered = sorted(periods)

@@ -27,7 +27,7 @@ def test_every_reference_in_a_manifest_resolves() -> None:
             assert callable(resolve(manifest.demo)), manifest.demo
         for subscription in manifest.subscriptions:
             assert subscription.kind in jobs.HANDLERS, subscription
-    assert names == ["core", "catalog", "tickets", "selfservice"]  # the layers' order
+    assert names == ["core", "catalog", "tickets", "selfservice", "slo"]  # the layers' order
 
 
 def test_the_cli_lists_each_domains_commands_from_its_manifest() -> None:
@@ -50,4 +50,5 @@ def test_the_navigation_is_the_manifests_entries_in_their_order() -> None:
         ("/catalog", "Catalog"),
         ("/tickets", "Tickets"),
         ("/selfservice", "Self-service"),
+        ("/slos", "SLOs"),
     ]

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from lamplighter.catalog.models import Entity
-from lamplighter.core import events, inbox
+from lamplighter.core import audit, events, identity, inbox, people
+from lamplighter.core.authz import require_owned_write
+from lamplighter.core.context import Actor
 from lamplighter.core.db import utcnow
-from lamplighter.core.models import TeamMember, User
 from lamplighter.slo import engine
 from lamplighter.slo.event_types import (
     BudgetExhausted,
@@ -39,6 +40,7 @@ from lamplighter.slo.service import (
     alert_rules_of,
     effective_policy,
     engine_duration,
+    get,
     percent,
     window_of,
 )
@@ -349,21 +351,17 @@ def _reason(status: engine.Status, remaining: float | None, firing: list[str]) -
 
 
 def _recipients(session: Session, entity: Entity, notify: str) -> list[int]:
+    """Who the policy tells: the owning team's active members, or its (nearest) lead."""
     if entity.owner_team_id is None:
         return []
     if notify == "lead":
-        from lamplighter.core import identity
-
         lead = identity.nearest_lead(session=session, team_id=entity.owner_team_id)
         if lead is not None:
             return [lead.id]
-    return list(
-        session.scalars(
-            sa.select(TeamMember.user_id)
-            .join(User, User.id == TeamMember.user_id)
-            .where(TeamMember.team_id == entity.owner_team_id, User.is_active.is_(True))
-        )
-    )
+    members = people.member_ids_of(session=session, team_ids=[entity.owner_team_id])
+    ids = members.get(entity.owner_team_id, [])
+    users = people.users_by_id(session=session, ids=ids)
+    return [user_id for user_id in ids if user_id in users and users[user_id].is_active]
 
 
 def _tell(session: Session, slo: Slo, entity: Entity, notify: str, title: str, body: str) -> None:
@@ -373,10 +371,12 @@ def _tell(session: Session, slo: Slo, entity: Entity, notify: str, title: str, b
         )
 
 
-def apply_state(session: Session, slo: Slo, state: State, now: dt.datetime) -> list[str]:
+def apply_state(
+    session: Session, slo: Slo, state: State, now: dt.datetime, entity: Entity | None = None
+) -> list[str]:
     """Store the state; emit the transitions as events and tell the policy's people.
     Returns the event types emitted."""
-    entity = session.get(Entity, slo.entity_id)
+    entity = entity or session.get(Entity, slo.entity_id)
     assert entity is not None
     policy = effective_policy(slo, entity.tier)
     ref = {"id": slo.id, "slo": slo.name, "entity": entity.ref}
@@ -599,12 +599,21 @@ def evaluate(
         if (w := measured[slo.id].window) is not None and measured[slo.id].no_data is None:
             # Today's share of the window: the day since midnight UTC, from the 1d lookback.
             day_counts[slo.id] = measured[slo.id].lookbacks.get(dt.timedelta(days=1), w)
+    # The entities in one query, held here (the session keeps only weak references); and no
+    # flush before each read: a thousand SLOs' states are written in one flush at the end.
+    entities = {
+        entity.id: entity
+        for entity in session.scalars(
+            sa.select(Entity).where(Entity.id.in_({slo.entity_id for slo in slos}))
+        )
+    }
     emitted: dict[int, list[str]] = {}
-    for slo in slos:
-        state = compute(slo, measured[slo.id], now)
-        emitted[slo.id] = apply_state(session, slo, state, now)
-        if slo.source == "prometheus":
-            _record_day(session, slo, day_counts.get(slo.id), state, now)
+    with session.no_autoflush:
+        for slo in slos:
+            state = compute(slo, measured[slo.id], now)
+            emitted[slo.id] = apply_state(session, slo, state, now, entities.get(slo.entity_id))
+            if slo.source == "prometheus":
+                _record_day(session, slo, day_counts.get(slo.id), state, now)
     session.flush()
     return emitted
 
@@ -688,3 +697,24 @@ def burndown(
         if total > 0:
             points.append((at + dt.timedelta(hours=1), 1 - (1 - good / total) / (1 - objective)))
     return points
+
+
+def evaluate_now(
+    *, session: Session, actor: Actor, slo_id: int, prometheus: PrometheusMeasure | None
+) -> Slo:
+    """Evaluate one SLO on request (its page's button, ``POST /slos/{id}/evaluate``): those who
+    may change the SLO may ask, and the request is audited; everyone else waits for the
+    minute's job."""
+    slo = get(session=session, slo_id=slo_id)
+    entity = session.get(Entity, slo.entity_id)
+    require_owned_write(actor, entity.owner_team_id if entity else None, f"the SLO {slo.name}")
+    evaluate(session=session, slos=[slo], prometheus=prometheus)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="slo.evaluate",
+        object_type="slo",
+        object_id=slo.id,
+        after={"status": slo.status, "reason": slo.status_reason},
+    )
+    return slo

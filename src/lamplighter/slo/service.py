@@ -11,10 +11,9 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
@@ -36,7 +35,16 @@ from lamplighter.slo.event_types import (
     SloDeleted,
     SloUpdated,
 )
-from lamplighter.slo.models import DAY, HOUR, MINUTE, FreezeException, Slo, SloCount, SloDaily
+from lamplighter.slo.models import (
+    DAY,
+    HOUR,
+    MINUTE,
+    FreezeException,
+    ProbeResult,
+    Slo,
+    SloCount,
+    SloDaily,
+)
 from lamplighter.slo.schemas import SloIn
 
 OBJECT_TYPE = "slo"
@@ -52,7 +60,7 @@ WINDOW_DAYS = {"7d": 7, "28d": 28, "30d": 30}
 # -- conversions -------------------------------------------------------------------------------
 
 
-def window_of(slo: Slo) -> engine.Window:
+def window_of(slo: Any) -> engine.Window:
     if slo.window_kind == "calendar_week":
         return engine.Window.calendar_week(slo.time_zone)
     if slo.window_kind == "calendar_month":
@@ -66,7 +74,7 @@ def window_name(slo: Slo) -> str:
     return slo.window_kind.replace("_", "-")
 
 
-def window_days_of(slo: Slo) -> int:
+def window_days_of(slo: Any) -> int:
     """The days the burn-rate factors are scaled to: 7 for a calendar week, 30 for a month."""
     if slo.window_kind == "calendar_week":
         return 7
@@ -198,7 +206,7 @@ def read(*, session: Session, slo: Slo) -> dict[str, Any]:
     }
 
 
-def effective_policy(slo: Slo, tier: int | None = None) -> dict[str, Any]:
+def effective_policy(slo: Any, tier: int | None = None) -> dict[str, Any]:
     """The SLO's policy over the defaults for its entity's tier (settings), over the built-in
     default: tell the team at 50 % and 75 % spent, freeze releases at 100 %."""
     from lamplighter.slo.settings import tier_policy  # settings read the environment once
@@ -209,6 +217,12 @@ def effective_policy(slo: Slo, tier: int | None = None) -> dict[str, Any]:
 def status_of(*, session: Session, slo: Slo) -> dict[str, Any]:
     """The last evaluation as the API answers it (:class:`SloStatusRead`)."""
     entity = entity_of(session, slo)
+    return status_document(slo, entity.ref, entity.tier)
+
+
+def status_document(slo: Any, entity_ref: str, tier: int | None) -> dict[str, Any]:
+    """:func:`status_of` from an SLO or a row with its columns' names (the API's one-statement
+    read, ``status_view``), so that both answer the same document."""
     alerts = []
     factors = slo.alerting.get("factors", {})
     for name, rule in alert_rules_of(slo):
@@ -227,7 +241,7 @@ def status_of(*, session: Session, slo: Slo) -> dict[str, Any]:
         )
     return {
         "id": slo.id,
-        "entity": entity.ref,
+        "entity": entity_ref,
         "name": slo.name,
         "status": slo.status,
         "reason": slo.status_reason,
@@ -245,8 +259,8 @@ def status_of(*, session: Session, slo: Slo) -> dict[str, Any]:
         "burn_rates": dict(slo.burn_rates),
         "alerts": alerts,
         "exhaustion_at": slo.exhaustion_at,
-        "policy": effective_policy(slo, entity.tier),
-        "frozen": slo.frozen,
+        "policy": effective_policy(slo, tier),
+        "frozen": bool(slo.frozen),
     }
 
 
@@ -271,7 +285,7 @@ ALERT_NAMES = {
 }
 
 
-def alert_rules_of(slo: Slo) -> list[tuple[str, engine.AlertRule]]:
+def alert_rules_of(slo: Any) -> list[tuple[str, engine.AlertRule]]:
     """The Workbook's four alerts scaled to the SLO's window, with its own factor overrides."""
     factors = slo.alerting.get("factors", {})
     found = []
@@ -370,6 +384,18 @@ def of_team(*, session: Session, team_id: int) -> list[tuple[Slo, Entity]]:
         .order_by(Slo.budget_remaining, Slo.id)
     ).all()
     return [(slo, entity) for slo, entity in rows]
+
+
+def latest_probe_results(*, session: Session, slo_id: int, limit: int = 20) -> list[ProbeResult]:
+    """The newest probe results of a probe SLO, newest first."""
+    return list(
+        session.scalars(
+            sa.select(ProbeResult)
+            .where(ProbeResult.slo_id == slo_id)
+            .order_by(ProbeResult.at.desc(), ProbeResult.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def history(*, session: Session, slo: Slo, days: int = 365) -> list[SloDaily]:
@@ -569,33 +595,25 @@ def require_ingest_writer(*, session: Session, actor: Actor, slo: Slo) -> None:
     require_owned_write(actor, entity.owner_team_id, f"the events of {entity.ref}'s SLOs")
 
 
-def _floor(at: dt.datetime, seconds: int) -> dt.datetime:
-    epoch = int(at.timestamp())
-    return dt.datetime.fromtimestamp(epoch - epoch % seconds, dt.UTC)
-
-
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add the rows' counts to their buckets: one INSERT … ON CONFLICT DO UPDATE for all,
+    on the table rather than the ORM class (no unit-of-work bookkeeping for counters)."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        pg = postgresql.insert(SloCount)
-        statement: Any = pg.on_conflict_do_update(
-            index_elements=["slo_id", "resolution", "at"],
-            set_={
-                "good": SloCount.good + pg.excluded.good,
-                "total": SloCount.total + pg.excluded.total,
-            },
-        )
-    else:
-        lite = sqlite.insert(SloCount)
-        statement = lite.on_conflict_do_update(
-            index_elements=["slo_id", "resolution", "at"],
-            set_={
-                "good": SloCount.good + lite.excluded.good,
-                "total": SloCount.total + lite.excluded.total,
-            },
-        )
-    session.execute(statement, rows)
+    table = cast(sa.Table, SloCount.__table__)
+    insert: Any = (
+        postgresql.insert(table)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(table)
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=["slo_id", "resolution", "at"],
+        set_={
+            "good": table.c.good + insert.excluded.good,
+            "total": table.c.total + insert.excluded.total,
+        },
+    )
+    session.connection().execute(statement, rows)
 
 
 def record_counts(
@@ -611,10 +629,13 @@ def record_counts(
     points taken and the buckets written. A point too old or in the future refuses the batch.
     """
     now = now or utcnow()
-    by_bucket: dict[tuple[int, dt.datetime], list[int]] = defaultdict(lambda: [0, 0])
+    oldest, newest = (now - MAX_AGE).timestamp(), (now + MAX_AHEAD).timestamp()
+    # Bucketed on epoch seconds; one datetime is made per bucket, not per point.
+    buckets: dict[tuple[int, int], list[int]] = {}
     accepted = 0
     for index, (at, good, total) in enumerate(points):
-        if at < now - MAX_AGE or at > now + MAX_AHEAD:
+        epoch = at.timestamp()
+        if not oldest <= epoch <= newest:
             raise ValidationFailed.one(
                 f"{field}[{index}].at",
                 f"{at.isoformat()} is outside what an SLO keeps (the last {MAX_AGE.days} days, "
@@ -622,14 +643,25 @@ def record_counts(
             )
         if not 0 <= good <= total:
             raise ValidationFailed.one(f"{field}[{index}]", "need 0 <= good <= total")
+        second = int(epoch // 1)
         for resolution in (MINUTE, HOUR, DAY):
-            bucket = by_bucket[(resolution, _floor(at, resolution))]
-            bucket[0] += good
-            bucket[1] += total
+            key = (resolution, second - second % resolution)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [good, total]
+            else:
+                bucket[0] += good
+                bucket[1] += total
         accepted += 1
     rows = [
-        {"slo_id": slo_id, "resolution": res, "at": at, "good": good, "total": total}
-        for (res, at), (good, total) in sorted(by_bucket.items())
+        {
+            "slo_id": slo_id,
+            "resolution": resolution,
+            "at": dt.datetime.fromtimestamp(start, dt.UTC),
+            "good": good,
+            "total": total,
+        }
+        for (resolution, start), (good, total) in sorted(buckets.items())
     ]
     _upsert(session, rows)
     return accepted, len(rows)
