@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import yaml
 
 from lamplighter.core.db import Database
-from lamplighter.slo.models import Slo
+from lamplighter.slo.models import Slo, SloCount
 from tests.conftest import auth, make_token, make_user
 from tests.slo.conftest import Org
 
@@ -287,3 +287,65 @@ def test_the_status_body_is_the_schemas_own_serialisation(
     ]
     assert client.get(f"{BASE}/999999/status", headers=tokens["viewer"]).status_code == 404
     assert client.get(f"{BASE}/{burning.id}/status").status_code == 401
+
+
+def test_nasty_input_is_a_problem_naming_the_field_and_changes_nothing(
+    client: Any, db: Database, tokens: dict[str, dict[str, str]]
+) -> None:
+    created = new_slo(client, tokens["member"])
+    events = f"{BASE}/{created['id']}/events"
+    key = {"X-Lamplighter-Ingest-Key": created["ingest_key"]}
+
+    def counted() -> int:
+        with db.sessionmaker() as session:
+            return int(session.scalar(sa.select(sa.func.count()).select_from(SloCount)) or 0)
+
+    malformed = client.post(
+        events, content=b'{"good": 1, "total":', headers=key | {"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["type"] == "/problems/malformed-json"
+    naive = client.post(
+        events, json={"good": 1, "total": 1, "at": "2026-12-06T10:00:00"}, headers=key
+    )
+    assert naive.status_code == 422 and "time zone" in naive.text
+    unknown = client.post(events, json={"good": 1, "total": 1, "colour": "red"}, headers=key)
+    assert unknown.status_code == 422
+    point = b'{"good": 1, "total": 1}'
+    too_many = client.post(
+        events,
+        content=b'{"points": [' + b",".join([point] * 100_001) + b"]}",
+        headers=key | {"content-type": "application/json"},
+    )
+    assert too_many.status_code == 422 and "100000" in too_many.text
+    huge = client.post(
+        events,
+        content=b'{"points": [' + b",".join([point] * 400_000) + b"]}",
+        headers=key | {"content-type": "application/json"},
+    )
+    assert huge.status_code == 413
+    assert counted() == 0
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    report = client.post(
+        f"{BASE}/import",
+        json={"files": [{"name": "bomb.yml", "content": 'version: "prometheus/v1"\n' + bomb}]},
+        headers=tokens["member"],
+    )
+    assert report.status_code == 200, report.text
+    (refused,) = report.json()["files"]
+    assert refused["file"] == "bomb.yml" and refused["problems"]
+    assert report.json()["created"] == 0
+    wrong_type = client.post(
+        BASE,
+        json={"entity": "checkout", "name": "x", "objective": "very high", "source": "events"},
+        headers=tokens["member"],
+    )
+    assert wrong_type.status_code == 422
+    assert [e["field"] for e in wrong_type.json()["errors"]] == ["body.objective"]
+    with db.sessionmaker() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Slo)) == 1

@@ -273,3 +273,34 @@ def test_two_evaluations_at_once_announce_a_transition_once(
     assert [e.type for e in announced].count("slo.budget_exhausted") == 1
     fired = sorted(e.payload["alert"] for e in announced if e.type == "slo.burn_rate_high")
     assert fired == ["page-1h", "page-6h", "ticket-1d", "ticket-3d"]  # each once
+
+
+def test_the_projected_exhaustion_is_only_said_when_the_budget_would_run_out(
+    db: Database, org: Org
+) -> None:
+    now = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
+    steady_slo, _ = org.slo(name="steady", objective=99.0)
+    fast, _ = org.slo(name="fast", objective=99.0)
+    month, _ = org.slo(name="month", objective=99.0, window="calendar-month")
+    start = now - dt.timedelta(days=30)
+    # Half the budget's rate for 30 days: a rolling window never spends it all at that rate.
+    push(db, steady_slo.id, steady(start, 30 * 24 * 60, 100, bad_per_minute=0.5), now)
+    # 10x over the last 6 hours, after a quiet month: at 10x the rest goes in a few days.
+    quiet = steady(start, 30 * 24 * 60 - 360, 100)
+    push(db, fast.id, quiet + steady(now - dt.timedelta(hours=6), 360, 100, 10), now)
+    # The same burn in a calendar month five days from its end: it would take longer than that.
+    month_start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    minutes = int((now - month_start).total_seconds() // 60)
+    push(db, month.id, steady(month_start, minutes, 100, bad_per_minute=0.2), now)
+    later = dt.datetime(2026, 12, 26, 12, 0, tzinfo=dt.UTC)
+    push(db, month.id, steady(later - dt.timedelta(hours=6), 360, 100, 2), later)
+    run(db, now)
+    assert stored(db, steady_slo.id).exhaustion_at is None
+    fast_state = stored(db, fast.id)
+    assert fast_state.exhaustion_at is not None
+    left = fast_state.budget_remaining or 0
+    expected = now + dt.timedelta(days=30) * left / 10
+    assert abs((fast_state.exhaustion_at - expected).total_seconds()) < 60
+    run(db, later)
+    assert stored(db, month.id).burn_rates["6h"] == pytest.approx(2.0)
+    assert stored(db, month.id).exhaustion_at is None

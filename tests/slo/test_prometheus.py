@@ -108,6 +108,8 @@ def test_a_bad_events_ratio_counts_rate_times_seconds_for_every_window() -> None
     assert sorted({window_of(q) for q in fake.queries}) == sorted(SECONDS)
     assert "{{" not in "".join(fake.queries)
     assert {r.url.params["time"] for r in fake.requests} == {f"{NOW.timestamp():.3f}"}
+    # The user's PromQL is bounded on Prometheus too, by the same timeout as our wait.
+    assert {r.url.params["timeout"] for r in fake.requests} == {"10s"}
 
 
 def test_a_good_events_ratio_counts_the_good_ones() -> None:

@@ -48,6 +48,8 @@ router = APIRouter(prefix="/slos", tags=["slo"])
 
 INGEST_KEY_HEADER = "X-Lamplighter-Ingest-Key"
 IMPORT_BODY_LIMIT = 50 * 1024 * 1024  # as the catalog import: a thousand spec files at once
+# A backfill batch: 100,000 points with their timestamps are about 6 MiB.
+EVENTS_BODY_LIMIT = 8 * 1024 * 1024
 YAML_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/yaml": {}}, "description": "YAML text"}
 }
@@ -308,6 +310,7 @@ async def ingest_caller(
 @router.post(
     "/{slo_id:int}/events",
     response_model=EventsAccepted,
+    openapi_extra={"x-max-body-bytes": EVENTS_BODY_LIMIT},
     responses={
         401: {"description": "No valid ingest key and no credentials"},
         403: {"description": "Signed in, but not one who may change this SLO"},

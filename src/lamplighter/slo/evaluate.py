@@ -314,10 +314,8 @@ def compute(slo: Slo, measured: Measured, now: dt.datetime) -> State:
     )
     if status is engine.Status.HEALTHY and firing:
         status = engine.Status.WARNING  # a ticket alert: worth a look, not a page
-    projection = engine.time_to_exhaustion(
-        remaining_ratio=remaining,
-        burn_rate=rates.get(engine_duration(PROJECTION_WINDOW)),
-        window_length=end - start,
+    exhaustion_at = _exhaustion_at(
+        slo, remaining, rates.get(engine_duration(PROJECTION_WINDOW)), start, end, now
     )
     return State(
         status=status,
@@ -332,10 +330,34 @@ def compute(slo: Slo, measured: Measured, now: dt.datetime) -> State:
         remaining=remaining,
         burn_rates=rates,
         firing=tuple(name for name, _ in firing),
-        exhaustion_at=now + projection
-        if projection is not None and projection.days < 3650
-        else None,
+        exhaustion_at=exhaustion_at,
     )
+
+
+def _exhaustion_at(
+    slo: Slo,
+    remaining: float | None,
+    burn: float | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+) -> dt.datetime | None:
+    """When the budget runs out if the last 6 hours' burn rate goes on; None if it does not.
+
+    A rolling window forgets old events as it takes new ones, so a burn rate of 1 or less never
+    spends the rest of the budget (the spent share tends to the rate); a calendar window starts
+    over at its end, so a projection past the end is no exhaustion either."""
+    if remaining is not None and remaining <= 0:
+        return now
+    if burn is None or (slo.window_kind == "rolling" and burn <= 1):
+        return None
+    projection = engine.time_to_exhaustion(
+        remaining_ratio=remaining, burn_rate=burn, window_length=end - start
+    )
+    if projection is None:
+        return None
+    at = now + projection
+    return None if slo.window_kind != "rolling" and at >= end else at
 
 
 def _reason(status: engine.Status, remaining: float | None, firing: list[str]) -> str:
@@ -597,7 +619,8 @@ def evaluate(
         start, _ = engine.window_bounds(window_of(slo), now)
         measured[slo.id] = prometheus(slo, start, now, BURN_WINDOWS)
         if (w := measured[slo.id].window) is not None and measured[slo.id].no_data is None:
-            # Today's share of the window: the day since midnight UTC, from the 1d lookback.
+            # The day's row holds the last 24 hours as of the day's last evaluation, so once a
+            # day is over its row is (near enough) that day's; the 1d lookback is that figure.
             day_counts[slo.id] = measured[slo.id].lookbacks.get(dt.timedelta(days=1), w)
     # The entities in one query, held here (the session keeps only weak references); and no
     # flush before each read: a thousand SLOs' states are written in one flush at the end.

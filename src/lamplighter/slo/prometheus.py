@@ -214,7 +214,9 @@ class _Asker:
         where = self.owner.base_url
         self.owner.requests += 1
         try:
-            response = self.http.get(where + QUERY_PATH, params={"query": query, "time": self.time})
+            # ``timeout`` bounds the user's PromQL on Prometheus too, not only our wait for it.
+            params = {"query": query, "time": self.time, "timeout": f"{self.owner.timeout_s:g}s"}
+            response = self.http.get(where + QUERY_PATH, params=params)
         except outbound.Refused as exc:
             raise Unreachable(f"Prometheus at {where}: {exc}") from exc
         except httpx.TimeoutException as exc:

@@ -43,7 +43,6 @@ from lamplighter.slo.models import (
     ProbeResult,
     Slo,
     SloCount,
-    SloDaily,
 )
 from lamplighter.slo.schemas import SloIn
 
@@ -394,17 +393,6 @@ def latest_probe_results(*, session: Session, slo_id: int, limit: int = 20) -> l
             .where(ProbeResult.slo_id == slo_id)
             .order_by(ProbeResult.at.desc(), ProbeResult.id.desc())
             .limit(limit)
-        )
-    )
-
-
-def history(*, session: Session, slo: Slo, days: int = 365) -> list[SloDaily]:
-    since = (utcnow() - dt.timedelta(days=days)).date()
-    return list(
-        session.scalars(
-            sa.select(SloDaily)
-            .where(SloDaily.slo_id == slo.id, SloDaily.day >= since)
-            .order_by(SloDaily.day)
         )
     )
 
