@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
+import pytest
 import sqlalchemy as sa
 
 from lamplighter import demo
@@ -73,3 +75,43 @@ def test_the_demo_shows_every_slo_state_and_loads_only_once(db: Database) -> Non
     with db.sessionmaker() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(SloCount)) == counts
     assert len(_inbox_titles(db, "priya@example.com")) == inbox_before
+
+
+def test_while_a_worker_runs_the_demo_keeps_every_state(db: Database) -> None:
+    """An hour after loading, with the demo's live traffic pushed minute by minute, the burning
+    SLO still pages and the healthy ones stay healthy; SLOs the demo did not make get nothing."""
+    from lamplighter.slo import demo as slo_demo
+    from lamplighter.slo import evaluate
+    from lamplighter.slo.schemas import SloIn
+    from tests.conftest import SYSTEM
+
+    demo.load(db)
+    with db.transaction() as session:
+        mine, _ = service.create(
+            session=session,
+            actor=SYSTEM,
+            data=SloIn(entity="ledger", name="hand-made", objective=99.0, source="events"),
+        )
+        mine_id = mine.id
+    loaded = _slos(db)["card-authorisations"].evaluated_at
+    assert loaded is not None
+    pushed = 0
+    for minutes in range(5, 65, 5):  # the worker's minute job, every five minutes here
+        at = loaded + dt.timedelta(minutes=minutes)
+        with db.transaction() as session:
+            pushed += slo_demo.push_live_traffic(session=session, now=at)
+    with db.transaction() as session:
+        evaluate.evaluate(session=session, slos=list(session.scalars(sa.select(Slo))), now=at)
+    # Seven SLOs on built-in events, 60 minutes each (the newest partial minute excepted).
+    assert 7 * 59 <= pushed <= 7 * 60
+    slos = _slos(db)
+    burning = slos["card-authorisations"]
+    assert burning.status == "burning" and "page-1h" in burning.firing
+    assert burning.burn_rates["5m"] == pytest.approx(16, rel=0.3)
+    assert slos["postings"].status == "healthy"
+    assert slos["checkout-availability"].status == "exhausted"
+    with db.sessionmaker() as session:
+        untouched = session.scalar(
+            sa.select(sa.func.count()).select_from(SloCount).where(SloCount.slo_id == mine_id)
+        )
+    assert untouched == 0

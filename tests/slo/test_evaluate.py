@@ -71,7 +71,7 @@ def test_the_pieces_of_a_range_cover_each_minute_in_it_exactly_once(
             covered.append(minute)
             minute += dt.timedelta(minutes=1)
     expected = []
-    minute = evaluate._ceil(begin, 60)
+    minute = evaluate.ceil_to(begin, 60)
     while minute < end:
         expected.append(minute)
         minute += dt.timedelta(minutes=1)

@@ -16,8 +16,12 @@ loaded at:
 - ``checkout-web/edge-availability`` on Prometheus: **no data** with the reason, unless
   ``LAMPLIGHTER_PROMETHEUS_URL`` is set.
 
-The burst ends at load time and nothing pushes more events afterwards, so the page alert
-resolves once its short window (30 minutes for the 6h/30m alert) holds no new events.
+While a worker runs, the demo's traffic goes on: every minute a recurring job
+(``slo.demo_traffic``) pushes the minutes since the last one for the SLOs on built-in events
+that carry the ``lamplighter_demo`` label (those this module made, and no others), in the same
+shape, the burning one at ``live_burn`` (16x: it keeps paging, and its budget lasts about a day
+and a half). Without a worker the burst ends at load time, and the page alert resolves once its
+short window (30 minutes for the 6h/30m alert) holds no new events.
 """
 
 from __future__ import annotations
@@ -29,16 +33,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.refs import Ref
+from lamplighter.core import jobs
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database, utcnow
 from lamplighter.slo import evaluate, service
-from lamplighter.slo.models import ProbeResult, Slo
+from lamplighter.slo.models import MINUTE, ProbeResult, Slo, SloCount
 from lamplighter.slo.schemas import SloIn
 
 ACTOR = Actor.system("demo loader")
+TRAFFIC_JOB = "slo.demo_traffic"
+DEMO_LABEL = "lamplighter_demo"  # on the SLOs this module made: only they get live traffic
+CATCH_UP = dt.timedelta(hours=1)  # after the workers were stopped: an hour of traffic at most
 HISTORY_DAYS = 32
 BUDGET_MINUTES = 30 * 24 * 60  # incidents are sized against a 30-day budget
 
@@ -62,6 +71,7 @@ class DemoSlo:
     baseline_burn: float = 0.2  # the everyday trickle of errors, as a burn rate
     incidents: tuple[Incident, ...] = field(default_factory=tuple)
     seed: int = 0
+    live_burn: float | None = None  # the burn rate of the live traffic; None: the baseline
 
 
 SLOS: tuple[DemoSlo, ...] = (
@@ -78,6 +88,7 @@ SLOS: tuple[DemoSlo, ...] = (
         baseline_burn=0.2,
         incidents=(Incident(9 * 1440 + 200, 25, 0.05), Incident(100, 100, 0.07)),
         seed=1,
+        live_burn=16.0,
     ),
     DemoSlo(
         {
@@ -296,7 +307,9 @@ def load(db: Database) -> bool:
         now = utcnow()
         slos: list[Slo] = []
         for demo in SLOS:
-            slo, _ = service.create(session=session, actor=ACTOR, data=SloIn(**demo.spec))
+            labels = {**demo.spec.get("labels", {}), DEMO_LABEL: "true"}
+            data = SloIn(**{**demo.spec, "labels": labels})
+            slo, _ = service.create(session=session, actor=ACTOR, data=data)
             slos.append(slo)
             if slo.source == "probe":
                 results = _probe_results(demo, now)
@@ -313,3 +326,59 @@ def load(db: Database) -> bool:
             service.record_counts(session=session, slo_id=slo.id, points=points, now=now)
         evaluate.evaluate(session=session, slos=slos, now=now, prometheus=None)
     return True
+
+
+# -- live traffic while a worker runs -------------------------------------------------------------
+BY_NAME = {demo.spec["name"]: demo for demo in SLOS}
+
+
+def live_points(
+    demo: DemoSlo, objective: float, start: dt.datetime, end: dt.datetime
+) -> list[tuple[dt.datetime, int, int]]:
+    """The whole minutes from ``start`` (rounded up) to ``end`` (rounded down): the demo's
+    traffic shape at its live burn rate. Each minute's noise is seeded by the minute, so
+    pushing a minute is the same whichever worker does it."""
+    first = evaluate.ceil_to(start, MINUTE)
+    last = evaluate.floor_to(end, MINUTE)
+    burn = demo.live_burn if demo.live_burn is not None else demo.baseline_burn
+    error_ratio = (1 - objective) * burn
+    points = []
+    minute = first
+    while minute < last:
+        rng = random.Random(demo.seed * 1_000_003 + int(minute.timestamp()) // MINUTE)
+        shape = SHAPE[minute.weekday(), minute.hour * 60 + minute.minute]
+        total = max(1, round(demo.per_minute * shape * rng.gauss(1, 0.04)))
+        bad = min(total, int(total * error_ratio + rng.random()))
+        points.append((minute, total - bad, total))
+        minute += dt.timedelta(minutes=1)
+    return points
+
+
+def push_live_traffic(*, session: Session, now: dt.datetime) -> int:
+    """Push the demo SLOs' minutes since their last one (an hour at most); returns the points."""
+    pushed = 0
+    for slo in session.scalars(sa.select(Slo).where(Slo.source == "events").order_by(Slo.id)):
+        demo = BY_NAME.get(slo.name)
+        if demo is None or slo.labels.get(DEMO_LABEL) != "true":
+            continue
+        newest = session.scalar(
+            sa.select(sa.func.max(SloCount.at)).where(
+                SloCount.slo_id == slo.id, SloCount.resolution == MINUTE
+            )
+        )
+        start = now - CATCH_UP
+        if newest is not None:
+            start = max(start, newest + dt.timedelta(minutes=1))
+        points = live_points(demo, slo.objective, start, now)
+        if points:
+            service.record_counts(session=session, slo_id=slo.id, points=points, now=now)
+            pushed += len(points)
+    return pushed
+
+
+@jobs.handler(TRAFFIC_JOB)
+def _live_traffic(ctx: jobs.JobContext) -> None:
+    push_live_traffic(session=ctx.session, now=utcnow())
+
+
+jobs.recurring(TRAFFIC_JOB, every_s=60, kind=TRAFFIC_JOB)

@@ -83,7 +83,7 @@ PrometheusMeasure = Callable[[Slo, dt.datetime, dt.datetime, Sequence[dt.timedel
 # -- sums over bucket ranges -------------------------------------------------------------------
 
 
-def _ceil(at: dt.datetime, seconds: int) -> dt.datetime:
+def ceil_to(at: dt.datetime, seconds: int) -> dt.datetime:
     epoch = at.timestamp()
     whole = int(epoch) - int(epoch) % seconds
     if whole < epoch:
@@ -91,7 +91,7 @@ def _ceil(at: dt.datetime, seconds: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(whole, dt.UTC)
 
 
-def _floor(at: dt.datetime, seconds: int) -> dt.datetime:
+def floor_to(at: dt.datetime, seconds: int) -> dt.datetime:
     epoch = int(at.timestamp())
     return dt.datetime.fromtimestamp(epoch - epoch % seconds, dt.UTC)
 
@@ -100,14 +100,14 @@ def pieces(start: dt.datetime, end: dt.datetime) -> list[tuple[int, dt.datetime,
     """Cover the buckets whose start lies in [start, end) with few rows: whole days as day
     buckets, whole hours as hour buckets, the rest as minutes. ``start`` rounds up to a minute
     (a lookback of 5 minutes is the last five minute buckets, the current one included)."""
-    first = _ceil(start, MINUTE)
+    first = ceil_to(start, MINUTE)
     if first >= end:
         return []
-    h1, h2 = _ceil(first, HOUR), _floor(end, HOUR)
+    h1, h2 = ceil_to(first, HOUR), floor_to(end, HOUR)
     if h1 >= h2:
         return [(MINUTE, first, end)]
     found = [(MINUTE, first, h1), (MINUTE, h2, end)]
-    d1, d2 = _ceil(h1, DAY), _floor(h2, DAY)
+    d1, d2 = ceil_to(h1, DAY), floor_to(h2, DAY)
     if d1 >= d2:
         found.append((HOUR, h1, h2))
     else:
@@ -644,7 +644,7 @@ def evaluate(
 def history(session: Session, slo: Slo, days: int = 365) -> list[dict[str, Any]]:
     """Daily attainment for a year: built-in SLOs from their day buckets, Prometheus ones from
     the days recorded at evaluation."""
-    since = _floor(utcnow() - dt.timedelta(days=days), DAY)
+    since = floor_to(utcnow() - dt.timedelta(days=days), DAY)
     if slo.source == "prometheus":
         rows = session.scalars(
             sa.select(SloDaily)
@@ -707,7 +707,7 @@ def burndown(
         .where(
             SloCount.slo_id == slo.id,
             SloCount.resolution == HOUR,
-            SloCount.at >= _floor(start, HOUR),
+            SloCount.at >= floor_to(start, HOUR),
             SloCount.at < min(end, now),
         )
         .order_by(SloCount.at)
