@@ -54,6 +54,15 @@ class _Steps(dict[str, Any]):
     """Earlier steps' outputs by step id."""
 
 
+class _Body(dict[str, Any]):
+    """A posted JSON body (an alert webhook's), named as such when a field is missing."""
+
+
+# The names a self-service template's expressions read, and those of an alert webhook mapping.
+RUN_NAMES = frozenset({"parameters", "steps", "run"})
+BODY_NAMES = frozenset({"body"})
+
+
 class _StepOutput(dict[str, Any]):
     def __init__(self, step_id: str, values: Mapping[str, Any]) -> None:
         super().__init__(values)
@@ -73,6 +82,9 @@ class _Missing(jinja2.StrictUndefined):
             return f"there is no parameter {name!r} (parameters: {known})"
         if isinstance(owner, _Steps):
             return f"step {name!r} has no output: it is not an earlier step that succeeded"
+        if isinstance(owner, _Body):
+            known = ", ".join(sorted(owner)) or "none"
+            return f"the body has no field {name!r} (fields: {known})"
         if isinstance(owner, _StepOutput):
             known = ", ".join(sorted(owner)) or "none"
             return f"the output of step {owner.step_id!r} has no field {name!r} (fields: {known})"
@@ -259,6 +271,11 @@ def expression_context(
     return {"parameters": _Parameters(parameters), "steps": steps, "run": dict(run)}
 
 
+def body_context(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a webhook mapping's expressions read: the posted JSON as ``body``."""
+    return {"body": _Body(body)}
+
+
 def _plain(value: Any) -> Any:
     """Expression results as JSON-ready values (no wrappers, tuples as lists)."""
     if isinstance(value, _Placeholder):
@@ -307,8 +324,16 @@ def _referenced_steps(tree: nodes.Node) -> set[str]:
     return found
 
 
-def check_expression(expression: str, *, known_steps: set[str] | None = None) -> str | None:
-    """Why an expression is refused, or None when it may be saved."""
+def _names_text(names: frozenset[str]) -> str:
+    ordered = sorted(names, key=["parameters", "steps", "run", "body"].index)
+    return ordered[0] if len(ordered) == 1 else ", ".join(ordered[:-1]) + " and " + ordered[-1]
+
+
+def check_expression(
+    expression: str, *, known_steps: set[str] | None = None, names: frozenset[str] = RUN_NAMES
+) -> str | None:
+    """Why an expression is refused, or None when it may be saved. ``names`` are what it may
+    read: a template's parameters, steps and run (the default), or a webhook's body."""
     if not expression:
         return "an empty expression ${{ }}"
     if len(expression) > MAX_EXPRESSION_CHARS:
@@ -316,17 +341,17 @@ def check_expression(expression: str, *, known_steps: set[str] | None = None) ->
     if FORBIDDEN_RE.search(expression):
         return (
             f"${{{{ {expression} }}}} reaches for Python internals (names with '__' or 'mro'); "
-            "expressions may only read parameters, steps and run"
+            f"expressions may only read {_names_text(names)}"
         )
     try:
         tree = _ENV.parse("{{ " + expression + " }}")
     except jinja2.TemplateSyntaxError as exc:
         return f"${{{{ {expression} }}}} is not a valid expression: {exc.message}"
     for name in tree.find_all(nodes.Name):
-        if name.name not in {"parameters", "steps", "run", "true", "false", "none"}:
+        if name.name not in names | {"true", "false", "none"}:
             return (
                 f"${{{{ {expression} }}}} uses {name.name!r}; expressions may only read "
-                "parameters, steps and run"
+                f"{_names_text(names)}"
             )
     if known_steps is not None:
         for step_id in sorted(_referenced_steps(tree)):
@@ -363,7 +388,8 @@ def placeholder_output(step_id: str) -> Any:
 def evaluate(expression: str, context: Mapping[str, Any], *, where: str) -> Any:
     """Evaluate one expression; raise ExpressionError naming ``where`` and the expression."""
     shown = f"${{{{ {expression} }}}}"
-    problem = check_expression(expression)
+    # What the context holds is what may be read: a run's names, or a webhook's body.
+    problem = check_expression(expression, names=BODY_NAMES if "body" in context else RUN_NAMES)
     if problem is not None:
         raise ExpressionError(f"{where}: {problem}", errors=[FieldError(where, problem)])
     try:

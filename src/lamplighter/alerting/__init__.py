@@ -1,0 +1,1 @@
+"""Alerting: integrations, alert intake, dedup, grouping, routing, silences (issue 14)."""

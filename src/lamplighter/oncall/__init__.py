@@ -1,0 +1,1 @@
+"""On-call: schedules, rotations, overrides, escalation policies, contact methods (issue 14)."""
