@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from lamplighter.oncall import schedule as engine
 from lamplighter.oncall.schedule import (
+    OVERRIDE_LAYER,
     WEEKDAYS,
     Layer,
     LayerVersion,
@@ -28,6 +29,7 @@ from lamplighter.oncall.schedule import (
     Rotation,
     RotationKind,
     Schedule,
+    current_shift,
     daily_restrictions,
     final_schedule,
     layer_on_call_at,
@@ -640,3 +642,51 @@ def test_a_single_unrestricted_layer_covers_the_whole_range(rotation, window) ->
     shifts = final_schedule(Schedule((make_layer("only", rotation),)), start=start, end=end)
     assert union([(s.start, s.end) for s in shifts]) == [(start, end)]
     assert {s.user for s in shifts} <= set(rotation.participants)
+
+
+def test_the_current_shift_says_who_since_when_until_when_and_from_which_layer() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    rotation = Rotation(
+        ("alice", "bob"),
+        RotationKind.DAILY,
+        1,
+        dt.datetime(2027, 3, 1, 9, tzinfo=berlin),
+        "Europe/Berlin",
+    )
+    primary = Layer.of("primary", rotation, start=dt.datetime(2027, 3, 1, tzinfo=dt.UTC))
+    schedule = Schedule((primary,))
+    # 08:00 on the day of the spring change: alice's turn began at 09:00 CET the day before and
+    # ends at 09:00 CEST, 23 hours later.
+    shift = current_shift(schedule, dt.datetime(2027, 3, 28, 8, 0, tzinfo=berlin))
+    assert shift == Shift(
+        dt.datetime(2027, 3, 27, 8, 0, tzinfo=dt.UTC),
+        dt.datetime(2027, 3, 28, 7, 0, tzinfo=dt.UTC),
+        "alice",
+        "primary",
+    )
+    # An override in force is the current shift, with its own bounds.
+    covered = Schedule(
+        (primary,),
+        (
+            Override(
+                dt.datetime(2027, 3, 28, 5, 0, tzinfo=dt.UTC),
+                dt.datetime(2027, 3, 28, 6, 30, tzinfo=dt.UTC),
+                "carol",
+            ),
+        ),
+    )
+    assert current_shift(covered, dt.datetime(2027, 3, 28, 6, 0, tzinfo=dt.UTC)) == Shift(
+        dt.datetime(2027, 3, 28, 5, 0, tzinfo=dt.UTC),
+        dt.datetime(2027, 3, 28, 6, 30, tzinfo=dt.UTC),
+        "carol",
+        OVERRIDE_LAYER,
+    )
+    # Before the layer starts nobody is on call.
+    assert current_shift(schedule, dt.datetime(2027, 2, 1, tzinfo=dt.UTC)) is None
+    # A turn longer than the reach is cut at it.
+    cut = current_shift(
+        schedule, dt.datetime(2027, 3, 28, 8, 0, tzinfo=berlin), reach=dt.timedelta(hours=2)
+    )
+    assert cut is not None and cut.user == "alice"
+    assert cut.start == dt.datetime(2027, 3, 28, 4, 0, tzinfo=dt.UTC)
+    assert cut.end == dt.datetime(2027, 3, 28, 7, 0, tzinfo=dt.UTC)

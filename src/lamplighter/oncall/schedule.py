@@ -531,3 +531,21 @@ def _top_shift_at(
         if position >= 0 and source[position].end > at:
             return source[position]
     return None
+
+
+def current_shift(
+    schedule: Schedule, at: dt.datetime, *, reach: dt.timedelta = dt.timedelta(days=8)
+) -> Shift | None:
+    """The shift of the final schedule that holds ``at``: who, since when, until when and from
+    which layer (what a "who is on call now" panel shows), or None when nobody is on call.
+
+    Its start and end are looked for at most ``reach`` before and after ``at`` (a weekly
+    rotation's turn fits); a longer shift is cut at that distance."""
+    _require_aware(at, "at")
+    if reach <= dt.timedelta(0):
+        raise ValueError("reach: a positive duration")
+    at_utc = at.astimezone(dt.UTC)
+    for shift in final_schedule(schedule, start=at_utc - reach, end=at_utc + reach):
+        if shift.start <= at_utc < shift.end:
+            return shift
+    return None
