@@ -366,7 +366,9 @@ def test_the_form_puts_each_error_next_to_its_field(client: TestClient, shop: Sh
     assert page.status_code == 422
     errors = dict(re.findall(r'id="f-([a-z_]+)-error"><span[^>]*>Error: </span>([^<]+)', page.text))
     assert errors["objective"] == "enter a number"
-    assert "should match pattern" in errors["name"]
+    assert errors["name"] == (
+        "use lowercase letters, digits and inner hyphens, e.g. checkout-availability"
+    )
     assert "not an IANA time zone" in errors["time_zone"]
     assert 'value="Bad Name"' in page.text  # what was typed stays
     missing_query = client.post("/slos", data=_form(csrf, source="prometheus"))

@@ -179,7 +179,11 @@ class SloIn(WriteModel):
     """An SLO as written by a person (API, CLI) or by ``slo apply``."""
 
     entity: str = Field(min_length=1, max_length=300, description="catalog reference")
-    name: str = Field(pattern=NAME_PATTERN, description="unique per entity")
+    name: str = Field(
+        max_length=63,
+        description="unique per entity: lowercase letters, digits and inner hyphens",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    )
     description: str = Field(default="", max_length=2000)
     objective: float = Field(gt=0, lt=100, description="per cent, e.g. 99.9")
     window: Literal["7d", "28d", "30d", "calendar-week", "calendar-month"] = "30d"
@@ -197,6 +201,17 @@ class SloIn(WriteModel):
     policy: PolicyIn = Field(default_factory=PolicyIn)
 
     _check_labels = field_validator("labels")(classmethod(lambda cls, v: _labels(v)))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value:
+            raise ValueError("give the SLO a name, e.g. availability")
+        if not re.match(NAME_PATTERN, value):
+            raise ValueError(
+                "use lowercase letters, digits and inner hyphens, e.g. checkout-availability"
+            )
+        return value
 
     @field_validator("time_zone")
     @classmethod
