@@ -23,6 +23,8 @@ BUILTIN: tuple[str, ...] = (
     "lamplighter.tickets.manifest:manifest",
     "lamplighter.selfservice.manifest:manifest",
     "lamplighter.slo.manifest:manifest",
+    "lamplighter.alerting.manifest:manifest",
+    "lamplighter.oncall.manifest:manifest",
 )
 
 _LOADED: dict[str, Manifest] = {}

@@ -27,7 +27,15 @@ def test_every_reference_in_a_manifest_resolves() -> None:
             assert callable(resolve(manifest.demo)), manifest.demo
         for subscription in manifest.subscriptions:
             assert subscription.kind in jobs.HANDLERS, subscription
-    assert names == ["core", "catalog", "tickets", "selfservice", "slo"]  # the layers' order
+    assert names == [
+        "core",
+        "catalog",
+        "tickets",
+        "selfservice",
+        "slo",
+        "alerting",
+        "oncall",
+    ]  # the layers' order
 
 
 def test_the_cli_lists_each_domains_commands_from_its_manifest() -> None:

@@ -97,6 +97,26 @@ class Settings(BaseSettings):
         '{"3": {"on_exhausted": "notify"}}; the policy an SLO states wins.',
     )
 
+    smtp_host: str = Field(
+        default="",
+        description="SMTP server that on-call email notifications go through; "
+        "empty = email contact methods fail over to the next method.",
+    )
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "lamplighter@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    alert_ingest_rate_per_s: float = Field(
+        default=2000.0,
+        description="Alerts per second each integration key may send before answers are 429.",
+    )
+    alert_ingest_burst: int = 20000
+    alert_link_ttl_hours: int = Field(
+        default=24, description="How long the acknowledge/resolve links in notifications work."
+    )
+
     @field_validator("outbound_allow_internal")
     @classmethod
     def _cidr_ranges(cls, value: str) -> str:
