@@ -1,0 +1,5 @@
+"""Alerting REST routes (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
