@@ -33,6 +33,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_LIMIT_KEY = "x-max-body-bytes"
 CONVERTOR_RE = re.compile(r"\{(\w+):\w+\}")
+# Routes whose path carries a secret (an integration key, a feed token): the log names the
+# route's template, never the path.
+SECRET_PARAM_RE = re.compile(r"\{(key|token)\}")
+# A route marked ``openapi_extra={QUIET_LOG_KEY: True}`` (alert ingest, thousands a second)
+# logs its successful requests at DEBUG, like reads; the metrics count them.
+QUIET_LOG_KEY = "x-quiet-log"
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -88,6 +94,18 @@ class RequestContextMiddleware:
         self._limits: list[tuple[re.Pattern[str], int]] | None = None
         self._templates: dict[int, str] | None = None
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._quiet: set[int] | None = None
+
+    def _is_quiet(self, scope: Scope) -> bool:
+        quiet = self._quiet
+        if quiet is None:
+            quiet = self._quiet = {
+                id(route)
+                for _, route in walk_routes(list(self.fastapi_app.routes))
+                if (getattr(route, "openapi_extra", None) or {}).get(QUIET_LOG_KEY)
+            }
+        route = scope.get("route")
+        return route is not None and id(route) in quiet
 
     def _template_for(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -177,14 +195,15 @@ class RequestContextMiddleware:
             self._observe(method, template, status, elapsed)
             # Changes and failures are logged at INFO; successful reads at DEBUG, since at
             # thousands a second they would drown the log (the metrics count them).
-            level = logging.DEBUG if method in QUIET_METHODS and status < 400 else logging.INFO
+            quiet = method in QUIET_METHODS or self._is_quiet(scope)
+            level = logging.DEBUG if quiet and status < 400 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
                     level,
                     "request",
                     extra={
                         "method": method,
-                        "path": scope["path"],
+                        "path": template if SECRET_PARAM_RE.search(template) else scope["path"],
                         "route": template,
                         "status": status,
                         "request_id": request_id,
@@ -354,6 +373,9 @@ def install_error_handlers(
     async def domain_error(request: Request, exc: LamplighterError) -> Response:
         bearer = exc.status == 401 and request.url.path.startswith("/api/")
         headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if bearer else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # 429 and 503 say when to come back
+            headers = {**(headers or {}), "Retry-After": str(int(retry_after))}
         return respond(
             request,
             problem(

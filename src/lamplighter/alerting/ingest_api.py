@@ -1,0 +1,234 @@
+"""The ingest endpoints, authenticated by the integration key only.
+
+- ``POST /api/v1/alerting/ingest/alertmanager/{key}`` — Alertmanager's webhook (version 4);
+  the key may also come as ``Authorization: Bearer <key>`` to
+  ``/api/v1/alerting/ingest/alertmanager`` (Alertmanager's ``http_config.authorization``).
+- ``POST /v2/enqueue`` — PagerDuty Events API v2: the ``routing_key`` is the key; answers
+  PagerDuty's own bodies (202 ``{"status": "success", "message": "Event processed",
+  "dedup_key": …}``, 400 ``{"status": "invalid event", "message": …, "errors": [...]}``).
+- ``POST /api/v1/alerting/ingest/generic/{key}`` — any JSON, read by the integration's mapping.
+- ``POST|GET /api/v1/alerting/heartbeat/{key}`` — a heartbeat's ping.
+
+Each request is read and checked on the event loop (size, key, rate, format) and answered only
+after the group committer has committed its alerts (``committer.py``). A key is looked up in
+the process's cache, so a steady sender costs no database read before its write.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, cast
+
+import orjson
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from lamplighter.alerting import (
+    alertmanager,
+    committer,
+    generic,
+    heartbeats,
+    integrations,
+    pagerduty,
+)
+from lamplighter.alerting.intake import FormatError, IncomingAlert
+from lamplighter.alerting.integrations import Snapshot
+from lamplighter.alerting.models import IntegrationKind
+from lamplighter.alerting.store import Outcome, Submission
+from lamplighter.core.db import Database
+from lamplighter.core.errors import NotFound, TooManyRequests, Unauthorized
+from lamplighter.core.settings import Settings
+from lamplighter.core.web import BODY_LIMIT_KEY, QUIET_LOG_KEY
+
+MAX_BODY_BYTES = 512 * 1024  # PagerDuty's limit, for every ingest format
+INGEST_EXTRA = {BODY_LIMIT_KEY: MAX_BODY_BYTES, QUIET_LOG_KEY: True}
+KeyPath = Annotated[str, "the integration key"]
+
+router = APIRouter(tags=["alerting: ingest"])
+enqueue_router = APIRouter(tags=["alerting: ingest"])
+
+
+class _Bucket:
+    __slots__ = ("stamp", "tokens")
+
+    def __init__(self, burst: float) -> None:
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+
+_BUCKETS: dict[str, _Bucket] = {}
+
+
+def _take_tokens(settings: Settings, key_hash: str, count: int) -> None:
+    """A token bucket per integration key and process: ``alert_ingest_rate_per_s`` alerts a
+    second, bursts of ``alert_ingest_burst``; over it, 429 with ``Retry-After``."""
+    rate = settings.alert_ingest_rate_per_s
+    burst = float(settings.alert_ingest_burst)
+    bucket = _BUCKETS.get(key_hash)
+    if bucket is None:
+        if len(_BUCKETS) > 100_000:
+            _BUCKETS.clear()
+        bucket = _BUCKETS[key_hash] = _Bucket(burst)
+    now = time.monotonic()
+    bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
+    bucket.stamp = now
+    if bucket.tokens < count:
+        wait = math.ceil((count - bucket.tokens) / rate) if rate > 0 else 60
+        raise RateLimited(
+            f"this integration key sent more than {rate:g} alerts a second; retry later",
+            retry_after=max(1, wait),
+        )
+    bucket.tokens -= count
+
+
+class RateLimited(TooManyRequests):
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+async def _integration(request: Request, key: str, kinds: tuple[str, ...]) -> Snapshot:
+    settings: Settings = request.app.state.settings
+    db: Database = request.app.state.db
+    if not key or len(key) > 200:
+        raise Unauthorized("no valid integration key")
+    cached = integrations.cached(key, ttl_s=settings.auth_cache_seconds)
+    if cached is integrations.MISS:
+
+        def lookup() -> Snapshot | None:
+            with db.sessionmaker() as session:
+                return integrations.by_key(session, key, ttl_s=settings.auth_cache_seconds)
+
+        found = await run_in_threadpool(lookup)
+    else:
+        found = cast(Snapshot | None, cached)
+    if found is None or found.kind not in kinds:
+        raise Unauthorized("no valid integration key for this endpoint")
+    return found
+
+
+async def _commit(request: Request, integration: Snapshot, alerts: list[IncomingAlert]) -> Outcome:
+    settings: Settings = request.app.state.settings
+    _take_tokens(settings, integration.key_hash, max(1, len(alerts)))
+    if not alerts:
+        return Outcome(accepted=0)
+    db: Database = request.app.state.db
+    return await committer.for_database(db).submit(Submission(integration, alerts))
+
+
+def _json(
+    body: dict[str, Any], status: int = 202, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _bearer(authorization: str | None) -> str:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return ""
+
+
+@router.post(
+    "/alerting/ingest/alertmanager/{key}",
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="Alertmanager webhook receiver (payload version 4)",
+    responses={400: {"description": "Not an Alertmanager webhook"}, 401: {}, 413: {}, 429: {}},
+)
+async def alertmanager_webhook(request: Request, key: str) -> Response:
+    return await _alertmanager(request, key)
+
+
+@router.post(
+    "/alerting/ingest/alertmanager",
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="Alertmanager webhook receiver, the key as a bearer credential",
+    responses={400: {}, 401: {}, 413: {}, 429: {}},
+)
+async def alertmanager_webhook_bearer(
+    request: Request, authorization: Annotated[str | None, Header(max_length=300)] = None
+) -> Response:
+    return await _alertmanager(request, _bearer(authorization))
+
+
+async def _alertmanager(request: Request, key: str) -> Response:
+    integration = await _integration(request, key, (IntegrationKind.ALERTMANAGER.value,))
+    batch = alertmanager.parse_webhook(await request.body())
+    outcome = await _commit(request, integration, list(batch.alerts))
+    return _json({"status": "success", "accepted": outcome.accepted})
+
+
+@router.post(
+    "/alerting/ingest/generic/{key}",
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="Generic JSON webhook, read by the integration's mapping",
+    responses={400: {}, 401: {}, 413: {}, 429: {}},
+)
+async def generic_webhook(request: Request, key: str) -> Response:
+    integration = await _integration(request, key, (IntegrationKind.GENERIC.value,))
+    if integration.mapping is None:  # refused when saved; kept safe all the same
+        raise NotFound("this integration has no mapping")
+    body = generic.parse_body(await request.body())
+    alert = generic.map_body(integration.mapping, body)
+    outcome = await _commit(request, integration, [alert])
+    return _json({"status": "success", "accepted": outcome.accepted, "dedup_key": alert.dedup_key})
+
+
+@router.api_route(
+    "/alerting/heartbeat/{key}",
+    methods=["POST", "GET"],
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="A heartbeat's ping: the next ping resolves a missed-heartbeat alert",
+    responses={401: {}, 429: {}},
+)
+async def heartbeat_ping(request: Request, key: str) -> Response:
+    integration = await _integration(request, key, (IntegrationKind.HEARTBEAT.value,))
+    settings: Settings = request.app.state.settings
+    _take_tokens(settings, integration.key_hash, 1)
+    db: Database = request.app.state.db
+    await run_in_threadpool(heartbeats.ping, db, integration)
+    return _json({"status": "success"})
+
+
+@enqueue_router.post(
+    "/v2/enqueue",
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="PagerDuty Events API v2: trigger, acknowledge or resolve by dedup_key",
+    responses={400: {"description": "Invalid event, PagerDuty's body"}, 413: {}, 429: {}},
+)
+async def enqueue(request: Request) -> Response:
+    body = await request.body()
+    try:
+        routing_key, alert = pagerduty.parse_event(body, generate_key=integrations.new_key)
+    except FormatError as exc:
+        status = 413 if exc.status == 413 else 400
+        return _json(pagerduty.error_body(exc.errors), status=status)
+    try:
+        integration = await _integration(request, routing_key, (IntegrationKind.PAGERDUTY.value,))
+    except Unauthorized:
+        # PagerDuty answers an unknown routing key with 400 "invalid event" too.
+        return _json(
+            pagerduty.error_body(
+                [("routing_key", "routing_key is not the key of an integration here")]
+            ),
+            status=400,
+        )
+    try:
+        await _commit(request, integration, [alert])
+    except RateLimited as exc:
+        return _json(
+            {
+                "status": "throttle event",
+                "message": "Requests for this service are arriving too quickly.  Please retry later.",
+            },
+            status=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    return _json(pagerduty.success_body(alert.dedup_key))
