@@ -21,6 +21,7 @@ def test_demo_loads_once_with_a_catalog_and_a_journal(db: Any) -> None:
         "tickets": True,
         "selfservice": True,
         "slo": True,
+        "oncall": True,
     }
     assert demo.load(db) == {
         "organisation": False,
@@ -28,6 +29,7 @@ def test_demo_loads_once_with_a_catalog_and_a_journal(db: Any) -> None:
         "tickets": False,
         "selfservice": False,
         "slo": False,
+        "oncall": False,
     }
     with db.sessionmaker() as session:
         ledger = catalog.get_by_ref(session=session, ref="ledger")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lamplighter.core import events, migrate
-from lamplighter.core.manifest import Manifest, resolve
+from lamplighter.core.manifest import ENTITY_FACTS, Manifest, resolve
 from lamplighter.core.settings import Settings
 
 # In the order of DESIGN.md's layers: each may use the ones before it, never one after.
@@ -57,7 +57,7 @@ def import_models(settings: Settings | None = None) -> None:
 
 def load(settings: Settings | None = None) -> list[Manifest]:
     """Register what every domain brings to a process: tables, event types, job handlers,
-    recurring jobs, actions, panels and event subscriptions. Idempotent."""
+    recurring jobs, actions, panels, entity facts and event subscriptions. Idempotent."""
     loaded = manifests(settings)
     for manifest in loaded:
         if manifest.name in _LOADED:
@@ -69,6 +69,9 @@ def load(settings: Settings | None = None) -> list[Manifest]:
         _add_panels("ENTITY_PANELS", manifest.entity_panels)
         _add_panels("TEAM_PANELS", manifest.team_panels)
         _add_panels("HOME_PANELS", manifest.home_panels)
+        for reference in manifest.entity_facts:
+            if (fact := resolve(reference)) not in ENTITY_FACTS:
+                ENTITY_FACTS.append(fact)
         if manifest.migrations is not None:
             migrate.add_version_location(manifest.migrations)
         _LOADED[manifest.name] = manifest
@@ -107,6 +110,9 @@ def unload(manifest: Manifest) -> None:
             panels = _panels(registry)
             if (panel := resolve(reference)) in panels:
                 panels.remove(panel)
+    for reference in manifest.entity_facts:
+        if (fact := resolve(reference)) in ENTITY_FACTS:
+            ENTITY_FACTS.remove(fact)
     if manifest.migrations is not None:
         migrate.remove_version_location(manifest.migrations)
     _LOADED.pop(manifest.name, None)

@@ -7,6 +7,7 @@ here fails `test_every_mutating_route_has_a_scenario`, so new routes are covered
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -757,6 +758,219 @@ SCENARIOS.update(
         ),
     }
 )
+
+
+# -- on-call schedules (issue 14) ---------------------------------------------------------------
+def _oncall_schedule(world: World, client: Any) -> int:
+    from lamplighter.oncall import schedules
+    from lamplighter.oncall.schedule_schemas import ScheduleCreate
+
+    world.ids["oncall"] = world.ids.get("oncall", 0) + 1
+    with world.db.transaction() as session:
+        schedule = schedules.create(
+            session=session,
+            actor=SYSTEM,
+            data=ScheduleCreate(team="team-a", name=f"matrix-{world.ids['oncall']}"),
+        )
+        return int(schedule.id)
+
+
+def _oncall_override(world: World, client: Any) -> str:
+    from lamplighter.oncall import schedules
+    from lamplighter.oncall.schedule_schemas import OverrideCreate
+
+    schedule_id = _oncall_schedule(world, client)
+    cover = OverrideCreate(
+        user_id=world.ids["member_a"],
+        starts_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+        ends_at=dt.datetime(2030, 1, 2, tzinfo=dt.UTC),
+    )
+    with world.db.transaction() as session:
+        row = schedules.create_override(
+            session=session, actor=SYSTEM, schedule_id=schedule_id, data=cover
+        )
+        return f"/api/v1/oncall/schedules/{schedule_id}/overrides/{row.id}"
+
+
+def _oncall_calendar(world: World) -> str:
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    stamp = "%Y%m%dT%H%M%SZ"
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//matrix//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:matrix@example.com\r\nDTSTART:{start:{stamp}}\r\n"
+        f"DTEND:{start + dt.timedelta(days=1):{stamp}}\r\n"
+        f"X-LAMPLIGHTER-USER:{world.ids['member_a']}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+SCENARIOS.update(
+    {
+        ("POST", "/api/v1/oncall/schedules"): Scenario(
+            lambda w, c: ("/api/v1/oncall/schedules", {"team": "team-a", "name": "matrix"}),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("PATCH", "/api/v1/oncall/schedules/{schedule_id}"): Scenario(
+            lambda w, c: (
+                f"/api/v1/oncall/schedules/{_oncall_schedule(w, c)}",
+                {"description": "x"},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("DELETE", "/api/v1/oncall/schedules/{schedule_id}"): Scenario(
+            lambda w, c: (f"/api/v1/oncall/schedules/{_oncall_schedule(w, c)}", None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/oncall/schedules/{schedule_id}/overrides"): Scenario(
+            lambda w, c: (
+                f"/api/v1/oncall/schedules/{_oncall_schedule(w, c)}/overrides",
+                {
+                    "user_id": w.ids["member_a"],
+                    "starts_at": "2030-01-01T00:00:00Z",
+                    "ends_at": "2030-01-02T00:00:00Z",
+                },
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("DELETE", "/api/v1/oncall/schedules/{schedule_id}/overrides/{override_id}"): Scenario(
+            lambda w, c: (_oncall_override(w, c), None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/oncall/schedules/{schedule_id}/import-ics"): Scenario(
+            lambda w, c: (
+                f"/api/v1/oncall/schedules/{_oncall_schedule(w, c)}/import-ics",
+                {"layer": "vendor", "content": _oncall_calendar(w)},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("POST", "/api/v1/oncall/schedules/{schedule_id}/feed-token"): Scenario(
+            lambda w, c: (f"/api/v1/oncall/schedules/{_oncall_schedule(w, c)}/feed-token", None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # Always the caller's own feed: no outsider (viewers have one too).
+        ("POST", "/api/v1/oncall/me/feed-token"): Scenario(
+            lambda w, c: ("/api/v1/oncall/me/feed-token", None), owner="member_a", outsiders=()
+        ),
+    }
+)
+
+
+def _oncall_policy(world: World, client: Any) -> str:
+    from lamplighter.oncall import policies
+
+    world.ids["policies"] = world.ids.get("policies", 0) + 1
+    with world.db.transaction() as session:
+        team = policies.team_by_slug(session=session, slug="team-a")
+        policy = policies.create(
+            session=session,
+            actor=SYSTEM,
+            team_id=team.id,
+            name=f"matrix-{world.ids['policies']}",
+            tiers=[
+                {"delay_minutes": 5, "targets": [{"type": "user", "id": world.ids["member_a"]}]}
+            ],
+        )
+        return f"/api/v1/oncall/escalation-policies/{policy.id}"
+
+
+def _my_method(world: World, client: Any, kind: str = "inbox") -> int:
+    body: dict[str, Any] = {"kind": kind}
+    if kind == "email":
+        body["address"] = "matrix@example.com"
+    answer = client.post(
+        "/api/v1/oncall/me/contact-methods", json=body, headers=auth(world.tokens["member_a"])
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def _my_rule(world: World, client: Any) -> str:
+    method_id = _my_method(world, client, "email")
+    answer = client.post(
+        "/api/v1/oncall/me/notification-rules",
+        json={"contact_method_id": method_id, "delay_minutes": 5},
+        headers=auth(world.tokens["member_a"]),
+    )
+    assert answer.status_code == 201, answer.text
+    return f"/api/v1/oncall/me/notification-rules/{answer.json()['id']}"
+
+
+SCENARIOS.update(
+    {
+        ("POST", "/api/v1/oncall/escalation-policies"): Scenario(
+            lambda w, c: (
+                "/api/v1/oncall/escalation-policies",
+                {
+                    "team": "team-a",
+                    "name": "Team A",
+                    "tiers": [
+                        {"delay_minutes": 5, "targets": [{"type": "user", "id": w.ids["member_a"]}]}
+                    ],
+                },
+            ),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("PATCH", "/api/v1/oncall/escalation-policies/{policy_id}"): Scenario(
+            lambda w, c: (_oncall_policy(w, c), {"repeat": 2}),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        ("DELETE", "/api/v1/oncall/escalation-policies/{policy_id}"): Scenario(
+            lambda w, c: (_oncall_policy(w, c), None),
+            owner="member_a",
+            outsiders=("member_b", "viewer"),
+        ),
+        # Always the caller's own methods and rules: nobody else's to refuse.
+        ("POST", "/api/v1/oncall/me/contact-methods"): Scenario(
+            lambda w, c: (
+                "/api/v1/oncall/me/contact-methods",
+                {"kind": "email", "address": "a@example.com"},
+            ),
+            owner="member_a",
+            outsiders=(),
+        ),
+        ("PATCH", "/api/v1/oncall/me/contact-methods/{method_id}"): Scenario(
+            lambda w, c: (
+                f"/api/v1/oncall/me/contact-methods/{_my_method(w, c)}",
+                {"label": "Work"},
+            ),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("DELETE", "/api/v1/oncall/me/contact-methods/{method_id}"): Scenario(
+            lambda w, c: (f"/api/v1/oncall/me/contact-methods/{_my_method(w, c)}", None),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/api/v1/oncall/me/contact-methods/{method_id}/test"): Scenario(
+            lambda w, c: (f"/api/v1/oncall/me/contact-methods/{_my_method(w, c)}/test", None),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+        ("POST", "/api/v1/oncall/me/notification-rules"): Scenario(
+            lambda w, c: (
+                "/api/v1/oncall/me/notification-rules",
+                {"contact_method_id": _my_method(w, c, "email"), "delay_minutes": 0},
+            ),
+            owner="member_a",
+            outsiders=(),
+        ),
+        ("DELETE", "/api/v1/oncall/me/notification-rules/{rule_id}"): Scenario(
+            lambda w, c: (_my_rule(w, c), None),
+            owner="member_a",
+            outsiders=("member_b", "sre", "viewer"),
+        ),
+    }
+)
+
+
 # Ingest endpoints authenticate by the integration key alone (the documented public ingest):
 # no session, no token. ``test_ingest_routes_take_only_their_integration_key`` covers them.
 INGEST_BY_KEY = {
@@ -1346,6 +1560,130 @@ PAGE_SCENARIOS.update(
             outsiders=("member_b", "viewer"),
         ),
     }
+)
+
+
+# -- the frontline pages (issue 14) ---------------------------------------------------------------
+def _page_integration(world: World, app: Any) -> tuple[int, str]:
+    from lamplighter.alerting import integrations
+    from lamplighter.alerting.schemas import IntegrationIn
+
+    world.ids["page_integrations"] = world.ids.get("page_integrations", 0) + 1
+    data = IntegrationIn(
+        name=f"page-{world.ids['page_integrations']}", kind="pagerduty", team="team-a"
+    )
+    with world.db.transaction() as session:
+        integration, key = integrations.create(session=session, actor=SYSTEM, data=data)
+        return int(integration.id), key
+
+
+def _page_alert_group(world: World, app: Any) -> int:
+    """A triggered alert group of team-a, sent in as PagerDuty would."""
+    from fastapi.testclient import TestClient
+
+    from lamplighter.alerting.models import AlertGroup
+
+    _, key = _page_integration(world, app)
+    event = {
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": "disk-full",
+        "payload": {"summary": "Disk full", "source": "db-1", "severity": "critical"},
+    }
+    sent = TestClient(app, base_url="http://testserver").post("/v2/enqueue", json=event)
+    assert sent.status_code == 202, sent.text
+    with world.db.sessionmaker() as session:
+        return int(session.scalar(sa.select(sa.func.max(AlertGroup.id))))
+
+
+def _page_group(
+    world: World, app: Any, action: str, form: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    return f"/alerts/groups/{_page_alert_group(world, app)}/{action}", form
+
+
+def _page_silence(world: World, app: Any) -> int:
+    from lamplighter.alerting import silences
+    from lamplighter.alerting.schemas import SilenceIn
+    from lamplighter.core.db import utcnow
+
+    data = SilenceIn(
+        team="team-a",
+        matchers=["alertname=DiskFull"],
+        ends_at=utcnow() + dt.timedelta(hours=2),
+        reason="matrix",
+    )
+    with world.db.transaction() as session:
+        return int(silences.create(session=session, actor=SYSTEM, data=data).id)
+
+
+SILENCE_FORM = {"matchers": "alertname=DiskFull", "ends_in": "2h", "reason": "matrix"}
+OWNED_BY_TEAM_A: dict[str, Any] = {"owner": "member_a", "outsiders": ("member_b", "viewer")}
+PAGE_SCENARIOS.update(
+    {
+        ("POST", "/alerts/groups/{group_id}/acknowledge"): Scenario(
+            lambda w, a: _page_group(w, a, "acknowledge", {}), **OWNED_BY_TEAM_A
+        ),
+        ("POST", "/alerts/groups/{group_id}/resolve"): Scenario(
+            lambda w, a: _page_group(w, a, "resolve", {}), **OWNED_BY_TEAM_A
+        ),
+        ("POST", "/alerts/groups/{group_id}/escalate"): Scenario(
+            lambda w, a: _page_group(w, a, "escalate", {}), **OWNED_BY_TEAM_A
+        ),
+        ("POST", "/alerts/groups/{group_id}/reassign"): Scenario(
+            lambda w, a: _page_group(w, a, "reassign", {"user": w.ids["extra_a"].email}),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/groups/{group_id}/note"): Scenario(
+            lambda w, a: _page_group(w, a, "note", {"note": "Free some space on db-1."}),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/groups/{group_id}/silence"): Scenario(
+            lambda w, a: _page_group(w, a, "silence", SILENCE_FORM), **OWNED_BY_TEAM_A
+        ),
+        ("POST", "/alerts/integrations"): Scenario(
+            lambda w, a: (
+                "/alerts/integrations",
+                {"name": "from-page", "kind": "alertmanager", "owner_team": "team-a"},
+            ),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/integrations/{integration_id}/rotate-key"): Scenario(
+            lambda w, a: (f"/alerts/integrations/{_page_integration(w, a)[0]}/rotate-key", {}),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/integrations/{integration_id}/delete"): Scenario(
+            lambda w, a: (f"/alerts/integrations/{_page_integration(w, a)[0]}/delete", {}),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/silences"): Scenario(
+            lambda w, a: ("/alerts/silences", {"team": "team-a", **SILENCE_FORM}),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/maintenance"): Scenario(
+            lambda w, a: (
+                "/alerts/maintenance",
+                {
+                    "entity": _page_entity(w, a).removeprefix("/catalog/").replace("/", ":", 1),
+                    "window_ends_in": "1h",
+                    "window_reason": "matrix",
+                },
+            ),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/alerts/silences/{silence_id}/expire"): Scenario(
+            lambda w, a: (f"/alerts/silences/{_page_silence(w, a)}/expire", {}),
+            **OWNED_BY_TEAM_A,
+        ),
+    }
+)
+PAGE_EXEMPT[("POST", "/alerts/act/{token}")] = (
+    "a signed one-click link from a notification: the token is the authorization (one action "
+    "on one group as the person it was sent to); no session, no CSRF"
+)
+PAGE_EXEMPT[("POST", "/v2/enqueue")] = (
+    "PagerDuty Events API v2 ingest, authenticated by the integration key in routing_key "
+    "(tests/alerting/test_ingest.py)"
 )
 
 

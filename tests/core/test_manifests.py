@@ -59,4 +59,5 @@ def test_the_navigation_is_the_manifests_entries_in_their_order() -> None:
         ("/tickets", "Tickets"),
         ("/selfservice", "Self-service"),
         ("/slos", "SLOs"),
+        ("/alerts", "Alerts"),
     ]

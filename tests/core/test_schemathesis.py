@@ -79,6 +79,19 @@ SEMANTIC_REFUSALS = re.compile(
             r"must be between 1970-01-01 and 2999-12-31",  # GET /tickets/analytics since/until
             r"problem\(s\) in the file|mapping\.",  # POST /tickets/import
             r"use lowercase letters, digits and inner hyphens",  # PUT /ticket-types/{slug}
+            # On-call (issue 14): rules across fields or over stored rows, which a JSON Schema
+            # cannot state.
+            r"the range ends after it starts|a range spans at most 93 days",
+            r"an override ends after it starts|an override lasts at most 366 days",
+            r"ask about one schedule, team or entity",
+            r"is not one of your contact methods",
+            r"no (on-call schedule|active user|team) with id",
+            r"no escalation policy \d+",  # a route naming a policy that does not exist
+            r"name the owning team or the entity|name the team whose alerts it silences",
+            r"must be after starts_at|is in the past: the silence would never act",
+            r"a generic webhook needs a mapping|only generic webhooks take a mapping",
+            r"a heartbeat needs its interval",
+            r"a matcher is|the regular expression cannot be used",
             r"tag '.*' must be lowercase letters",  # POST/PATCH /catalog/entities tags
             # SLOs (issue 13): rules across fields of SloIn and EventPointIn, and Prometheus
             # label names, which the document does not state.
@@ -97,6 +110,7 @@ SEMANTIC_REFUSALS = re.compile(
 
 # Reported, to be fixed in their routes: a date query parameter that takes a number (a Unix time).
 LENIENT = {"GET /api/v1/tickets/analytics", "GET /api/v1/tickets/analytics.csv"}
+PAGERDUTY_COMPATIBLE = {"POST /v2/enqueue"}
 
 
 def _semantic_refusal(response: Any, exc: BaseException) -> bool:
@@ -145,6 +159,10 @@ def test_the_api_answers_as_its_document_says(app: Any, db: Any) -> None:
     # the whole API (tests/core/test_api_fuzz.py), not something each string schema repeats.
     schema.config.generation.update(allow_x00=False)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    # PagerDuty's Events API v2, served as PagerDuty serves it (its 400 "invalid event" bodies,
+    # not problem documents) so that senders need only a new host: its conformance to
+    # PagerDuty's contract is tests/alerting/test_ingest.py's and tests/alerting/test_pagerduty.py's.
+    operations = [op for op in operations if op.label not in PAGERDUTY_COMPATIBLE]
     operations.sort(key=lambda op: (op.method.upper(), op.path) in LAST)
     failures: list[str] = []
     started = time.monotonic()

@@ -118,7 +118,7 @@ def test_home_says_what_needs_attention_and_the_menu_lists_only_what_exists(
     expect(page.get_by_role("region", name="Your teams", exact=True)).to_contain_text("Payments")
     menu = page.get_by_role("navigation", name="Main")
     expect(menu.get_by_role("link")).to_have_text(
-        ["Home", "Catalog", "Tickets", "Self-service", "SLOs", "Teams", "Audit log"]
+        ["Home", "Catalog", "Tickets", "Self-service", "SLOs", "Alerts", "Teams", "Audit log"]
     )
     expect(menu).not_to_contain_text("soon")
     page.screenshot(path=artifacts / "home-1280.png", full_page=True)

@@ -42,7 +42,44 @@ from lamplighter.core.settings import Settings
 from lamplighter.core.web import BODY_LIMIT_KEY, QUIET_LOG_KEY
 
 MAX_BODY_BYTES = 512 * 1024  # PagerDuty's limit, for every ingest format
-INGEST_EXTRA = {BODY_LIMIT_KEY: MAX_BODY_BYTES, QUIET_LOG_KEY: True}
+INGEST_EXTRA: dict[str, Any] = {BODY_LIMIT_KEY: MAX_BODY_BYTES, QUIET_LOG_KEY: True}
+# The bodies are read by the format parsers (alertmanager.py, pagerduty.py, generic.py), which
+# name each wrong field; the document says what they read.
+PAGERDUTY_EVENT = {
+    "type": "object",
+    "required": ["routing_key", "event_action"],
+    "properties": {
+        "routing_key": {"type": "string", "description": "The integration key."},
+        "event_action": {"type": "string", "enum": ["trigger", "acknowledge", "resolve"]},
+        "dedup_key": {"type": "string", "maxLength": 255},
+        "payload": {
+            "type": "object",
+            "description": "Required to trigger.",
+            "required": ["summary", "source", "severity"],
+            "properties": {
+                "summary": {"type": "string", "maxLength": 1024},
+                "source": {"type": "string"},
+                "severity": {"type": "string", "enum": ["critical", "error", "warning", "info"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "component": {"type": "string"},
+                "group": {"type": "string"},
+                "class": {"type": "string"},
+                "custom_details": {},
+            },
+        },
+        "client": {"type": "string"},
+        "client_url": {"type": "string"},
+        "links": {"type": "array", "items": {"type": "object"}},
+        "images": {"type": "array", "items": {"type": "object"}},
+    },
+}
+ENQUEUE_EXTRA: dict[str, Any] = {
+    **INGEST_EXTRA,
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PAGERDUTY_EVENT}},
+    },
+}
 KeyPath = Annotated[str, "the integration key"]
 
 router = APIRouter(tags=["alerting: ingest"])
@@ -179,15 +216,29 @@ async def generic_webhook(request: Request, key: str) -> Response:
     return _json({"status": "success", "accepted": outcome.accepted, "dedup_key": alert.dedup_key})
 
 
-@router.api_route(
+@router.post(
     "/alerting/heartbeat/{key}",
-    methods=["POST", "GET"],
     status_code=202,
     openapi_extra=INGEST_EXTRA,
     summary="A heartbeat's ping: the next ping resolves a missed-heartbeat alert",
     responses={401: {}, 429: {}},
 )
 async def heartbeat_ping(request: Request, key: str) -> Response:
+    return await _ping(request, key)
+
+
+@router.get(
+    "/alerting/heartbeat/{key}",
+    status_code=202,
+    openapi_extra=INGEST_EXTRA,
+    summary="A heartbeat's ping by GET, for senders that can only fetch a URL",
+    responses={401: {}, 429: {}},
+)
+async def heartbeat_ping_get(request: Request, key: str) -> Response:
+    return await _ping(request, key)
+
+
+async def _ping(request: Request, key: str) -> Response:
     integration = await _integration(request, key, (IntegrationKind.HEARTBEAT.value,))
     settings: Settings = request.app.state.settings
     _take_tokens(settings, integration.key_hash, 1)
@@ -199,9 +250,18 @@ async def heartbeat_ping(request: Request, key: str) -> Response:
 @enqueue_router.post(
     "/v2/enqueue",
     status_code=202,
-    openapi_extra=INGEST_EXTRA,
+    openapi_extra=ENQUEUE_EXTRA,
     summary="PagerDuty Events API v2: trigger, acknowledge or resolve by dedup_key",
-    responses={400: {"description": "Invalid event, PagerDuty's body"}, 413: {}, 429: {}},
+    response_class=Response,
+    responses={
+        202: {"description": "Event processed", "content": {"application/json": {}}},
+        400: {
+            "description": "Invalid event (PagerDuty's body)",
+            "content": {"application/json": {}},
+        },
+        413: {"description": "Over 512 KB", "content": {"application/json": {}}},
+        429: {"description": "Throttled; see Retry-After", "content": {"application/json": {}}},
+    },
 )
 async def enqueue(request: Request) -> Response:
     body = await request.body()

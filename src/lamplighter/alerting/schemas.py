@@ -146,15 +146,23 @@ class ReassignIn(Strict):
 
 
 class SilenceIn(Strict):
-    team: str | None = Field(default=None, description="The team whose alerts it silences.")
-    matchers: list[str] = Field(min_length=1, max_length=20)
+    team: str | None = Field(
+        default=None, max_length=63, description="The team whose alerts it silences."
+    )
+    matchers: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        description='Alertmanager matchers: alertname=DiskFull, instance=~"db-.*", env!=dev',
+    )
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime
     reason: str = Field(min_length=3, max_length=2000)
 
 
 class MaintenanceIn(Strict):
-    entity: str = Field(description="The catalog entity under maintenance.")
+    entity: str = Field(
+        min_length=1, max_length=300, description="The catalog entity under maintenance."
+    )
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime
     reason: str = Field(min_length=3, max_length=2000)

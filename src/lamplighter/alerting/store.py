@@ -32,7 +32,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -193,7 +193,7 @@ def write_in(
                 )
             )
     if log_rows:
-        session.execute(sa.insert(AlertGroupLog), log_rows)
+        session.execute(_statements(session)["log"], log_rows)
     if pending:
         events.emit_many(session=session, pending=pending)
     by_integration: dict[int, list[int]] = {}
@@ -294,17 +294,8 @@ def _silences(
     session: Session, triggers: Sequence[_Folded], now: dt.datetime
 ) -> dict[tuple[int, str], int]:
     """The silence or maintenance window each trigger falls under, by key."""
-    teams = {item.integration.team_id for item in triggers}
-    rows = session.execute(
-        sa.select(Silence.id, Silence.kind, Silence.team_id, Silence.entity_id, Silence.matchers)
-        .where(
-            Silence.team_id.in_(teams),
-            Silence.starts_at <= now,
-            Silence.ends_at > now,
-            Silence.expired_at.is_(None),
-        )
-        .order_by(Silence.id)
-    ).all()
+    teams = sorted({item.integration.team_id for item in triggers})
+    rows = session.execute(_statements(session)["silences"], {"teams": teams, "now": now}).all()
     if not rows:
         return {}
     parsed = [
@@ -337,26 +328,101 @@ def _open_alerts(
     session: Session, keys: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], int | None]:
     found: dict[tuple[int, str], int | None] = {}
+    statement = _statements(session)["open_alerts"]
     for chunk in _chunks(keys):
-        rows = session.execute(
-            sa.select(Alert.integration_id, Alert.dedup_key, Alert.group_id).where(
-                sa.tuple_(Alert.integration_id, Alert.dedup_key).in_(list(chunk)),
-                Alert.status.in_(OPEN),
-            )
-        )
+        rows = session.execute(statement, {"keys": list(chunk)})
         for integration_id, dedup_key, group_id in rows:
             found[(integration_id, dedup_key)] = group_id
     return found
 
 
-def _insert(session: Session, table: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(dialect: str, table: Any) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _rank(column: Any) -> Any:
     return sa.case(SEVERITY_RANK, value=column, else_=0)
+
+
+_GROUPS = cast(sa.Table, AlertGroup.__table__)
+_ALERTS = cast(sa.Table, Alert.__table__)
+_STATEMENTS: dict[str, dict[str, Any]] = {}
+
+
+def _statements(session: Session) -> dict[str, Any]:
+    """The hot path's statements, built once per dialect on the Core tables: building an
+    ``ON CONFLICT`` statement and its ``excluded`` alias costs more than running it."""
+    dialect = session.get_bind().dialect.name
+    found = _STATEMENTS.get(dialect)
+    if found is not None:
+        return found
+    groups = _insert(dialect, _GROUPS)
+    groups = groups.on_conflict_do_update(
+        index_elements=["integration_id", "group_key"],
+        index_where=sa.text("accepting"),
+        set_={
+            "last_alert_at": groups.excluded.last_alert_at,
+            "alert_count": _GROUPS.c.alert_count + groups.excluded.alert_count,
+            "severity": sa.case(
+                (
+                    _rank(groups.excluded.severity) > _rank(_GROUPS.c.severity),
+                    groups.excluded.severity,
+                ),
+                else_=_GROUPS.c.severity,
+            ),
+        },
+    ).returning(_GROUPS.c.id, _GROUPS.c.integration_id, _GROUPS.c.group_key, _GROUPS.c.opened_by)
+    alerts = _insert(dialect, _ALERTS)
+    alerts = alerts.on_conflict_do_update(
+        index_elements=["integration_id", "dedup_key"],
+        index_where=sa.text("status <> 'resolved'"),
+        set_={
+            "last_seen_at": alerts.excluded.last_seen_at,
+            "occurrences": _ALERTS.c.occurrences + alerts.excluded.occurrences,
+            "summary": alerts.excluded.summary,
+            "severity": alerts.excluded.severity,
+            "labels": alerts.excluded.labels,
+            "annotations": alerts.excluded.annotations,
+            "details": alerts.excluded.details,
+            "runbook_url": alerts.excluded.runbook_url,
+        },
+    )
+    stale = (
+        sa.update(_GROUPS)
+        .where(
+            _GROUPS.c.integration_id == sa.bindparam("b_integration_id"),
+            _GROUPS.c.accepting.is_(True),
+            _GROUPS.c.created_at < sa.bindparam("cutoff"),
+        )
+        .values(accepting=False)
+    )
+    open_alerts = sa.select(
+        _ALERTS.c.integration_id, _ALERTS.c.dedup_key, _ALERTS.c.group_id
+    ).where(
+        sa.tuple_(_ALERTS.c.integration_id, _ALERTS.c.dedup_key).in_(
+            sa.bindparam("keys", expanding=True)
+        ),
+        _ALERTS.c.status.in_(OPEN),
+    )
+    silences = (
+        sa.select(Silence.id, Silence.kind, Silence.team_id, Silence.entity_id, Silence.matchers)
+        .where(
+            Silence.team_id.in_(sa.bindparam("teams", expanding=True)),
+            Silence.starts_at <= sa.bindparam("now"),
+            Silence.ends_at > sa.bindparam("now"),
+            Silence.expired_at.is_(None),
+        )
+        .order_by(Silence.id)
+    )
+    found = _STATEMENTS[dialect] = {
+        "groups": groups,
+        "alerts": alerts,
+        "stale": stale,
+        "open_alerts": open_alerts,
+        "silences": silences,
+        "log": sa.insert(cast(sa.Table, AlertGroupLog.__table__)),
+    }
+    return found
 
 
 def _upsert_groups(
@@ -368,20 +434,15 @@ def _upsert_groups(
     """(integration, group key) -> (group id, the batch that opened it)."""
     if not groups:
         return {}
-    windows: dict[int, int] = {
-        g.integration.id: g.integration.group_window_s for g in groups.values()
-    }
-    for integration_id, window_s in windows.items():
-        session.execute(
-            sa.update(AlertGroup)
-            .where(
-                AlertGroup.integration_id == integration_id,
-                AlertGroup.accepting.is_(True),
-                AlertGroup.created_at < now - dt.timedelta(seconds=window_s),
-            )
-            .values(accepting=False)
-            .execution_options(synchronize_session=False)
-        )
+    statements = _statements(session)
+    windows = {g.integration.id: g.integration.group_window_s for g in groups.values()}
+    session.execute(
+        statements["stale"],
+        [
+            {"b_integration_id": integration_id, "cutoff": now - dt.timedelta(seconds=window_s)}
+            for integration_id, window_s in windows.items()
+        ],
+    )
     rows = [
         {
             "integration_id": g.integration.id,
@@ -403,22 +464,7 @@ def _upsert_groups(
         }
         for g in groups.values()
     ]
-    statement = _insert(session, AlertGroup)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["integration_id", "group_key"],
-        index_where=sa.text("accepting"),
-        set_={
-            "last_alert_at": excluded.last_alert_at,
-            "alert_count": AlertGroup.alert_count + excluded.alert_count,
-            "severity": sa.case(
-                (_rank(excluded.severity) > _rank(AlertGroup.severity), excluded.severity),
-                else_=AlertGroup.severity,
-            ),
-        },
-    ).returning(
-        AlertGroup.id, AlertGroup.integration_id, AlertGroup.group_key, AlertGroup.opened_by
-    )
+    statement = statements["groups"]
     result: dict[tuple[int, str], tuple[int, str]] = {}
     for row in session.execute(statement, rows):
         result[(row.integration_id, row.group_key)] = (row.id, row.opened_by)
@@ -473,22 +519,7 @@ def _upsert_alerts(
                 "resolved_at": None,
             }
         )
-    statement = _insert(session, Alert)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["integration_id", "dedup_key"],
-        index_where=sa.text("status <> 'resolved'"),
-        set_={
-            "last_seen_at": excluded.last_seen_at,
-            "occurrences": Alert.occurrences + excluded.occurrences,
-            "summary": excluded.summary,
-            "severity": excluded.severity,
-            "labels": excluded.labels,
-            "annotations": excluded.annotations,
-            "details": excluded.details,
-            "runbook_url": excluded.runbook_url,
-        },
-    )
+    statement = _statements(session)["alerts"]
     session.execute(statement, rows)
 
 

@@ -37,6 +37,7 @@ from lamplighter.core.clikit import (
     run_local,
 )
 from lamplighter.core.errors import LamplighterError
+from lamplighter.core.manifest import ENTITY_FACTS
 from lamplighter.core.settings import get_settings
 
 catalog_app = typer.Typer(help="The service catalog.", no_args_is_help=True)
@@ -401,14 +402,21 @@ def who_owns(ctx: typer.Context, ref: RefArg, output: OutputOpt = Output.TABLE) 
     if client := remote(ctx):
         data = client.call("GET", _path(parsed, "/owner"))
     else:
-        data = _local(
-            lambda s: (
-                _api()
-                .who_owns(parsed.kind, parsed.namespace, parsed.name, s, cli_actor())
-                .model_dump(mode="json")
-            ),
-            commit=False,
-        )
+
+        def owner_of(session: Session) -> dict[str, Any]:
+            found = _api().who_owns(
+                parsed.kind, parsed.namespace, parsed.name, session, cli_actor()
+            )
+            entity = service.get_by_ref(session=session, ref=found.ref)
+            # What the domains above the catalog add (who is on call now), each its own.
+            facts = [fact for add in ENTITY_FACTS for fact in add(session, entity)]
+            return {
+                **found.model_dump(mode="json"),
+                "facts": [{"label": label, "text": text} for label, text in facts],
+            }
+
+        # Every domain loaded (not only the tables): their entity facts are registered then.
+        data = run_local(owner_of, commit=False, plugins=True)
     if output == Output.JSON:
         emit(data, output)
         return
@@ -423,6 +431,7 @@ def who_owns(ctx: typer.Context, ref: RefArg, output: OutputOpt = Output.TABLE) 
             "owner": f"{owner['slug']} ({owner['name']})" if owner else "",
             "accountable": person(data.get("accountable")),
             "team lead": person(data.get("team_lead")),
+            **{fact["label"]: fact["text"] for fact in data.get("facts", [])},
             "problems": "; ".join(data["problems"]) or "none",
         },
         output,

@@ -116,6 +116,9 @@ PROBLEM_TYPES: dict[str, str] = {
     "unsupported-media-type": "Unsupported media type",
     "identity-provider-unavailable": "Identity provider unavailable",
     "database-unavailable": "Database unavailable",
+    "invalid-alert": "Invalid alert",
+    "link-expired": "Link expired",
+    "channel-failed": "Notification channel failed",
 }
 
 

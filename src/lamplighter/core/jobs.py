@@ -140,15 +140,15 @@ def enqueue(
 
 
 def enqueue_keyed(*, session: Session, jobs: list[dict[str, Any]]) -> None:
-    """Schedule many jobs (``kind``, ``payload``, ``idempotency_key`` each) in one statement;
-    a key already queued is skipped, as with :func:`enqueue`."""
+    """Schedule many jobs (``kind``, ``payload``, ``idempotency_key`` each, and ``due_at`` when
+    not now) in one statement; a key already queued is skipped, as with :func:`enqueue`."""
     now = utcnow()
     rows = [
         {
             "kind": job["kind"],
             "payload": job["payload"],
             "status": JobStatus.QUEUED.value,
-            "due_at": now,
+            "due_at": job.get("due_at") or now,
             "attempts": 0,
             "max_attempts": 8,
             "idempotency_key": job["idempotency_key"],

@@ -12,7 +12,7 @@ without importing any domain's web routes, and ``lamplighter --help`` without it
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,15 @@ class Manifest:
     # What needs the signed-in person's attention, on the home page (core/home.py):
     # "module:function(request, session, viewer) -> HomePanel | None".
     home_panels: tuple[str, ...] = ()
+    # Facts the domain adds to what ``catalog who-owns`` says about an entity (who is on call):
+    # "module:function(session, entity) -> list[tuple[str, str]]", (label, text) pairs.
+    entity_facts: tuple[str, ...] = ()
+
+
+# The entity facts of every loaded domain (``lamplighter.domains.load`` fills it), in the order
+# of the manifests: the catalog reads them without importing the domains above it.
+EntityFact = Callable[[Any, Any], list[tuple[str, str]]]
+ENTITY_FACTS: list[EntityFact] = []
 
 
 def resolve(reference: str) -> Any:

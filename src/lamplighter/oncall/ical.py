@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -73,12 +73,15 @@ def to_ics(
     uid_domain: str = "lamplighter",
     names: Mapping[str, str] | None = None,
     generated_at: dt.datetime | None = None,
+    source_of: Callable[[Shift], str] | None = None,
 ) -> str:
     """Write ``shifts`` as an iCalendar feed, one event per shift, in UTC.
 
     ``names`` maps a shift's user to the name shown in the event's summary (the user itself when
     missing). ``generated_at`` (default: now) becomes every event's DTSTAMP; pass a fixed time to
-    get byte-identical feeds for identical schedules (ETags, tests).
+    get byte-identical feeds for identical schedules (ETags, tests). ``source_of`` names where a
+    shift comes from in its summary and UID (default: ``calendar_name``): a person's own feed
+    gathers the shifts of several schedules, each shown with its schedule's name.
 
     >>> start = dt.datetime(2024, 3, 4, 8, tzinfo=dt.UTC)
     >>> shift = Shift(start, start + dt.timedelta(days=7), "alice")
@@ -101,11 +104,12 @@ def to_ics(
     ]
     used_uids: set[str] = set()
     for shift in sorted(set(shifts)):
-        uid = _shift_uid(shift, calendar_name=calendar_name, uid_domain=uid_domain)
+        source = source_of(shift) if source_of is not None else calendar_name
+        uid = _shift_uid(shift, calendar_name=source, uid_domain=uid_domain)
         if uid in used_uids:
             # The same user starting two shifts at once (two layers in a per-user feed): UIDs
             # must be unique within a calendar, so the second takes its end and layer too.
-            uid = _shift_uid(shift, calendar_name=calendar_name, uid_domain=uid_domain, full=True)
+            uid = _shift_uid(shift, calendar_name=source, uid_domain=uid_domain, full=True)
         used_uids.add(uid)
         display_name = display_names.get(shift.user, shift.user)
         lines += [
@@ -114,7 +118,7 @@ def to_ics(
             f"DTSTAMP:{stamp}",
             f"DTSTART:{_utc_text(shift.start)}",
             f"DTEND:{_utc_text(shift.end)}",
-            f"SUMMARY:{escape_text(f'On call: {display_name} ({calendar_name})')}",
+            f"SUMMARY:{escape_text(f'On call: {display_name} ({source})')}",
             "TRANSP:TRANSPARENT",
             f"{USER_PROPERTY}:{escape_text(shift.user)}",
             "END:VEVENT",

@@ -14,6 +14,8 @@ Pure functions over times, no I/O. The model is PagerDuty's (Opsgenie and GoAler
 - a **layer** is a named rotation in effect from a start, optionally until an end. Its rotation
   may change over time: each version takes effect at its ``effective_from`` and ends where the next
   one begins, and counts its handoffs from its own anchor;
+- a **fixed layer** is a named list of shifts that repeat nothing (those imported from a
+  calendar): where two of them overlap, the one that started later holds the layer until it ends;
 - **overrides** put someone on call for a range, on top of every layer.
 
 The final schedule stacks the layers, later on top, the overrides above them all: at each instant
@@ -39,6 +41,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -412,6 +415,91 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class FixedLayer:
+    """A named layer of fixed shifts (imported from an ``.ics`` file): nothing repeats.
+
+    The shifts may come in any order and overlap. Where they overlap, the one that started later
+    holds the layer until it ends, then the earlier one shows again (a calendar that writes a
+    handover as overlapping events, or a swap as an event inside another, reads as meant).
+
+    >>> at = dt.datetime(2027, 3, 1, 9, tzinfo=dt.UTC)
+    >>> week = Shift(at, at + dt.timedelta(days=7), "alice")
+    >>> swap = Shift(at + dt.timedelta(days=2), at + dt.timedelta(days=3), "bob")
+    >>> [(s.user, s.start.day, s.end.day) for s in FixedLayer("vendor", (week, swap)).pieces]
+    [('alice', 1, 3), ('bob', 3, 4), ('alice', 4, 8)]
+    """
+
+    name: str
+    shifts: tuple[Shift, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shifts", tuple(self.shifts))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("name: a layer needs a name")
+        if self.name == OVERRIDE_LAYER:
+            raise ValueError(f"name: {OVERRIDE_LAYER!r} names overrides, not a layer")
+        if any(not isinstance(shift, Shift) for shift in self.shifts):
+            raise ValueError("shifts: each shift is a Shift")
+
+    @functools.cached_property
+    def pieces(self) -> tuple[Shift, ...]:
+        """Return who the layer puts on call when: sorted, disjoint, in UTC, named after it."""
+        ordered = sorted(
+            (shift.start.astimezone(dt.UTC), shift.end.astimezone(dt.UTC), shift.user)
+            for shift in self.shifts
+        )
+        boundaries = sorted({moment for start, end, _ in ordered for moment in (start, end)})
+        # Shifts covering the current piece, the latest start on top: (-start, -position).
+        active: list[tuple[float, int, dt.datetime, str]] = []
+        pieces: list[Shift] = []
+        position = 0
+        for piece_start, piece_end in itertools.pairwise(boundaries):
+            while position < len(ordered) and ordered[position][0] <= piece_start:
+                start, end, user = ordered[position]
+                heapq.heappush(active, (-start.timestamp(), -position, end, user))
+                position += 1
+            while active and active[0][2] <= piece_start:
+                heapq.heappop(active)
+            if not active:
+                continue
+            user = active[0][3]
+            previous = pieces[-1] if pieces else None
+            if previous is not None and previous.end == piece_start and previous.user == user:
+                pieces[-1] = Shift(previous.start, piece_end, user, self.name)
+            else:
+                pieces.append(Shift(piece_start, piece_end, user, self.name))
+        return tuple(pieces)
+
+    @functools.cached_property
+    def _starts(self) -> list[dt.datetime]:
+        return [piece.start for piece in self.pieces]
+
+    @functools.cached_property
+    def _ends(self) -> list[dt.datetime]:
+        return [piece.end for piece in self.pieces]
+
+    def between(self, start: dt.datetime, end: dt.datetime) -> list[Shift]:
+        """Return the pieces within [start, end) (UTC), clipped to it."""
+        first = bisect.bisect_right(self._ends, start)
+        found: list[Shift] = []
+        for piece in self.pieces[first:]:
+            if piece.start >= end:
+                break
+            found.append(Shift(max(piece.start, start), min(piece.end, end), piece.user, self.name))
+        return found
+
+    def user_at(self, at_utc: dt.datetime) -> str | None:
+        """Return who the layer puts on call at ``at_utc``, or None."""
+        position = bisect.bisect_right(self._starts, at_utc) - 1
+        if position >= 0 and self.pieces[position].end > at_utc:
+            return self.pieces[position].user
+        return None
+
+
+AnyLayer = Layer | FixedLayer
+
+
+@dataclass(frozen=True)
 class Override:
     """``user`` is on call from ``start`` to ``end`` (exclusive), above every layer."""
 
@@ -432,7 +520,7 @@ class Override:
 class Schedule:
     """Layers from the bottom up (later on top) and overrides (later on top), above all layers."""
 
-    layers: tuple[Layer, ...] = ()
+    layers: tuple[AnyLayer, ...] = ()
     overrides: tuple[Override, ...] = ()
 
     def __post_init__(self) -> None:
@@ -444,9 +532,11 @@ class Schedule:
             raise ValueError(f"layers: layer names are unique, {', '.join(duplicates)} repeats")
 
 
-def layer_shifts(layer: Layer, *, start: dt.datetime, end: dt.datetime) -> list[Shift]:
+def layer_shifts(layer: AnyLayer, *, start: dt.datetime, end: dt.datetime) -> list[Shift]:
     """Return the layer's turns within [start, end) after restrictions, one shift per turn."""
     start, end = _require_range(start, end)
+    if isinstance(layer, FixedLayer):
+        return layer.between(start, end)
     shifts: list[Shift] = []
     for version_start, version_end, rotation in layer.spans:
         span_start = max(start, version_start)
@@ -460,10 +550,12 @@ def layer_shifts(layer: Layer, *, start: dt.datetime, end: dt.datetime) -> list[
     return shifts
 
 
-def layer_on_call_at(layer: Layer, at: dt.datetime) -> str | None:
+def layer_on_call_at(layer: AnyLayer, at: dt.datetime) -> str | None:
     """Return who the layer puts on call at ``at``, or None outside its time or restrictions."""
     _require_aware(at, "at")
     at_utc = at.astimezone(dt.UTC)
+    if isinstance(layer, FixedLayer):
+        return layer.user_at(at_utc)
     for version_start, version_end, rotation in reversed(layer.spans):
         if version_start <= at_utc:
             if version_end is not None and at_utc >= version_end:

@@ -139,6 +139,10 @@ class AlertingIn(WriteModel):
         default_factory=dict,
         description="burn-rate factors overriding the Workbook's: page-1h, page-6h, "
         "ticket-1d, ticket-3d",
+        json_schema_extra={
+            "propertyNames": {"enum": list(ALERT_NAMES)},
+            "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+        },
     )
 
     _check_labels = field_validator("labels")(classmethod(lambda cls, v: _labels(v)))

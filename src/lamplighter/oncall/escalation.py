@@ -1,0 +1,400 @@
+"""Escalation: from an alert group to the people who must hear about it, tier after tier.
+
+On-call reacts to the alerting domain's events (manifest ``subscriptions``):
+
+- ``alert.group_triggered`` → ``oncall.escalation_start``: the group's policy (the routing
+  rules' choice, else the team's default; without one, the whole owning team) is looked up and
+  its first tier runs at once;
+- a tier (:func:`run_tier`) resolves its targets now — who is on call on each schedule, the
+  users named, the members of a team — and enqueues one ``oncall.notify`` job per person and
+  notification rule ("immediately by Slack, after 5 minutes by email"), keyed
+  ``notify:<group>:<round>.<tier>:<user>:<method>``: a tier run twice (a retried job, two
+  workers, a restart) notifies nobody twice. It then schedules the next tier (its delay) or the
+  next round (``repeat``), keyed ``escalate:<group>:<round>.<tier>``;
+- ``oncall.escalation_step`` runs that tier when due, unless the group was acknowledged or
+  resolved meanwhile, or someone escalated by hand past it (the escalation row remembers the
+  last tier run: a step is run only if it is that tier's successor);
+- ``alert.group_escalated`` runs the next tier at once; ``alert.group_reassigned`` notifies the
+  new assignee at once; acknowledged and resolved groups stop (``state``).
+
+``oncall.notify`` (``notify.py``) hands one notification to its channel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from lamplighter.alerting import service as alerting
+from lamplighter.core import events, jobs, people
+from lamplighter.core.db import utcnow
+from lamplighter.oncall import contacts, policies, schedules
+from lamplighter.oncall.models import Escalation, EscalationPolicy
+
+log = logging.getLogger("lamplighter.oncall.escalation")
+
+START = "oncall.escalation_start"
+STEP = "oncall.escalation_step"
+ESCALATE_NOW = "oncall.escalate_now"
+REASSIGNED = "oncall.reassigned"
+STOP = "oncall.escalation_stop"
+NOTIFY = "oncall.notify"
+# The in-app inbox is a database write: its jobs run many to a transaction (batch_safe).
+NOTIFY_INBOX = "oncall.notify_inbox"
+
+ACTIVE, STOPPED, DONE = "active", "stopped", "done"
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    delay_minutes: int
+    targets: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The tiers an escalation walks, and how many more times it walks them."""
+
+    policy_id: int | None
+    tiers: tuple[Tier, ...]
+    repeat: int
+
+
+def plan_for(session: Session, group: alerting.AlertGroup) -> Plan:
+    policy: EscalationPolicy | None = None
+    policy_id = group.policy_id or policies.default_policy_id(session, group.team_id)
+    if policy_id is not None:
+        policy = session.get(EscalationPolicy, policy_id)
+    if policy is None or not policy.tiers:
+        # No policy: the owning team hears about it, once.
+        return Plan(
+            policy_id=None,
+            tiers=(Tier("Owning team", 0, ({"type": "team", "id": group.team_id},)),),
+            repeat=0,
+        )
+    tiers = tuple(
+        Tier(
+            name=str(tier.get("name") or f"Tier {index + 1}"),
+            delay_minutes=int(tier.get("delay_minutes") or 0),
+            targets=tuple(tier.get("targets") or ()),
+        )
+        for index, tier in enumerate(policy.tiers)
+    )
+    return Plan(policy_id=policy.id, tiers=tiers, repeat=policy.repeat)
+
+
+def successor(plan: Plan, tier: int, round_: int) -> tuple[int, int] | None:
+    if tier + 1 < len(plan.tiers):
+        return tier + 1, round_
+    if round_ < plan.repeat:
+        return 0, round_ + 1
+    return None
+
+
+def targets_now(
+    session: Session, targets: tuple[dict[str, Any], ...], at: dt.datetime
+) -> list[int]:
+    """The people a tier's targets stand for at ``at``, each once, in the order named."""
+    found: list[int] = []
+    team_ids = [int(t["id"]) for t in targets if t.get("type") == "team"]
+    members = people.member_ids_of(session=session, team_ids=team_ids) if team_ids else {}
+    for target in targets:
+        kind, target_id = target.get("type"), int(target.get("id", 0))
+        if kind == "schedule":
+            found.extend(schedules.on_call_user_ids(session, target_id, at))
+        elif kind == "user":
+            found.append(target_id)
+        elif kind == "team":
+            found.extend(members.get(target_id, []))
+    active = people.users_by_id(session=session, ids=found)
+    return [uid for uid in dict.fromkeys(found) if uid in active and active[uid].is_active]
+
+
+def _insert(session: Session, table: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def notify_jobs(
+    session: Session,
+    *,
+    group_id: int,
+    users: list[int],
+    stage: str,
+    tier: int,
+    round_: int,
+    now: dt.datetime,
+    tier_name: str = "",
+) -> list[dict[str, Any]]:
+    """One ``oncall.notify`` job per person and notification rule, keyed so it runs once."""
+    rows: list[dict[str, Any]] = []
+    for user_id in users:
+        for position, (delay, method) in enumerate(contacts.effective_rules(session, user_id)):
+            method_key = str(method.id) if method is not None else "inbox"
+            rows.append(
+                {
+                    "kind": NOTIFY if method is not None else NOTIFY_INBOX,
+                    "payload": {
+                        "group_id": group_id,
+                        "user_id": user_id,
+                        "method_id": method.id if method is not None else None,
+                        "tier": tier,
+                        "round": round_,
+                        "stage": stage,
+                        "tier_name": tier_name,
+                        "rule": position,
+                    },
+                    "idempotency_key": f"notify:{group_id}:{stage}:{user_id}:{method_key}",
+                    "due_at": now + dt.timedelta(minutes=delay),
+                }
+            )
+    return rows
+
+
+def enqueue_all(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        jobs.enqueue_keyed(session=session, jobs=rows)
+
+
+def run_tier(
+    session: Session,
+    group: alerting.AlertGroup,
+    plan: Plan,
+    *,
+    tier: int,
+    round_: int,
+    now: dt.datetime,
+    why: str,
+) -> None:
+    """Notify a tier's people now and schedule what follows."""
+    spec = plan.tiers[tier]
+    users = targets_now(session, spec.targets, now)
+    if group.assignee_user_id is not None and group.assignee_user_id not in users:
+        users.insert(0, group.assignee_user_id)
+    stage = f"{round_}.{tier}"
+    rows = notify_jobs(
+        session,
+        group_id=group.id,
+        users=users,
+        stage=stage,
+        tier=tier,
+        round_=round_,
+        now=now,
+        tier_name=spec.name,
+    )
+    following = successor(plan, tier, round_)
+    next_at = now + dt.timedelta(minutes=spec.delay_minutes) if following else None
+    if following is not None and next_at is not None:
+        next_tier, next_round = following
+        rows.append(
+            {
+                "kind": STEP,
+                "payload": {"group_id": group.id, "tier": next_tier, "round": next_round},
+                "idempotency_key": f"escalate:{group.id}:{next_round}.{next_tier}",
+                "due_at": next_at,
+            }
+        )
+    enqueue_all(session, rows)
+    _set_state(
+        session,
+        group.id,
+        policy_id=plan.policy_id,
+        tier=tier,
+        round_=round_,
+        state=ACTIVE if following else DONE,
+        next_at=next_at,
+    )
+    entries: list[dict[str, Any]] = [
+        {
+            "group_id": group.id,
+            "what": "escalated" if (tier, round_) != (0, 0) else "tier",
+            "actor_user_id": None,
+            "detail": {
+                "tier": tier + 1,
+                "tier_name": spec.name,
+                "round": round_ + 1,
+                "why": why,
+                "people": len(users),
+            },
+        }
+    ]
+    entries.extend(
+        {
+            "group_id": group.id,
+            "what": "notified",
+            "actor_user_id": user_id,
+            "detail": {"tier": tier + 1, "tier_name": spec.name, "round": round_ + 1},
+        }
+        for user_id in users
+    )
+    if not users:
+        entries.append(
+            {
+                "group_id": group.id,
+                "what": "nobody",
+                "actor_user_id": None,
+                "detail": {"tier": tier + 1, "tier_name": spec.name, "why": "nobody on call"},
+            }
+        )
+    alerting.log_entries(session, entries)
+
+
+def _set_state(
+    session: Session,
+    group_id: int,
+    *,
+    policy_id: int | None,
+    tier: int,
+    round_: int,
+    state: str,
+    next_at: dt.datetime | None,
+) -> None:
+    values = {
+        "group_id": group_id,
+        "policy_id": policy_id,
+        "tier": tier,
+        "round": round_,
+        "state": state,
+        "next_at": next_at,
+        "updated_at": utcnow(),
+    }
+    statement = _insert(session, Escalation).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["group_id"],
+        set_={k: v for k, v in values.items() if k != "group_id"},
+    )
+    session.execute(statement)
+
+
+def _escalation(session: Session, group_id: int, *, lock: bool = True) -> Escalation | None:
+    query = sa.select(Escalation).where(Escalation.group_id == group_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _open_group(session: Session, group_id: int) -> alerting.AlertGroup | None:
+    try:
+        group = alerting.get(session, group_id)
+    except Exception:  # the group is gone (its integration was deleted)
+        return None
+    return group
+
+
+# -- handlers -------------------------------------------------------------------------------
+@jobs.handler(START, batch_safe=True)
+def on_triggered(ctx: jobs.JobContext) -> None:
+    event = events.delivered(ctx)
+    group = _open_group(ctx.session, int(event.payload["id"]))
+    if group is None or group.status != alerting.AlertStatus.TRIGGERED.value:
+        return
+    if _escalation(ctx.session, group.id) is not None:  # started already (a retried job)
+        return
+    run_tier(
+        ctx.session,
+        group,
+        plan_for(ctx.session, group),
+        tier=0,
+        round_=0,
+        now=utcnow(),
+        why="triggered",
+    )
+
+
+@jobs.handler(STEP, batch_safe=True)
+def on_step(ctx: jobs.JobContext) -> None:
+    group_id, tier, round_ = (int(ctx.payload[k]) for k in ("group_id", "tier", "round"))
+    group = _open_group(ctx.session, group_id)
+    escalation = _escalation(ctx.session, group_id)
+    if group is None or escalation is None or escalation.state != ACTIVE:
+        return
+    if group.status != alerting.AlertStatus.TRIGGERED.value:
+        escalation.state = STOPPED
+        return
+    plan = plan_for(ctx.session, group)
+    if successor(plan, escalation.tier, escalation.round) != (tier, round_):
+        return  # escalated by hand past this tier, or the policy changed: not this step's turn
+    if tier >= len(plan.tiers):
+        return
+    run_tier(
+        ctx.session, group, plan, tier=tier, round_=round_, now=utcnow(), why="no acknowledgement"
+    )
+
+
+@jobs.handler(ESCALATE_NOW, batch_safe=True)
+def on_escalated(ctx: jobs.JobContext) -> None:
+    event = events.delivered(ctx)
+    group = _open_group(ctx.session, int(event.payload["id"]))
+    if group is None or group.status == alerting.AlertStatus.RESOLVED.value:
+        return
+    plan = plan_for(ctx.session, group)
+    escalation = _escalation(ctx.session, group.id)
+    if escalation is None:
+        run_tier(ctx.session, group, plan, tier=0, round_=0, now=utcnow(), why="escalated by hand")
+        return
+    following = successor(plan, escalation.tier, escalation.round)
+    if following is None:  # past the last tier: the last tier hears again
+        following = (len(plan.tiers) - 1, escalation.round + 1)
+    tier, round_ = following
+    run_tier(
+        ctx.session,
+        group,
+        plan,
+        tier=min(tier, len(plan.tiers) - 1),
+        round_=round_,
+        now=utcnow(),
+        why="escalated by hand",
+    )
+
+
+@jobs.handler(REASSIGNED, batch_safe=True)
+def on_reassigned(ctx: jobs.JobContext) -> None:
+    event = events.delivered(ctx)
+    group = _open_group(ctx.session, int(event.payload["id"]))
+    if group is None or group.status == alerting.AlertStatus.RESOLVED.value:
+        return
+    to_user = int(event.payload["to_user_id"])
+    escalation = _escalation(ctx.session, group.id)
+    tier = escalation.tier if escalation else 0
+    round_ = escalation.round if escalation else 0
+    now = utcnow()
+    enqueue_all(
+        ctx.session,
+        notify_jobs(
+            ctx.session,
+            group_id=group.id,
+            users=[to_user],
+            stage=f"reassign{event.id}",
+            tier=tier,
+            round_=round_,
+            now=now,
+        ),
+    )
+    alerting.log_entries(
+        ctx.session,
+        [
+            {
+                "group_id": group.id,
+                "what": "notified",
+                "actor_user_id": to_user,
+                "detail": {"why": "reassigned"},
+            }
+        ],
+    )
+
+
+@jobs.handler(STOP, batch_safe=True)
+def on_stopped(ctx: jobs.JobContext) -> None:
+    event = events.delivered(ctx)
+    escalation = _escalation(ctx.session, int(event.payload["id"]))
+    if escalation is not None and escalation.state == ACTIVE:
+        escalation.state = STOPPED
+        escalation.next_at = None
