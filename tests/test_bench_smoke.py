@@ -67,6 +67,22 @@ CASES: dict[str, tuple[list[str], str, set[str]]] = {
         {"wrk"},
     ),
     "slo.py": (["--backend", "sqlite", "--smoke"], "evaluate_s:", {"wrk"}),
+    "ingest.py": (
+        [
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--connections",
+            "2",
+            "--notify-seconds",
+            "1",
+            "--escalations",
+            "50",
+        ],
+        "alerts/s",
+        {"wrk", "alertmanager"},
+    ),
     "selfservice.py": (
         ["--repeat", "1", "--runs", "3", "--workers", "1", "--pg-admin-url", PG_ADMIN],
         "target: all 3 finish",
@@ -92,6 +108,11 @@ def test_each_benchmark_runs_to_its_end_at_a_tiny_size(script: str, tmp_path: Pa
     arguments, figure, needs = CASES[script]
     if "wrk" in needs:
         require(shutil.which("wrk") is not None, "wrk (apt-get install wrk)")
+    if "alertmanager" in needs:
+        require(
+            shutil.which("prometheus-alertmanager") is not None,
+            "Alertmanager (prometheus-alertmanager)",
+        )
     if "git" in needs:
         require(shutil.which("git") is not None, "git")
     if "pg" in needs:

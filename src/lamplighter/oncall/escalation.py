@@ -67,7 +67,33 @@ class Plan:
     repeat: int
 
 
+def memo(session: Session, name: str) -> dict[Any, Any]:
+    """A cache that lives as long as the transaction: a worker runs up to a batch of
+    escalation jobs in one transaction (batch_safe), mostly of the same few policies, schedules
+    and people, and each is read once per batch instead of once per escalation. Nothing is
+    cached across transactions."""
+    caches: dict[str, dict[Any, Any]] = session.info.setdefault("oncall.memo", {})
+    return caches.setdefault(name, {})
+
+
+def _forget_memo(session: Session, *_: object) -> None:
+    session.info.pop("oncall.memo", None)
+
+
+for _event in ("after_commit", "after_rollback", "after_soft_rollback"):
+    sa.event.listen(Session, _event, _forget_memo)
+
+
 def plan_for(session: Session, group: alerting.AlertGroup) -> Plan:
+    plans = memo(session, "plans")
+    key = (group.policy_id, group.team_id)
+    if key not in plans:
+        plans[key] = _plan(session, group)
+    plan: Plan = plans[key]
+    return plan
+
+
+def _plan(session: Session, group: alerting.AlertGroup) -> Plan:
     policy: EscalationPolicy | None = None
     policy_id = group.policy_id or policies.default_policy_id(session, group.team_id)
     if policy_id is not None:
@@ -136,8 +162,11 @@ def notify_jobs(
 ) -> list[dict[str, Any]]:
     """One ``oncall.notify`` job per person and notification rule, keyed so it runs once."""
     rows: list[dict[str, Any]] = []
+    rules_memo = memo(session, "rules")
     for user_id in users:
-        for position, (delay, method) in enumerate(contacts.effective_rules(session, user_id)):
+        if user_id not in rules_memo:
+            rules_memo[user_id] = contacts.effective_rules(session, user_id)
+        for position, (delay, method) in enumerate(rules_memo[user_id]):
             method_key = str(method.id) if method is not None else "inbox"
             rows.append(
                 {

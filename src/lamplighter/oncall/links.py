@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -51,7 +52,12 @@ class LinkClaim:
 
 def _key(settings: Settings) -> bytes:
     # Its own key, so that no other HMAC made with the secret key can pass for a link.
-    return hashlib.sha256(b"lamplighter-alert-links:" + settings.effective_secret_key()).digest()
+    return _derived(settings.effective_secret_key())
+
+
+@functools.lru_cache(maxsize=8)
+def _derived(secret: bytes) -> bytes:
+    return hashlib.sha256(b"lamplighter-alert-links:" + secret).digest()
 
 
 def _signature(settings: Settings, payload: str) -> str:

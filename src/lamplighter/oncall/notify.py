@@ -36,6 +36,7 @@ from lamplighter.core.models import Job, JobStatus
 from lamplighter.core.settings import Settings
 from lamplighter.oncall import channels, contacts, links
 from lamplighter.oncall.escalation import NOTIFY, NOTIFY_INBOX
+from lamplighter.oncall.escalation import memo as escalation_memo
 from lamplighter.oncall.models import ContactKind, ContactMethod, Delivery, DeliveryStatus
 
 log = logging.getLogger("lamplighter.oncall.notify")
@@ -49,11 +50,13 @@ MAX_RETRIES = 5
 
 def runbook_of(session: Session, group: alerting.AlertGroup) -> str | None:
     """The alert's runbook link, else the catalog entity's."""
-    if group.runbook_url:
-        return group.runbook_url
-    if group.entity_id is None:
+    return group.runbook_url or _entity_runbook(session, group.entity_id)
+
+
+def _entity_runbook(session: Session, entity_id: int | None) -> str | None:
+    if entity_id is None:
         return None
-    entity = session.get(Entity, group.entity_id)
+    entity = session.get(Entity, entity_id)
     for link in (entity.links if entity else None) or []:
         if link.get("type") == "runbook" and link.get("url"):
             return str(link["url"])
@@ -70,15 +73,27 @@ def notification_for(
     is_repeat: bool = False,
     folded_count: int = 0,
 ) -> channels.Notification:
-    team = people.find_team(session=session, team_id=group.team_id)
+    teams = escalation_memo(session, "team names")
+    if group.team_id not in teams:
+        team = people.find_team(session=session, team_id=group.team_id)
+        teams[group.team_id] = team.name if team else ""
+    entities = escalation_memo(session, "entities")
+    if group.entity_id not in entities:
+        entities[group.entity_id] = (
+            alerting.entity_ref(session, group.entity_id),
+            _entity_runbook(session, group.entity_id),
+        )
+    entity, entity_runbook = entities[group.entity_id]
+    team_name = teams[group.team_id]
+    runbook = group.runbook_url or entity_runbook
     base = settings.base_url.rstrip("/")
     return channels.Notification(
         group_id=group.id,
         summary=group.summary,
         severity=group.severity,
-        entity=alerting.entity_ref(session, group.entity_id),
-        team=team.name if team else "",
-        runbook_url=runbook_of(session, group),
+        entity=entity,
+        team=team_name,
+        runbook_url=runbook,
         page_url=f"{base}/alerts/groups/{group.id}",
         ack_url=links.url(
             settings, links.sign(settings, group_id=group.id, action="ack", user_id=user_id)
@@ -183,6 +198,11 @@ def fall_through(
 @jobs.handler(NOTIFY_INBOX, batch_safe=True)
 @jobs.handler(NOTIFY)
 def notify(ctx: jobs.JobContext) -> None:
+    with ctx.session.no_autoflush:  # a batch's earlier deliveries are flushed once, at commit
+        _notify(ctx)
+
+
+def _notify(ctx: jobs.JobContext) -> None:
     payload = ctx.payload
     session = ctx.session
     group_id, user_id = int(payload["group_id"]), int(payload["user_id"])
