@@ -174,7 +174,7 @@ with db.transaction() as s:
     entity = catalog.create(session=s, actor=system, data=catalog.EntityInput(kind="service", name="checkout", owner="payments"))
     sched = OnCallSchedule(team_id=team.id, name="frontline", layers=[{"name": "weekly", "kind": "rotation", "until": None, "versions": [{"effective_from": "2026-01-05T00:00:00+00:00", "participants": [u.id for u in users], "kind": "weekly", "every": 1, "anchor": "2026-01-05T09:00:00+00:00", "time_zone": "UTC", "restrictions": []}]}])
     s.add(sched); s.flush()
-    pol = EscalationPolicy(team_id=team.id, name="checkout", is_team_default=True, repeat=0, tiers=[{"name": "Frontline", "delay_minutes": 1, "targets": [{"type": "schedule", "id": sched.id}]}, {"name": "Lead", "delay_minutes": 5, "targets": [{"type": "user", "id": users[0].id}]}])
+    pol = EscalationPolicy(team_id=team.id, name="checkout", is_team_default=True, repeat=0, tiers=[{"name": "Frontline", "delay_minutes": 10, "targets": [{"type": "schedule", "id": sched.id}]}, {"name": "Lead", "delay_minutes": 5, "targets": [{"type": "user", "id": users[0].id}]}])
     s.add(pol); s.flush()
     for name, kind, group_by in (("alertmanager", "alertmanager", ["@group_key"]), ("pagerduty", "pagerduty", []), ("pagerduty-each", "pagerduty", ["@dedup_key"])):
         integration, key = integrations.create(session=s, actor=system, data=IntegrationIn(name=name, kind=kind, entity="checkout", group_by=group_by))

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from lamplighter.alerting import service as alerting
 from lamplighter.core import events, jobs, people
 from lamplighter.core.db import utcnow
+from lamplighter.core.settings import Settings
 from lamplighter.oncall import contacts, policies, schedules
 from lamplighter.oncall.models import Escalation, EscalationPolicy
 
@@ -202,8 +203,14 @@ def run_tier(
     round_: int,
     now: dt.datetime,
     why: str,
+    settings: Settings | None = None,
 ) -> None:
-    """Notify a tier's people now and schedule what follows."""
+    """Notify a tier's people now and schedule what follows.
+
+    The in-app inbox of each person, due at once, is written here, in this transaction: the
+    tier runs once (the escalation row says which tier ran last), so its inbox items do too,
+    and the first notification needs no second trip through the queue. The other methods are
+    jobs of their own (they talk to the outside world and are retried on their own)."""
     spec = plan.tiers[tier]
     users = targets_now(session, spec.targets, now)
     if group.assignee_user_id is not None and group.assignee_user_id not in users:
@@ -219,6 +226,13 @@ def run_tier(
         now=now,
         tier_name=spec.name,
     )
+    if settings is not None:
+        from lamplighter.oncall import notify  # notify imports this module's job kinds
+
+        inline = [row for row in rows if row["kind"] == NOTIFY_INBOX and row["due_at"] <= now]
+        rows = [row for row in rows if row not in inline]
+        for row in inline:
+            notify.deliver_inbox(session, settings, group, row["payload"])
     following = successor(plan, tier, round_)
     next_at = now + dt.timedelta(minutes=spec.delay_minutes) if following else None
     if following is not None and next_at is not None:
@@ -335,6 +349,7 @@ def on_triggered(ctx: jobs.JobContext) -> None:
         round_=0,
         now=utcnow(),
         why="triggered",
+        settings=ctx.settings,
     )
 
 
@@ -354,7 +369,14 @@ def on_step(ctx: jobs.JobContext) -> None:
     if tier >= len(plan.tiers):
         return
     run_tier(
-        ctx.session, group, plan, tier=tier, round_=round_, now=utcnow(), why="no acknowledgement"
+        ctx.session,
+        group,
+        plan,
+        tier=tier,
+        round_=round_,
+        now=utcnow(),
+        why="no acknowledgement",
+        settings=ctx.settings,
     )
 
 
@@ -367,7 +389,16 @@ def on_escalated(ctx: jobs.JobContext) -> None:
     plan = plan_for(ctx.session, group)
     escalation = _escalation(ctx.session, group.id)
     if escalation is None:
-        run_tier(ctx.session, group, plan, tier=0, round_=0, now=utcnow(), why="escalated by hand")
+        run_tier(
+            ctx.session,
+            group,
+            plan,
+            tier=0,
+            round_=0,
+            now=utcnow(),
+            why="escalated by hand",
+            settings=ctx.settings,
+        )
         return
     following = successor(plan, escalation.tier, escalation.round)
     if following is None:  # past the last tier: the last tier hears again
@@ -381,6 +412,7 @@ def on_escalated(ctx: jobs.JobContext) -> None:
         round_=round_,
         now=utcnow(),
         why="escalated by hand",
+        settings=ctx.settings,
     )
 
 

@@ -195,6 +195,25 @@ def fall_through(
     return key
 
 
+def deliver_inbox(
+    session: Session, settings: Settings, group: alerting.AlertGroup, payload: dict[str, Any]
+) -> None:
+    """The in-app inbox item of a tier's notification, written in the tier's transaction."""
+    user_id = int(payload["user_id"])
+    note = notification_for(
+        session,
+        settings,
+        group,
+        user_id=user_id,
+        tier_name=str(payload.get("tier_name", "")),
+        is_repeat=int(payload.get("round", 0)) > 0,
+    )
+    done = channels.send(None, user_id, note, session=session, settings=settings)
+    delivery = _delivery(payload, None, DeliveryStatus.SENT.value)
+    delivery.error = done[:2000]
+    session.add(delivery)
+
+
 @jobs.handler(NOTIFY_INBOX, batch_safe=True)
 @jobs.handler(NOTIFY)
 def notify(ctx: jobs.JobContext) -> None:
