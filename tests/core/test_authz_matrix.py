@@ -1677,6 +1677,89 @@ PAGE_SCENARIOS.update(
         ),
     }
 )
+# -- the on-call pages: schedules, policies, my contact methods ----------------------------------
+def _page_schedule(world: World, app: Any) -> int:
+    from lamplighter.oncall import schedules
+    from lamplighter.oncall.schedule_schemas import ScheduleCreate
+
+    world.ids["page_schedules"] = world.ids.get("page_schedules", 0) + 1
+    data = ScheduleCreate(team="team-a", name=f"page-{world.ids['page_schedules']}")
+    with world.db.transaction() as session:
+        return int(schedules.create(session=session, actor=SYSTEM, data=data).id)
+
+
+def _page_my_method(world: World, app: Any) -> int:
+    """An email method of member_a's, made through the service."""
+    from lamplighter.oncall import contacts
+
+    world.ids["page_methods"] = world.ids.get("page_methods", 0) + 1
+    with world.db.transaction() as session:
+        method = contacts.create_method(
+            session=session,
+            actor=SYSTEM,
+            user_id=world.ids["member_a"].id,
+            kind="email",
+            box=app.state.box,
+            address=f"page-{world.ids['page_methods']}@example.com",
+        )
+        return int(method.id)
+
+
+def _page_my_rule(world: World, app: Any) -> int:
+    from lamplighter.oncall import contacts
+
+    method_id = _page_my_method(world, app)
+    with world.db.transaction() as session:
+        rule = contacts.create_rule(
+            session=session,
+            actor=SYSTEM,
+            user_id=world.ids["member_a"].id,
+            contact_method_id=method_id,
+            delay_minutes=5,
+        )
+        return int(rule.id)
+
+
+# Only ever the viewer's own methods and rules: nobody else's to create; a delete of someone
+# else's is refused (403, "someone else's"), even for SREs and admins on this /me page.
+MINE_ONLY: dict[str, Any] = {"owner": "member_a", "outsiders": ("member_b", "sre", "viewer")}
+PAGE_SCENARIOS.update(
+    {
+        ("POST", "/oncall/schedules/{schedule_id}/overrides"): Scenario(
+            lambda w, a: (
+                f"/oncall/schedules/{_page_schedule(w, a)}/overrides",
+                {
+                    "user": w.ids["member_a"].email,
+                    "starts": "2030-01-01 00:00",
+                    "ends": "2030-01-02T00:00:00+00:00",
+                    "reason": "matrix",
+                },
+            ),
+            **OWNED_BY_TEAM_A,
+        ),
+        ("POST", "/oncall/me/contacts/methods"): Scenario(
+            lambda w, a: ("/oncall/me/contacts/methods", {"address": "page@example.com"}),
+            owner="member_a",
+            outsiders=(),
+        ),
+        ("POST", "/oncall/me/contacts/methods/{method_id}/delete"): Scenario(
+            lambda w, a: (f"/oncall/me/contacts/methods/{_page_my_method(w, a)}/delete", {}),
+            **MINE_ONLY,
+        ),
+        ("POST", "/oncall/me/contacts/rules"): Scenario(
+            lambda w, a: (
+                "/oncall/me/contacts/rules",
+                {"contact_method_id": str(_page_my_method(w, a)), "delay_minutes": "5"},
+            ),
+            owner="member_a",
+            outsiders=(),
+        ),
+        ("POST", "/oncall/me/contacts/rules/{rule_id}/delete"): Scenario(
+            lambda w, a: (f"/oncall/me/contacts/rules/{_page_my_rule(w, a)}/delete", {}),
+            **MINE_ONLY,
+        ),
+    }
+)
 PAGE_EXEMPT[("POST", "/alerts/act/{token}")] = (
     "a signed one-click link from a notification: the token is the authorization (one action "
     "on one group as the person it was sent to); no session, no CSRF"

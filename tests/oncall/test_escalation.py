@@ -364,3 +364,49 @@ def test_a_policy_tier_with_nobody_on_call_says_so_and_moves_on(
     held.advance(minutes=10, seconds=1)
     drain(db, settings)
     assert len(inbox_of(db, chain.app_sre)) == 1
+
+
+def test_a_flood_of_groups_is_throttled_per_contact_and_summarised_once(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    held: clock.ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = Chain(db)
+    sent: list[tuple[str, int]] = []
+
+    def record(
+        method: ContactMethod | None, user_id: int, note: channels.Notification, **_: Any
+    ) -> str:
+        sent.append((method.kind if method else "inbox", note.folded_count))
+        return "ok"
+
+    monkeypatch.setattr(channels, "send", record)
+    with db.transaction() as session:
+        mail = ContactMethod(user_id=chain.frontline.id, kind="email", address="x@example.com")
+        session.add(mail)
+        session.flush()
+        session.add(
+            NotificationRule(user_id=chain.frontline.id, contact_method_id=mail.id, delay_minutes=0)
+        )
+    _, key = chain.org.integration("pagerduty", group_by=["@dedup_key"])
+    for index in range(14):  # fourteen different alerts, each its own group, in a minute
+        event = {
+            "routing_key": key,
+            "event_action": "trigger",
+            "dedup_key": f"flood-{index}",
+            "payload": {"summary": f"Flood {index}", "source": "x", "severity": "error"},
+        }
+        assert client.post("/v2/enqueue", json=event).status_code == 202
+    drain(db, settings)
+    emails = [folded for kind, folded in sent if kind == "email"]
+    assert len(emails) == 10  # the contact's rate: 10 in 5 minutes
+    throttled = [d for d in deliveries(db) if d[2] == "throttled"]
+    assert len(throttled) == 4 and all(d[1] == "email" for d in throttled)
+    # The inbox is never throttled: the person can see all fourteen in the app.
+    assert len([kind for kind, _ in sent if kind == "inbox"]) == 14
+    held.advance(minutes=5, seconds=1)
+    drain(db, settings)
+    digests = [folded for kind, folded in sent if kind == "email"][10:]
+    assert digests == [3]  # one summary: this group and 3 more held back

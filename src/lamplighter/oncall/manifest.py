@@ -11,7 +11,11 @@ manifest = Manifest(
         "lamplighter.oncall.report_api:router",
     ),
     # The feeds are read by calendar apps at a secret URL, outside /api/v1.
-    pages=("lamplighter.oncall.feeds:router", "lamplighter.oncall.frontline_pages:router"),
+    pages=(
+        "lamplighter.oncall.feeds:router",
+        "lamplighter.oncall.frontline_pages:router",
+        "lamplighter.oncall.oncall_pages:router",
+    ),
     nav=(
         NavEntry(
             "/alerts", "Alerts", "Alert groups, on-call, integrations and silences.", order=50
