@@ -1677,6 +1677,8 @@ PAGE_SCENARIOS.update(
         ),
     }
 )
+
+
 # -- the on-call pages: schedules, policies, my contact methods ----------------------------------
 def _page_schedule(world: World, app: Any) -> int:
     from lamplighter.oncall import schedules
