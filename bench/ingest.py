@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--escalations", type=int, default=10_000)
     parser.add_argument("--http-workers", type=int, default=1, help="API processes (uvicorn)")
+    parser.add_argument("--job-workers", type=int, default=1, help="worker processes")
     parser.add_argument(
         "--notify-seconds", type=int, default=10, help="length of the paced 1,000/s run"
     )
@@ -326,7 +327,7 @@ def main() -> None:
     backend = "PostgreSQL" if args.pg_url else "SQLite"
     print(f"machine: {machine()}")
     print(f"cpu check: {cpu_check():.2f} s for 10M additions")
-    print(f"backend: {backend}")
+    print(f"backend: {backend}; {args.http_workers} API and {args.job_workers} worker processes")
     if args.pg_url:
         wipe_postgres(args.pg_url)
     cli(env, "db", "upgrade")
@@ -343,7 +344,10 @@ def main() -> None:
         str(args.http_workers),
         log=work / "server.log",
     )
-    worker = spawn_cli(env, "worker", log=work / "worker.log")
+    workers = [
+        spawn_cli(env, "worker", log=work / f"worker-{index}.log")
+        for index in range(args.job_workers)
+    ]
     lamplighter = f"http://127.0.0.1:{port}"
     peer, alertmanager = start_alertmanager(work)
     try:
@@ -459,9 +463,9 @@ def main() -> None:
                     f"p99 {statistics.median(r['p99_ms'] for r in rounds)} ms (target p99 < 20 ms)"
                 )
     finally:
-        for process in (server, worker, peer):
+        for process in (server, *workers, peer):
             process.send_signal(signal.SIGTERM)
-        for process in (server, worker, peer):
+        for process in (server, *workers, peer):
             process.wait(timeout=60)
     if wanted("escalation"):
         timing = escalation_timing(env, args.escalations)
