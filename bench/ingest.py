@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,24 @@ from http_get import parse_wrk
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
-# wrk scripts: each request carries new alerts (a counter per wrk thread and connection).
+# wrk scripts: each request carries new alerts. Keys are the run's token (new for every wrk run,
+# __RUN__), the wrk thread's number (set by setup(); every thread starts from the same Lua random
+# seed, so random numbers would repeat across threads) and a counter in that thread.
+THREAD_SETUP_LUA = r"""
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+"""
 AM_BATCH_LUA = r"""
 local counter = 0
-local thread_id = tostring(math.random(1, 1e9))
+local thread_id = "__RUN__"
 request = function()
   counter = counter + 1
   local parts = {}
   for i = 1, 100 do
-    local fp = thread_id .. "-" .. counter .. "-" .. i
+    local fp = thread_id .. "-" .. tid .. "-" .. counter .. "-" .. i
     parts[i] = '{"status":"firing","labels":{"alertname":"BenchHigh","instance":"' .. fp ..
       '","severity":"critical"},"annotations":{"summary":"bench ' .. fp ..
       '"},"startsAt":"2026-12-06T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"' ..
@@ -66,12 +76,12 @@ end
 
 AM_PEER_BATCH_LUA = r"""
 local counter = 0
-local thread_id = tostring(math.random(1, 1e9))
+local thread_id = "__RUN__"
 request = function()
   counter = counter + 1
   local parts = {}
   for i = 1, 100 do
-    local fp = thread_id .. "-" .. counter .. "-" .. i
+    local fp = thread_id .. "-" .. tid .. "-" .. counter .. "-" .. i
     parts[i] = '{"labels":{"alertname":"BenchHigh","instance":"' .. fp ..
       '","severity":"critical"},"annotations":{"summary":"bench ' .. fp .. '"}}'
   end
@@ -82,12 +92,12 @@ end
 
 PD_LUA = r"""
 local counter = 0
-local thread_id = tostring(math.random(1, 1e9))
+local thread_id = "__RUN__"
 local key = "__KEY__"
 request = function()
   counter = counter + 1
   local body = '{"routing_key":"' .. key .. '","event_action":"trigger","dedup_key":"' ..
-    thread_id .. "-" .. counter .. '","payload":{"summary":"Disk ' .. counter ..
+    thread_id .. "-" .. tid .. "-" .. counter .. '","payload":{"summary":"Disk ' .. counter ..
     ' full","source":"db-1","severity":"critical"}}'
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
@@ -96,11 +106,11 @@ __DELAY__
 
 AM_PEER_SINGLE_LUA = r"""
 local counter = 0
-local thread_id = tostring(math.random(1, 1e9))
+local thread_id = "__RUN__"
 request = function()
   counter = counter + 1
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '[{"labels":{"alertname":"Disk","instance":"' .. thread_id .. "-" .. counter .. '"}}]')
+    '[{"labels":{"alertname":"Disk","instance":"' .. thread_id .. "-" .. tid .. "-" .. counter .. '"}}]')
 end
 """
 
@@ -108,6 +118,12 @@ end
 def run_wrk(
     url: str, script: Path, *, seconds: int, connections: int, threads: int = 2
 ) -> dict[str, float]:
+    # A fresh token per run: no key of this run was sent before.
+    text = script.read_text().replace("__RUN__", uuid.uuid4().hex[:12])
+    if "function setup" not in text:
+        text = THREAD_SETUP_LUA + text
+    script = script.with_name(f"run-{script.name}")
+    script.write_text(text)
     result = subprocess.run(
         [
             "wrk",

@@ -18,9 +18,10 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import Receive, Scope, Send
 
 from lamplighter import __version__, domains
-from lamplighter.core import jobs, migrate, openapi, routing, webui
+from lamplighter.core import fastpath, jobs, migrate, openapi, routing, webui
 from lamplighter.core.crypto import SecretBox
 from lamplighter.core.db import Database
 from lamplighter.core.errors import PROBLEM_TYPES
@@ -59,6 +60,21 @@ QUEUE_COLLECTOR = QueueCollector()
 REGISTRY.register(QUEUE_COLLECTOR)
 
 
+class LamplighterApp(FastAPI):
+    """FastAPI, with the fast path's routes (``core/fastpath.py``) served before its stack."""
+
+    fast_paths: fastpath.FastPaths | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        paths = self.fast_paths
+        if paths is not None and scope["type"] == "http":
+            found = paths.match(scope)
+            if found is not None:
+                await paths(scope, receive, send, *found)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -91,7 +107,7 @@ def create_app(
                 worker.stop_event.set()
                 thread.join(timeout=10)
 
-    app = FastAPI(
+    app = LamplighterApp(
         title="Lamplighter",
         version=__version__,
         description="Self-serve reliability platform. Every error is an RFC 9457 problem document.",
@@ -165,6 +181,7 @@ def create_app(
         return webui.problem_type_page(request, slug, PROBLEM_TYPES.get(slug))
 
     routing.index_routes(app)  # after every route: lookup by path prefix, order-independent
+    app.fast_paths = fastpath.install(app, default_limit=settings.max_body_bytes)
     return app
 
 

