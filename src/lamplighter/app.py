@@ -104,7 +104,7 @@ def create_app(
             yield
         finally:
             if worker is not None and thread is not None:
-                worker.stop_event.set()
+                worker.stop()
                 thread.join(timeout=10)
 
     app = LamplighterApp(

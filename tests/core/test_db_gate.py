@@ -140,3 +140,39 @@ def test_concurrent_ticket_creates_all_land_and_leave_the_gate_free(sqlite_db: D
     assert not _gate(sqlite_db).lock.locked()
     with sqlite_db.sessionmaker() as check:
         assert check.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 100
+
+
+def test_two_engines_on_one_file_share_the_gate(tmp_path: Path) -> None:
+    """``lamplighter serve`` holds two engines on the database (the API's and its in-process
+    worker's): their writers hand the lock to each other through the one gate of the file,
+    while another file has a gate of its own."""
+    first = Database(f"sqlite:///{tmp_path / 'one.db'}")
+    second = Database(f"sqlite:///{tmp_path / 'one.db'}")
+    other = Database(f"sqlite:///{tmp_path / 'two.db'}")
+    try:
+        gate = write_gate(first.engine)
+        assert gate is not None and write_gate(second.engine) is gate
+        assert write_gate(other.engine) is not gate
+        with first.engine.begin() as one:
+            one.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+        taken = threading.Event()
+        order: list[str] = []
+
+        def hold() -> None:
+            with first.engine.begin() as one:
+                one.execute(sa.text("INSERT INTO t VALUES (1)"))
+                taken.set()
+                time.sleep(0.3)
+                order.append("first committed")
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        taken.wait(5)
+        with second.engine.begin() as two:  # waits at the gate, not in SQLite's busy sleeps
+            two.execute(sa.text("INSERT INTO t VALUES (2)"))
+            order.append("second wrote")
+        holder.join()
+        assert order == ["first committed", "second wrote"]
+    finally:
+        for database in (first, second, other):
+            database.dispose()

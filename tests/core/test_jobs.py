@@ -761,3 +761,26 @@ def test_a_job_is_not_started_by_a_worker_whose_lease_expired(
     started = calls_of(SLOW)
     assert sorted(started) == ids, f"jobs started more than once: {sorted(started)}"
     assert {job_row(db, i).locked_by for i in ids} == {"first", "second"}
+
+
+def test_a_wake_brings_an_idle_in_process_worker_to_new_jobs_before_its_poll(
+    db: Database, settings: Settings
+) -> None:
+    """``jobs.wake()`` (the alert committer calls it when groups open): the process's idle
+    worker claims at once instead of after ``job_poll_s``; ``stop()`` ends it at once too."""
+    slow_poll = settings.model_copy(update={"job_poll_s": 30.0})
+    worker = jobs.Worker(db, slow_poll)
+    thread = worker.start_thread()
+    try:
+        time.sleep(0.3)  # it found nothing and waits for its next poll, 30 s away
+        job_id = enqueue_one(db, WRITE_OK)
+        started = time.monotonic()
+        jobs.wake()
+        while job_row(db, job_id).status != "done":
+            assert time.monotonic() - started < 5, "the woken worker did not run the job"
+            time.sleep(0.02)
+    finally:
+        stopping = time.monotonic()
+        worker.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - stopping < 5

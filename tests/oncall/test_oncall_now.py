@@ -174,3 +174,42 @@ def test_the_entity_and_team_pages_say_who_is_on_call_now(
     assert "On call now" in page and "Bo bo@example.com" in page and "primary" in page
     team_page = text(client.get(f"/teams/{org.team.slug}"))
     assert "On call now" in team_page and "Bo" in team_page
+
+
+def test_the_api_finds_the_entity_by_any_form_of_its_reference(
+    org: Org, db: Database, client: TestClient
+) -> None:
+    """``GET /oncall/now?entity=`` reads a full reference on a short path (catalog.id_by_ref);
+    every form of the reference answers the same, and a miss still names what is close."""
+    with db.transaction() as session:
+        identity.update_user(
+            session=session, actor=SYSTEM, user_id=org.viewer.id, password=PASSWORD
+        )
+    sign_in(client, org.viewer)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    org.schedule([rotation("always", [org.bo.id], kind="weekly", start=start)])
+    answers = [
+        client.get("/api/v1/oncall/now", params={"entity": form})
+        for form in (
+            "service:default/checkout",
+            "service:default/CheckOut",
+            "service:checkout",
+            "checkout",
+            str(org.entity.id),
+        )
+    ]
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    # (an endless rotation's "until" is where the lookahead stops: it moves with the clock)
+    seen = {
+        tuple((i["user_id"], i["schedule_id"], i["layer"], i["since"]) for i in a.json()["items"])
+        for a in answers
+    }
+    assert len(seen) == 1
+    assert [item["display_name"] for item in answers[0].json()["items"]] == ["Bo"]
+    missing = client.get("/api/v1/oncall/now", params={"entity": "service:default/checkou"})
+    assert missing.status_code == 404
+    assert "service:default/checkout" in missing.json()["detail"]  # did you mean …
+    wrong = client.get("/api/v1/oncall/now", params={"entity": "service:"})
+    assert wrong.status_code in (404, 422) and wrong.headers["content-type"].startswith(
+        "application/problem+json"
+    )

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lamplighter.alerting.store import Outcome, Submission, write
+from lamplighter.core import jobs
 from lamplighter.core.db import Database
 
 log = logging.getLogger("lamplighter.alerting.committer")
@@ -111,6 +112,8 @@ class Committer:
                 error = exc
             self.transactions += 1
             self.requests += len(taken)
+            if outcomes is not None and any(o.opened_groups or o.changed for o in outcomes):
+                jobs.wake()  # an in-process worker starts the escalations now, not at its poll
             for index, pending in enumerate(taken):
                 outcome = outcomes[index] if outcomes is not None else None
                 with contextlib.suppress(RuntimeError):  # that request's event loop has closed

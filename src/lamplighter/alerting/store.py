@@ -70,6 +70,7 @@ class Submission:
 class Outcome:
     accepted: int
     opened_groups: list[int] = field(default_factory=list)
+    changed: bool = False  # a group opened, was acknowledged or resolved: events were emitted
 
 
 @dataclass(slots=True)
@@ -195,6 +196,8 @@ def write_in(
         _insert_log(session, log_rows)
     if pending:
         events.emit_many(session=session, pending=pending)
+        for outcome in outcomes:
+            outcome.changed = True
     by_integration: dict[int, list[int]] = {}
     for (integration_id, _), group_id in opened.items():
         by_integration.setdefault(integration_id, []).append(group_id)

@@ -45,6 +45,7 @@ from lamplighter.catalog.refs import (
 from lamplighter.core import audit, events, identity, people
 from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
+from lamplighter.core.db import driver_rows
 from lamplighter.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from lamplighter.core.models import Team, TeamMember, TeamOrigin, User
 from lamplighter.core.pagination import keyset
@@ -124,6 +125,27 @@ def get_by_ref(
     """
     del default_kind  # see the docstring: kept so that older call sites keep working
     return resolve_ref.resolve(session=session, text=ref, field=field, kinds=kinds)
+
+
+def id_by_ref(*, session: Session, ref: str, field: str = "ref") -> int:
+    """The id of the entity a reference names, as :func:`get_by_ref` finds it. A full reference
+    (``kind:namespace/name`` or ``kind:name``) found in the catalog costs one small statement on
+    the driver; anything else (a bare name, a miss, a bad reference) goes the whole way, with its
+    suggestions and errors."""
+    if ":" in ref:
+        try:
+            parsed = parse_ref(ref, default_kind=None, default_namespace="default", field=field)
+        except ValidationFailed:
+            parsed = None
+        if parsed is not None:
+            rows = driver_rows(
+                session,
+                "SELECT id FROM catalog_entities WHERE kind = ? AND namespace = ? AND name_key = ?",
+                (parsed.kind, parsed.namespace, parsed.name.lower()),
+            )
+            if rows:
+                return int(rows[0][0])
+    return get_by_ref(session=session, ref=ref, field=field).id
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def serve(
         )
     finally:
         if job_worker is not None:
-            job_worker.stop_event.set()
+            job_worker.stop()
 
 
 def worker(
@@ -108,8 +108,8 @@ def worker(
         settings = settings.model_copy(update={"job_batch_size": batch})
     configure(settings.log_level, settings.log_json)
     job_worker = jobs.Worker(local_db(settings), settings)
-    signal.signal(signal.SIGTERM, lambda *_: job_worker.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: job_worker.stop_event.set())
+    signal.signal(signal.SIGTERM, lambda *_: job_worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: job_worker.stop())
     job_worker.run_forever()
     emit({"worker": job_worker.worker_id, "processed": job_worker.processed}, output)
 

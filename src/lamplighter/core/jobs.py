@@ -196,6 +196,15 @@ class Claimed:
     max_attempts: int
 
 
+_WAKE = threading.Event()
+
+
+def wake() -> None:
+    """Jobs were just committed in this process: its workers claim now rather than at their
+    next poll (``job_poll_s``). Workers of other processes still find them by polling."""
+    _WAKE.set()
+
+
 class Worker:
     """Claims due jobs and runs them. One per process on SQLite; any number on PostgreSQL."""
 
@@ -469,14 +478,19 @@ class Worker:
         ensure_schedules(db=self.db)
         log.info("worker started", extra={"worker": self.worker_id})
         while not self.stop_event.is_set():
+            _WAKE.clear()  # before claiming: a wake during the run brings the next one at once
             try:
                 claimed = self.run_once()
             except Exception:
                 log.exception("worker loop error")
                 claimed = 0
             if claimed == 0:
-                self.stop_event.wait(self.settings.job_poll_s)
+                _WAKE.wait(self.settings.job_poll_s)
         log.info("worker stopped", extra={"worker": self.worker_id})
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        _WAKE.set()
 
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run_forever, name="lamplighter-worker", daemon=True)

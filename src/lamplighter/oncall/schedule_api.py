@@ -346,7 +346,7 @@ def entity_id_of(session: Session, entity: str, field: str) -> int:
     """A catalog entity named by id or by reference (``service:default/checkout``, a bare name)."""
     if entity.isdigit() and len(entity) < 10:
         return int(entity)
-    return catalog.get_by_ref(session=session, ref=entity, field=field).id
+    return catalog.id_by_ref(session=session, ref=entity, field=field)
 
 
 def now_of(

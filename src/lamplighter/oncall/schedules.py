@@ -27,11 +27,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lamplighter.catalog.models import Entity
 from lamplighter.core import audit, crypto, outbound, people
 from lamplighter.core.authz import can_write_owned, require_owned_write
 from lamplighter.core.context import Actor
-from lamplighter.core.db import utcnow
+from lamplighter.core.db import driver_json, driver_rows, driver_time, from_driver_time, utcnow
 from lamplighter.core.errors import (
     Conflict,
     FieldError,
@@ -674,22 +673,18 @@ def _overrides(
     found: dict[int, list[engine.Override]] = {}
     if not schedule_ids:
         return found
-    rows = session.execute(
-        sa.select(
-            OnCallOverride.schedule_id,
-            OnCallOverride.user_id,
-            OnCallOverride.starts_at,
-            OnCallOverride.ends_at,
-        )
-        .where(
-            OnCallOverride.schedule_id.in_(list(schedule_ids)),
-            OnCallOverride.ends_at > start,
-            OnCallOverride.starts_at < end,
-        )
-        .order_by(OnCallOverride.id)
+    wanted = sorted(set(schedule_ids))
+    marks = ", ".join("?" for _ in wanted)
+    rows = driver_rows(
+        session,
+        "SELECT schedule_id, user_id, starts_at, ends_at FROM oncall_overrides"  # noqa: S608
+        f" WHERE schedule_id IN ({marks}) AND ends_at > ? AND starts_at < ? ORDER BY id",
+        (*wanted, driver_time(session, start), driver_time(session, end)),
     )
     for schedule_id, user_id, starts_at, ends_at in rows:
-        found.setdefault(schedule_id, []).append(engine.Override(starts_at, ends_at, str(user_id)))
+        found.setdefault(schedule_id, []).append(
+            engine.Override(from_driver_time(starts_at), from_driver_time(ends_at), str(user_id))
+        )
     return found
 
 
@@ -948,13 +943,21 @@ class _Row:
     updated_at: dt.datetime
 
 
-def _schedule_rows(session: Session, condition: Any) -> list[_Row]:
-    rows = session.execute(
-        sa.select(OnCallSchedule.id, OnCallSchedule.name, OnCallSchedule.updated_at)
-        .where(condition)
-        .order_by(OnCallSchedule.id)
-    )
-    return [_Row(*row) for row in rows]
+# "Who is on call" is asked on every entity page and by every status widget: its reads are
+# plain SQL on the driver (core/db.py driver_rows), a few small statements.
+_SCHEDULES_BY = {
+    "id": "SELECT id, name, updated_at FROM oncall_schedules WHERE id = ?",
+    "team": "SELECT id, name, updated_at FROM oncall_schedules WHERE team_id = ? ORDER BY id",
+}
+
+
+def _schedule_rows(session: Session, by: str, values: Sequence[int]) -> list[_Row]:
+    """The schedules with these ids (``by="id"``) or of these teams (``by="team"``), by id."""
+    found = {}
+    for value in dict.fromkeys(values):
+        for schedule_id, name, updated_at in driver_rows(session, _SCHEDULES_BY[by], (value,)):
+            found[schedule_id] = _Row(schedule_id, name, from_driver_time(updated_at))
+    return [found[key] for key in sorted(found)]
 
 
 def _on_call(session: Session, rows: Sequence[_Row], at: dt.datetime) -> list[tuple[_Row, Shift]]:
@@ -969,17 +972,17 @@ def _on_call(session: Session, rows: Sequence[_Row], at: dt.datetime) -> list[tu
     return found
 
 
-def _policy_targets(session: Session, team_id: int) -> list[tuple[str, int]] | None:
-    """The first tier's targets of the team's default escalation policy; None without one."""
-    policy = session.scalar(
-        sa.select(EscalationPolicy)
-        .where(EscalationPolicy.team_id == team_id, EscalationPolicy.is_team_default.is_(True))
-        .order_by(EscalationPolicy.id)
-        .limit(1)
-    )
-    if policy is None or not policy.tiers:
+_DEFAULT_TIERS = (
+    "SELECT tiers FROM escalation_policies WHERE team_id = {team} AND is_team_default = ?"
+    " ORDER BY id LIMIT 1"
+)
+
+
+def _first_tier_targets(raw_tiers: Any) -> list[tuple[str, int]] | None:
+    tiers = driver_json(raw_tiers) if raw_tiers is not None else None
+    if not tiers or not isinstance(tiers, list):
         return None
-    first = policy.tiers[0] if isinstance(policy.tiers[0], dict) else {}
+    first = tiers[0] if isinstance(tiers[0], dict) else {}
     targets = []
     for target in first.get("targets") or []:
         kind = target.get("type") if isinstance(target, dict) else None
@@ -1006,21 +1009,28 @@ def who_is_on_call(
         raise ValidationFailed.one("at", "give a time zone (…Z or …+01:00)")
     at = (at or utcnow()).astimezone(dt.UTC)
     if schedule_id is not None:
-        rows = _schedule_rows(session, OnCallSchedule.id == schedule_id)
+        rows = _schedule_rows(session, "id", [schedule_id])
         if not rows:
             raise NotFound(f"no on-call schedule {schedule_id}")
         return _present(session, _on_call(session, rows, at))
     if team_id is not None:
-        rows = _schedule_rows(session, OnCallSchedule.team_id == team_id)
+        rows = _schedule_rows(session, "team", [team_id])
         return _present(session, _on_call(session, rows, at))
-    entity = session.get(Entity, entity_id)
-    if entity is None:
+    owner = driver_rows(  # the owning team and its default policy's tiers, in one statement
+        session,
+        "SELECT e.owner_team_id, ("  # noqa: S608
+        + _DEFAULT_TIERS.format(team="e.owner_team_id")
+        + ") FROM catalog_entities e WHERE e.id = ?",
+        (True, entity_id),
+    )
+    if not owner:
         raise NotFound(f"no catalog entity with id {entity_id}")
-    if entity.owner_team_id is None:
+    owner_team_id, raw_tiers = owner[0]
+    if owner_team_id is None:
         return []
-    targets = _policy_targets(session, entity.owner_team_id)
+    targets = _first_tier_targets(raw_tiers)
     if targets is None:
-        rows = _schedule_rows(session, OnCallSchedule.team_id == entity.owner_team_id)
+        rows = _schedule_rows(session, "team", [owner_team_id])
         return _present(session, _on_call(session, rows, at))
     return _targets_on_call(session, targets, at)
 
@@ -1042,7 +1052,7 @@ def _targets_on_call(
     session: Session, targets: Sequence[tuple[str, int]], at: dt.datetime
 ) -> list[OnCallNow]:
     schedule_ids = [target_id for kind, target_id in targets if kind == "schedule"]
-    rows = _schedule_rows(session, OnCallSchedule.id.in_(schedule_ids))
+    rows = _schedule_rows(session, "id", schedule_ids)
     shifts = {row.id: (row, shift) for row, shift in _on_call(session, rows, at)}
     team_ids = [target_id for kind, target_id in targets if kind == "team"]
     members = people.member_ids_of(session=session, team_ids=team_ids)
@@ -1061,7 +1071,7 @@ def _present(session: Session, found: Sequence[tuple[_Row, Shift] | int]) -> lis
     """Who is on call, named, in order; each (person, schedule) once. A bare user id is someone
     an escalation policy names directly (no schedule)."""
     ids = [item if isinstance(item, int) else int(item[1].user) for item in found]
-    users = people.users_by_id(session=session, ids=ids)
+    users = people.names_by_id(session=session, ids=ids)
     answer: list[OnCallNow] = []
     seen: set[tuple[int, int | None]] = set()
     for user_id, item in zip(ids, found, strict=True):

@@ -371,7 +371,7 @@ def _follow_local(detail: dict[str, Any], output: Output) -> dict[str, Any]:
     try:
         return _follow(detail, read, output)
     finally:
-        worker.stop_event.set()
+        worker.stop()
         thread.join(timeout=30)
         db.dispose()
 
