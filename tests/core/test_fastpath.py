@@ -52,28 +52,22 @@ def _router() -> APIRouter:
     return router
 
 
-def _fast_app() -> FastAPI:
-    app = LamplighterApp()
+def _app(*, fast: bool) -> FastAPI:
+    """The router in an app with the fast path installed, or in a plain FastAPI app."""
+    app = LamplighterApp() if fast else FastAPI()
     app.include_router(_router())
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, default_limit=1 << 20, fastapi_app=app)
-    app.fast_paths = fastpath.install(app, default_limit=1 << 20)
-    return app
-
-
-def _plain_app() -> FastAPI:
-    app = FastAPI()
-    app.include_router(_router())
-    install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, default_limit=1 << 20, fastapi_app=app)
+    if isinstance(app, LamplighterApp):
+        app.fast_paths = fastpath.install(app, default_limit=1 << 20)
     return app
 
 
 @pytest.fixture
 def clients() -> Iterator[tuple[TestClient, TestClient]]:
     with (
-        TestClient(_fast_app(), raise_server_exceptions=False) as fast,
-        TestClient(_plain_app(), raise_server_exceptions=False) as plain,
+        TestClient(_app(fast=True), raise_server_exceptions=False) as fast,
+        TestClient(_app(fast=False), raise_server_exceptions=False) as plain,
     ):
         yield fast, plain
 
