@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from lamplighter.alerting.models import AlertGroupLog
 from lamplighter.core import clock, jobs
 from lamplighter.core.db import Database, utcnow
 from lamplighter.core.models import InboxItem, Job, User
@@ -19,12 +20,13 @@ from lamplighter.oncall import channels, schedules
 from lamplighter.oncall.models import (
     ContactMethod,
     Delivery,
+    Escalation,
     EscalationPolicy,
     NotificationRule,
     OnCallSchedule,
 )
 from tests.alerting.fixtures_org import Org, am_body, groups
-from tests.conftest import make_team, make_user
+from tests.conftest import make_team, make_token, make_user
 
 AM = "/api/v1/alerting/ingest/alertmanager/"
 START = dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC)
@@ -410,3 +412,42 @@ def test_a_flood_of_groups_is_throttled_per_contact_and_summarised_once(
     drain(db, settings)
     digests = [folded for kind, folded in sent if kind == "email"][10:]
     assert digests == [3]  # one summary: this group and 3 more held back
+
+
+def test_a_batch_of_starts_writes_each_escalation_once_and_skips_an_acknowledged_group(
+    client: TestClient, db: Database, settings: Settings, held: clock.ManualClock
+) -> None:
+    """A worker starts a batch of escalations in one transaction and writes their rows, jobs
+    and timeline entries once for the batch (``escalation.flush_deferred``): each group gets
+    its escalation, its frontline notification and its next step, exactly as one by one; a
+    group acknowledged before the worker came to it pages nobody."""
+    chain = Chain(db)
+    _, key = chain.org.integration(group_by=["@dedup_key"])
+    fire(client, key, *(f"fp{index}" for index in range(30)))
+    acknowledged = groups(db)[0].id
+    token = make_token(db, chain.frontline)
+    answer = client.post(
+        f"/api/v1/alerting/groups/{acknowledged}/acknowledge",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    drain(db, settings)
+    with db.sessionmaker() as session:
+        states: dict[int, str] = {
+            group_id: state
+            for group_id, state in session.execute(sa.select(Escalation.group_id, Escalation.state))
+        }
+        steps = session.scalars(
+            sa.select(Job.payload).where(Job.kind == "oncall.escalation_step")
+        ).all()
+        told = session.scalars(
+            sa.select(AlertGroupLog.group_id).where(AlertGroupLog.what == "notified")
+        ).all()
+    started = {group.id for group in groups(db)} - {acknowledged}
+    assert set(states) == started and set(states.values()) == {"active"}
+    assert sorted(step["group_id"] for step in steps) == sorted(started)
+    assert sorted(told) == sorted(started)  # one "notified" entry per group, the frontline
+    assert len(inbox_of(db, chain.frontline)) == 29
+    held.advance(minutes=10, seconds=1)  # the second tier, for each group once
+    drain(db, settings)
+    assert len(inbox_of(db, chain.app_sre)) == 29

@@ -14,11 +14,20 @@ from lamplighter.core.pagination import keyset
 
 
 def notify(
-    *, session: Session, user_id: int, title: str, body: str = "", link: str | None = None
+    *,
+    session: Session,
+    user_id: int,
+    title: str,
+    body: str = "",
+    link: str | None = None,
+    flush: bool = True,
 ) -> InboxItem:
+    """Add a notice for ``user_id``; flushed (its id known) unless ``flush=False``, for a
+    caller adding many at once."""
     item = InboxItem(user_id=user_id, title=title[:300], body=body, link=link)
     session.add(item)
-    session.flush()
+    if flush:
+        session.flush()
     return item
 
 

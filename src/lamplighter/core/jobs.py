@@ -197,6 +197,22 @@ class Claimed:
 
 
 _WAKE = threading.Event()
+# Run after the handlers of a batch (``batch_safe`` jobs sharing one transaction), before the
+# jobs are marked done: a domain that defers its writes while a batch runs (``in_batch``) writes
+# them here, once for the batch.
+BATCH_FLUSHES: list[Callable[[Session], None]] = []
+_IN_BATCH = "jobs.in_batch"
+
+
+def batch_flush(func: Callable[[Session], None]) -> Callable[[Session], None]:
+    """Register a function writing what a domain deferred during a batch (see BATCH_FLUSHES)."""
+    BATCH_FLUSHES.append(func)
+    return func
+
+
+def in_batch(session: Session) -> bool:
+    """Whether the session runs a worker's batch of ``batch_safe`` jobs."""
+    return bool(session.info.get(_IN_BATCH))
 
 
 def wake() -> None:
@@ -307,8 +323,11 @@ class Worker:
     def _run_batch(self, batch: list[Claimed]) -> bool:
         try:
             with self.db.transaction() as session:
+                session.info[_IN_BATCH] = True
                 for job in batch:
                     HANDLERS[job.kind].func(self._context(session, job))
+                for flush in BATCH_FLUSHES:
+                    flush(session)
                 if self._mark_done(session, [job.id for job in batch]) != len(batch):
                     raise _LeaseLost
         except Exception:

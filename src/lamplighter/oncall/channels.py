@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from lamplighter.core import inbox, outbound
 from lamplighter.core.crypto import SecretBox, hmac_sha256
 from lamplighter.core.db import utcnow
+from lamplighter.core.models import InboxItem
 from lamplighter.core.settings import Settings
 from lamplighter.core.webhooks import SIGNATURE_HEADER
 from lamplighter.oncall.models import ContactKind, ContactMethod
@@ -133,10 +134,17 @@ def send(
     session: Session,
     settings: Settings,
     box: SecretBox | None = None,
+    flush: bool = True,
 ) -> str:
     """Deliver ``note`` to the person through ``method`` (None: the in-app inbox); answer what
-    was done ("email to a***@example.com", "slack", "webhook 200", "inbox item 12")."""
+    was done ("email to a***@example.com", "slack", "webhook 200", "inbox item 12").
+
+    ``flush=False`` (a worker's batch adding many): an inbox item is added unflushed and kept
+    in :func:`unflushed_inbox`, for the caller to name once its id is known."""
     if method is None or method.kind == ContactKind.INBOX.value:
+        if not flush:
+            unflushed_inbox(session).append(inbox_item(session, user_id, note, flush=False))
+            return "inbox item"
         return _send_inbox(session, user_id, note)
     if method.user_id != user_id:
         raise ChannelError(f"contact method {method.id} belongs to someone else", retryable=False)
@@ -172,10 +180,27 @@ def _reveal(box: SecretBox, ciphertext: str) -> str:
 
 # -- inbox -----------------------------------------------------------------------------------------
 def _send_inbox(session: Session, user_id: int, note: Notification) -> str:
+    return inbox_result(inbox_item(session, user_id, note, flush=True))
+
+
+def inbox_item(session: Session, user_id: int, note: Notification, *, flush: bool) -> InboxItem:
+    """The notification as an in-app inbox item, added to the session (flushed or not)."""
     link = f"/alerts/groups/{note.group_id}" if note.group_id > 0 else None
     runbook = _web_link(note.runbook_url)
     body = _facts_text(note) + (f"\nRunbook: {runbook}" if runbook else "")
-    item = inbox.notify(session=session, user_id=user_id, title=note.subject, body=body, link=link)
+    return inbox.notify(
+        session=session, user_id=user_id, title=note.subject, body=body, link=link, flush=flush
+    )
+
+
+def unflushed_inbox(session: Session) -> list[InboxItem]:
+    """The inbox items ``send(flush=False)`` added in this session and nobody has taken yet."""
+    items: list[InboxItem] = session.info.setdefault("oncall.unflushed_inbox", [])
+    return items
+
+
+def inbox_result(item: InboxItem) -> str:
+    """What a delivery to the inbox says it did (the item's id is known once flushed)."""
     return f"inbox item {item.id}"
 
 

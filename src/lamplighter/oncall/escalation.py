@@ -35,7 +35,7 @@ from lamplighter.alerting import service as alerting
 from lamplighter.core import events, jobs, people
 from lamplighter.core.db import utcnow
 from lamplighter.core.settings import Settings
-from lamplighter.oncall import contacts, policies, schedules
+from lamplighter.oncall import channels, contacts, policies, schedules
 from lamplighter.oncall.models import Escalation, EscalationPolicy
 
 log = logging.getLogger("lamplighter.oncall.escalation")
@@ -79,6 +79,7 @@ def memo(session: Session, name: str) -> dict[Any, Any]:
 
 def _forget_memo(session: Session, *_: object) -> None:
     session.info.pop("oncall.memo", None)
+    session.info.pop("oncall.unflushed_inbox", None)
 
 
 for _event in ("after_commit", "after_rollback", "after_soft_rollback"):
@@ -130,18 +131,33 @@ def targets_now(
 ) -> list[int]:
     """The people a tier's targets stand for at ``at``, each once, in the order named."""
     found: list[int] = []
+    on_call, members, active = (
+        memo(session, "on_call"),
+        memo(session, "members"),
+        memo(session, "active"),
+    )
     team_ids = [int(t["id"]) for t in targets if t.get("type") == "team"]
-    members = people.member_ids_of(session=session, team_ids=team_ids) if team_ids else {}
+    missing = [team_id for team_id in team_ids if team_id not in members]
+    if missing:
+        fetched = people.member_ids_of(session=session, team_ids=missing)
+        for team_id in missing:
+            members[team_id] = fetched.get(team_id, [])
     for target in targets:
         kind, target_id = target.get("type"), int(target.get("id", 0))
         if kind == "schedule":
-            found.extend(schedules.on_call_user_ids(session, target_id, at))
+            if (target_id, at) not in on_call:  # a batch asks at one time (batch_now)
+                on_call[(target_id, at)] = schedules.on_call_user_ids(session, target_id, at)
+            found.extend(on_call[(target_id, at)])
         elif kind == "user":
             found.append(target_id)
         elif kind == "team":
             found.extend(members.get(target_id, []))
-    active = people.users_by_id(session=session, ids=found)
-    return [uid for uid in dict.fromkeys(found) if uid in active and active[uid].is_active]
+    unknown = [uid for uid in found if uid not in active]
+    if unknown:
+        named = people.names_by_id(session=session, ids=unknown)
+        for uid in unknown:
+            active[uid] = uid in named and named[uid].is_active
+    return [uid for uid in dict.fromkeys(found) if active[uid]]
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -190,8 +206,59 @@ def notify_jobs(
 
 
 def enqueue_all(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        jobs.enqueue_keyed(session=session, jobs=rows)
+    if not rows:
+        return
+    if jobs.in_batch(session):
+        memo(session, "deferred_jobs").setdefault("rows", []).extend(rows)
+        return
+    jobs.enqueue_keyed(session=session, jobs=rows)
+
+
+def batch_now(session: Session) -> dt.datetime:
+    """Now, once per transaction: the escalations a batch starts are started at one time, so
+    who is on call is asked once per schedule (a batch takes well under a second)."""
+    clock = memo(session, "now")
+    if "now" not in clock:
+        clock["now"] = utcnow()
+    now: dt.datetime = clock["now"]
+    return now
+
+
+def _log(session: Session, entries: list[dict[str, Any]]) -> None:
+    if jobs.in_batch(session):
+        stamped = [{"at": utcnow(), **entry} for entry in entries]
+        memo(session, "deferred_log").setdefault("rows", []).extend(stamped)
+        return
+    alerting.log_entries(session, entries)
+
+
+@jobs.batch_flush
+def flush_deferred(session: Session) -> None:
+    """Write what a batch of escalation jobs deferred: the escalation rows in one statement,
+    the notification and step jobs in one, the timeline entries in one. Run by the worker
+    after the batch's handlers, and before any read of an escalation row deferred."""
+    states = memo(session, "deferred_states")
+    if states:
+        rows = list(states.values())
+        states.clear()
+        statement = _insert(session, Escalation)
+        statement = statement.on_conflict_do_update(
+            index_elements=["group_id"],
+            set_={k: getattr(statement.excluded, k) for k in rows[0] if k != "group_id"},
+        )
+        session.execute(statement, rows)
+    pending_jobs = memo(session, "deferred_jobs").pop("rows", None)
+    if pending_jobs:
+        jobs.enqueue_keyed(session=session, jobs=pending_jobs)
+    entries = memo(session, "deferred_log").pop("rows", None)
+    if entries:
+        alerting.log_entries(session, entries)
+    pairs = memo(session, "deferred_inbox").pop("pairs", None)
+    if pairs:
+        session.flush()  # the inbox items, in one INSERT: their ids are now known
+        for item, delivery in pairs:
+            delivery.error = channels.inbox_result(item)[:2000]
+        session.add_all([delivery for _, delivery in pairs])
 
 
 def run_tier(
@@ -287,7 +354,7 @@ def run_tier(
                 "detail": {"tier": tier + 1, "tier_name": spec.name, "why": "nobody on call"},
             }
         )
-    alerting.log_entries(session, entries)
+    _log(session, entries)
 
 
 def _set_state(
@@ -309,6 +376,9 @@ def _set_state(
         "next_at": next_at,
         "updated_at": utcnow(),
     }
+    if jobs.in_batch(session):
+        memo(session, "deferred_states")[group_id] = values
+        return
     statement = _insert(session, Escalation).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["group_id"],
@@ -318,6 +388,8 @@ def _set_state(
 
 
 def _escalation(session: Session, group_id: int, *, lock: bool = True) -> Escalation | None:
+    if group_id in memo(session, "deferred_states"):
+        flush_deferred(session)  # this batch changed it: write the batch's changes first
     query = sa.select(Escalation).where(Escalation.group_id == group_id)
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
@@ -347,7 +419,7 @@ def on_triggered(ctx: jobs.JobContext) -> None:
         plan_for(ctx.session, group),
         tier=0,
         round_=0,
-        now=utcnow(),
+        now=batch_now(ctx.session),
         why="triggered",
         settings=ctx.settings,
     )
@@ -374,7 +446,7 @@ def on_step(ctx: jobs.JobContext) -> None:
         plan,
         tier=tier,
         round_=round_,
-        now=utcnow(),
+        now=batch_now(ctx.session),
         why="no acknowledgement",
         settings=ctx.settings,
     )

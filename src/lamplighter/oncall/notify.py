@@ -208,8 +208,16 @@ def deliver_inbox(
         tier_name=str(payload.get("tier_name", "")),
         is_repeat=int(payload.get("round", 0)) > 0,
     )
-    done = channels.send(None, user_id, note, session=session, settings=settings)
     delivery = _delivery(payload, None, DeliveryStatus.SENT.value)
+    batch = jobs.in_batch(session)
+    # A worker's batch adds its items unflushed and writes them at once; the delivery, which
+    # names the item's id, follows them (escalation.flush_deferred).
+    done = channels.send(None, user_id, note, session=session, settings=settings, flush=not batch)
+    unflushed = channels.unflushed_inbox(session) if batch else []
+    if unflushed:
+        deferred = escalation_memo(session, "deferred_inbox")
+        deferred.setdefault("pairs", []).append((unflushed.pop(), delivery))
+        return
     delivery.error = done[:2000]
     session.add(delivery)
 
