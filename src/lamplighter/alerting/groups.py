@@ -9,7 +9,7 @@ announced as an ``alert.group_*`` event; on-call stops or moves the escalation o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,14 @@ def get(session: Session, group_id: int) -> AlertGroup:
     if group is None:
         raise NotFound(f"no alert group {group_id}")
     return group
+
+
+def get_many(session: Session, group_ids: Iterable[int]) -> list[AlertGroup]:
+    """The groups among ``group_ids``, in one query (a worker's batch reads its groups so)."""
+    wanted = sorted(set(group_ids))
+    if not wanted:
+        return []
+    return list(session.scalars(sa.select(AlertGroup).where(AlertGroup.id.in_(wanted))))
 
 
 def entity_ref(session: Session, entity_id: int | None) -> str | None:

@@ -14,21 +14,17 @@ from lamplighter.core.pagination import keyset
 
 
 def notify(
-    *,
-    session: Session,
-    user_id: int,
-    title: str,
-    body: str = "",
-    link: str | None = None,
-    flush: bool = True,
+    *, session: Session, user_id: int, title: str, body: str = "", link: str | None = None
 ) -> InboxItem:
-    """Add a notice for ``user_id``; flushed (its id known) unless ``flush=False``, for a
-    caller adding many at once."""
-    item = InboxItem(user_id=user_id, title=title[:300], body=body, link=link)
+    item = notice(user_id=user_id, title=title, body=body, link=link)
     session.add(item)
-    if flush:
-        session.flush()
+    session.flush()
     return item
+
+
+def notice(*, user_id: int, title: str, body: str = "", link: str | None = None) -> InboxItem:
+    """A notice not yet added to any session, for a caller adding many at once."""
+    return InboxItem(user_id=user_id, title=title[:300], body=body, link=link)
 
 
 def list_for(

@@ -204,6 +204,18 @@ BATCH_FLUSHES: list[Callable[[Session], None]] = []
 _IN_BATCH = "jobs.in_batch"
 
 
+# Run before the handlers of a batch, with its jobs: a domain reads what they all need at once.
+BATCH_PREPARES: list[Callable[[Session, list[Claimed]], None]] = []
+
+
+def batch_prepare(
+    func: Callable[[Session, list[Claimed]], None],
+) -> Callable[[Session, list[Claimed]], None]:
+    """Register a function reading ahead for a batch's jobs (see BATCH_PREPARES)."""
+    BATCH_PREPARES.append(func)
+    return func
+
+
 def batch_flush(func: Callable[[Session], None]) -> Callable[[Session], None]:
     """Register a function writing what a domain deferred during a batch (see BATCH_FLUSHES)."""
     BATCH_FLUSHES.append(func)
@@ -324,6 +336,8 @@ class Worker:
         try:
             with self.db.transaction() as session:
                 session.info[_IN_BATCH] = True
+                for prepare in BATCH_PREPARES:
+                    prepare(session, batch)
                 for job in batch:
                     HANDLERS[job.kind].func(self._context(session, job))
                 for flush in BATCH_FLUSHES:

@@ -139,8 +139,8 @@ def send(
     """Deliver ``note`` to the person through ``method`` (None: the in-app inbox); answer what
     was done ("email to a***@example.com", "slack", "webhook 200", "inbox item 12").
 
-    ``flush=False`` (a worker's batch adding many): an inbox item is added unflushed and kept
-    in :func:`unflushed_inbox`, for the caller to name once its id is known."""
+    ``flush=False`` (a worker's batch adding many): an inbox item is made, not yet added, and
+    kept in :func:`unflushed_inbox`, for the caller to add and name once its id is known."""
     if method is None or method.kind == ContactKind.INBOX.value:
         if not flush:
             unflushed_inbox(session).append(inbox_item(session, user_id, note, flush=False))
@@ -184,17 +184,18 @@ def _send_inbox(session: Session, user_id: int, note: Notification) -> str:
 
 
 def inbox_item(session: Session, user_id: int, note: Notification, *, flush: bool) -> InboxItem:
-    """The notification as an in-app inbox item, added to the session (flushed or not)."""
+    """The notification as an in-app inbox item: added and flushed, or (``flush=False``) made
+    and left for the caller to add."""
     link = f"/alerts/groups/{note.group_id}" if note.group_id > 0 else None
     runbook = _web_link(note.runbook_url)
     body = _facts_text(note) + (f"\nRunbook: {runbook}" if runbook else "")
-    return inbox.notify(
-        session=session, user_id=user_id, title=note.subject, body=body, link=link, flush=flush
-    )
+    if not flush:
+        return inbox.notice(user_id=user_id, title=note.subject, body=body, link=link)
+    return inbox.notify(session=session, user_id=user_id, title=note.subject, body=body, link=link)
 
 
 def unflushed_inbox(session: Session) -> list[InboxItem]:
-    """The inbox items ``send(flush=False)`` added in this session and nobody has taken yet."""
+    """The inbox items ``send(flush=False)`` made in this session and nobody has taken yet."""
     items: list[InboxItem] = session.info.setdefault("oncall.unflushed_inbox", [])
     return items
 

@@ -232,6 +232,31 @@ def _log(session: Session, entries: list[dict[str, Any]]) -> None:
     alerting.log_entries(session, entries)
 
 
+@jobs.batch_prepare
+def read_ahead(session: Session, batch: list[jobs.Claimed]) -> None:
+    """The groups and escalation rows a batch's escalation jobs will read, in two queries (the
+    memo keeps them referenced, so the session's identity map answers ``get`` without SQL)."""
+    ids: set[int] = set()
+    for job in batch:
+        try:
+            if job.kind in (START, ESCALATE_NOW, REASSIGNED, STOP):
+                ids.add(int(job.payload["payload"]["id"]))
+            elif job.kind == STEP:
+                ids.add(int(job.payload["group_id"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # the handler itself says what is wrong with its job
+    if not ids:
+        return
+    memo(session, "groups")["read ahead"] = alerting.get_many(session, ids)
+    query = sa.select(Escalation).where(Escalation.group_id.in_(sorted(ids)))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    known = memo(session, "escalations")
+    known.update(dict.fromkeys(ids))
+    for escalation in session.scalars(query):
+        known[escalation.group_id] = escalation
+
+
 @jobs.batch_flush
 def flush_deferred(session: Session) -> None:
     """Write what a batch of escalation jobs deferred: the escalation rows in one statement,
@@ -241,6 +266,9 @@ def flush_deferred(session: Session) -> None:
     if states:
         rows = list(states.values())
         states.clear()
+        known = memo(session, "escalations")
+        for row in rows:  # read ahead before these were written: read them again
+            known.pop(row["group_id"], None)
         statement = _insert(session, Escalation)
         statement = statement.on_conflict_do_update(
             index_elements=["group_id"],
@@ -255,6 +283,7 @@ def flush_deferred(session: Session) -> None:
         alerting.log_entries(session, entries)
     pairs = memo(session, "deferred_inbox").pop("pairs", None)
     if pairs:
+        session.add_all([item for item, _ in pairs])
         session.flush()  # the inbox items, in one INSERT: their ids are now known
         for item, delivery in pairs:
             delivery.error = channels.inbox_result(item)[:2000]
@@ -390,6 +419,10 @@ def _set_state(
 def _escalation(session: Session, group_id: int, *, lock: bool = True) -> Escalation | None:
     if group_id in memo(session, "deferred_states"):
         flush_deferred(session)  # this batch changed it: write the batch's changes first
+    known = memo(session, "escalations")
+    if group_id in known:  # read ahead for the batch (and locked, on PostgreSQL)
+        found: Escalation | None = known[group_id]
+        return found
     query = sa.select(Escalation).where(Escalation.group_id == group_id)
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
