@@ -139,3 +139,12 @@ def test_the_apps_alert_intake_is_served_on_the_fast_path(app: FastAPI) -> None:
     scope = {"type": "http", "method": "POST", "path": "/v2/enqueue"}
     assert app.fast_paths.match(scope) is not None
     assert app.fast_paths.match({**scope, "path": "/api/v1/teams"}) is None
+
+
+def test_a_refused_key_is_not_echoed_in_the_problem(client: TestClient) -> None:
+    """The key in an ingest path is a secret: the problem names the route's template."""
+    key = "0123456789abcdef0123456789abcdef"
+    answer = client.post(f"/api/v1/alerting/ingest/alertmanager/{key}", json={})
+    assert answer.status_code == 401
+    assert answer.json()["instance"] == "/api/v1/alerting/ingest/alertmanager/{key}"
+    assert key not in answer.text

@@ -39,6 +39,7 @@ from starlette.routing import compile_path
 from lamplighter.core.context import request_info
 from lamplighter.core.errors import LamplighterError
 from lamplighter.core.web import (
+    SECRET_PARAM_RE,
     Message,
     Receive,
     RequestContextMiddleware,
@@ -163,6 +164,7 @@ class FastPaths:
         scope["route"] = entry.route
         scope["path_params"] = params
         scope["lamplighter.fast"] = entry.handler
+        scope["lamplighter.template"] = entry.template
         await self.stack(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,7 +196,9 @@ class FastPaths:
 
 def _problem(scope: Scope, body: dict[str, Any], headers: dict[str, str] | None) -> Reply:
     body.setdefault("request_id", request_info.get().request_id)
-    body.setdefault("instance", scope["path"])
+    # A path carrying a secret (an integration key) is named by its template, as in the log.
+    template = scope.get("lamplighter.template", "")
+    body.setdefault("instance", template if SECRET_PARAM_RE.search(template) else scope["path"])
     return Reply(int(body["status"]), orjson.dumps(body), headers, PROBLEM_JSON)
 
 
