@@ -64,3 +64,24 @@ def cpu_check() -> float:
     for number in range(10_000_000):
         total += number
     return time.perf_counter() - started
+
+
+def _busy_and_total() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(limit_s: float = 60.0, busy_below: float = 0.15, window_s: float = 0.5) -> float:
+    """Wait until the machine is quiet (under ``busy_below`` of its CPUs busy over a window):
+    a server keeps working after its round (Alertmanager aggregating and collecting what it
+    took, our worker paging, PostgreSQL's autovacuum), and that work would be charged to the
+    next round, whoever runs it. Returns the seconds waited (``limit_s`` at most)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        busy0, total0 = _busy_and_total()
+        time.sleep(window_s)
+        busy1, total1 = _busy_and_total()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
+            break
+    return time.monotonic() - started

@@ -3,6 +3,8 @@ busy handler, and the gate is always given back, whichever way a transaction end
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from lamplighter.core.context import Actor
-from lamplighter.core.db import Database, SQLiteWriteGate, write_gate
+from lamplighter.core.db import Database, SQLiteWriteGate, driver_cursor, write_gate
 from lamplighter.core.migrate import upgrade
 from lamplighter.core.models import Event
 from lamplighter.tickets import service
@@ -48,6 +50,26 @@ def test_reads_do_not_take_the_gate_and_writes_hold_it_until_commit(sqlite_db: D
         assert gate.lock.locked()
         session.commit()
         assert not gate.lock.locked()
+
+
+def test_writes_on_the_drivers_cursor_hold_the_gate_until_commit(sqlite_db: Database) -> None:
+    """The alert intake writes on the driver's cursor, past SQLAlchemy's events: it takes the
+    gate itself, so another thread's writer still waits its turn instead of SQLite's sleeps."""
+    gate = _gate(sqlite_db)
+    with sqlite_db.sessionmaker() as session:
+        driver_cursor(session, write=False).execute("SELECT count(*) FROM events")
+        assert not gate.lock.locked()
+        cursor = driver_cursor(session, write=True)
+        assert gate.lock.locked()
+        cursor.execute(
+            "INSERT INTO events (type, subject, payload, at) VALUES (?, ?, ?, ?)",
+            ("test.gate", "s:driver", "{}", "2026-12-06 00:00:00.000000"),
+        )
+        session.commit()
+        assert not gate.lock.locked()
+    with sqlite_db.sessionmaker() as session:
+        subjects = session.scalars(sa.select(Event.subject)).all()
+    assert subjects == ["s:driver"]
 
 
 @pytest.mark.parametrize("ending", ["rollback", "close", "exception"])
@@ -176,3 +198,54 @@ def test_two_engines_on_one_file_share_the_gate(tmp_path: Path) -> None:
     finally:
         for database in (first, second, other):
             database.dispose()
+
+
+_HOLDER = """
+import sys, time
+import sqlalchemy as sa
+from lamplighter.core.db import Database
+database = Database(sys.argv[1])
+with database.engine.begin() as connection:
+    connection.execute(sa.text("INSERT INTO t VALUES (1)"))
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_gate_spans_processes_and_a_killed_holder_frees_it(tmp_path: Path) -> None:
+    """``serve --workers`` and ``lamplighter worker`` write one SQLite file from several
+    processes: a writer waits for another process's transaction at the gate's file lock (not in
+    SQLite's busy sleeps), and a holder killed mid-transaction leaves it free at once."""
+    url = f"sqlite:///{tmp_path / 'procs.db'}"
+    database = Database(url)
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        gate = _gate(database)
+        gate.timeout_s = 0.3
+        with database.sessionmaker() as session:
+            connection = session.connection()
+            started = time.monotonic()
+            gate.hold(connection)
+            assert connection.info[gate.KEY] is False  # the other process has it
+            assert time.monotonic() - started >= 0.3
+            assert not gate.lock.locked()  # this process's part is not kept
+            connection.info.pop(gate.KEY)
+        holder.kill()
+        holder.wait(10)
+        gate.timeout_s = 10.0
+        started = time.monotonic()
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO t VALUES (2)"))
+        assert time.monotonic() - started < 1.0
+        with database.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT x FROM t")).scalars().all() == [2]
+    finally:
+        holder.kill()
+        holder.wait(10)
+        database.dispose()
+    assert (tmp_path / "procs.db-gate").exists()

@@ -52,7 +52,7 @@ from lamplighter.alerting.models import (
 )
 from lamplighter.catalog.models import Entity
 from lamplighter.core import events
-from lamplighter.core.db import Database, utcnow
+from lamplighter.core.db import Database, driver_cursor, utcnow
 
 OPEN = (AlertStatus.TRIGGERED.value, AlertStatus.ACKNOWLEDGED.value)
 KEY_CHUNK = 500
@@ -298,12 +298,11 @@ def _silences(
     """The silence or maintenance window each trigger falls under, by key."""
     sql = _sql(session)
     teams = sorted({item.integration.team_id for item in triggers})
-    connection = session.connection()
+    cursor = driver_cursor(session, write=False)
     rows: list[Any] = []
     for team_id in teams:
-        rows.extend(
-            connection.exec_driver_sql(sql.silences, (team_id, sql.time(now), sql.time(now)))
-        )
+        cursor.execute(sql.silences, (team_id, sql.time(now), sql.time(now)))
+        rows.extend(cursor.fetchall())
     if not rows:
         return {}
     rows.sort(key=lambda row: row[0])
@@ -342,15 +341,13 @@ def _open_alerts(
     by_integration: dict[int, list[str]] = {}
     for integration_id, dedup_key in keys:
         by_integration.setdefault(integration_id, []).append(dedup_key)
-    connection = session.connection()
+    cursor = driver_cursor(session, write=False)
     found: dict[tuple[int, str], int | None] = {}
     for integration_id, dedup_keys in by_integration.items():
         for start in range(0, len(dedup_keys), 1000):
             chunk = dedup_keys[start : start + 1000]
-            rows = connection.exec_driver_sql(
-                sql.open_alerts, (integration_id, sql.key_list(chunk))
-            )
-            for dedup_key, group_id in rows:
+            cursor.execute(sql.open_alerts, (integration_id, sql.key_list(chunk)))
+            for dedup_key, group_id in cursor.fetchall():
                 found[(integration_id, dedup_key)] = group_id
     return found
 
@@ -439,9 +436,10 @@ _LOG_COLUMNS_SQL = (
 
 @dataclass(frozen=True)
 class _Sql:
-    """The hot path's SQL for one dialect, sent with the driver's own parameters
-    (``exec_driver_sql``): SQLAlchemy's per-row bind processing cost more than SQLite's
-    insert itself. Timestamps are given as each dialect stores them (``time``)."""
+    """The hot path's SQL for one dialect, sent on the driver's cursor with its own parameters
+    (:func:`driver_cursor`): SQLAlchemy's per-row bind processing cost more than SQLite's
+    insert itself, and its per-statement work about as much as a small statement. Timestamps
+    are given as each dialect stores them (``time``)."""
 
     silences: str
     open_alerts: str
@@ -549,9 +547,9 @@ def _upsert_groups(
     if not groups:
         return {}
     sql = _sql(session)
-    connection = session.connection()
+    cursor = driver_cursor(session, write=True)
     windows = {g.integration.id: g.integration.group_window_s for g in groups.values()}
-    connection.exec_driver_sql(
+    cursor.executemany(
         sql.stale,
         [
             (False, integration_id, sql.time(now - dt.timedelta(seconds=window_s)))
@@ -563,7 +561,7 @@ def _upsert_groups(
     # One statement per group (RETURNING with many rows is not the drivers' executemany);
     # a batch usually carries one or a few.
     for g in groups.values():
-        row = connection.exec_driver_sql(
+        cursor.execute(
             sql.groups,
             (
                 g.integration.id,
@@ -583,7 +581,8 @@ def _upsert_groups(
                 stamp,
                 stamp,
             ),
-        ).one()
+        )
+        row = cursor.fetchone()
         result[(row[1], row[2])] = (row[0], row[3])
     return result
 
@@ -644,13 +643,13 @@ def _upsert_alerts(
                 None,
             )
         )
-    connection = session.connection()
+    cursor = driver_cursor(session, write=True)
     if sql.columnar:
         names = [name for name, _ in _ALERT_COLUMNS_SQL]
         document = orjson.dumps([dict(zip(names, row, strict=True)) for row in rows])
-        connection.exec_driver_sql(sql.alerts, (document.decode(),))
+        cursor.execute(sql.alerts, (document.decode(),))
     else:
-        connection.exec_driver_sql(sql.alerts, rows)
+        cursor.executemany(sql.alerts, rows)
 
 
 def _identity(value: Any) -> Any:
@@ -659,7 +658,7 @@ def _identity(value: Any) -> Any:
 
 def _insert_log(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     sql = _sql(session)
-    session.connection().exec_driver_sql(
+    driver_cursor(session, write=True).executemany(
         sql.log,
         [
             (
