@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import orjson
+import psycopg
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from lamplighter.alerting import heartbeats
+from lamplighter.alerting import committer, heartbeats, store
 from lamplighter.alerting.models import AlertGroup, Integration
 from lamplighter.core import jobs
 from lamplighter.core.db import Database, utcnow
@@ -268,6 +269,61 @@ def test_a_group_past_its_window_takes_no_more_alerts(
     client.post("/v2/enqueue", json=pd_event(key, dedup_key="three"))
     assert [g.alert_count for g in groups(db)] == [2, 1]
     assert event_types(db) == ["alert.group_triggered", "alert.group_triggered"]
+
+
+def test_a_group_closed_between_the_read_and_the_count_opens_a_new_group_that_pages(
+    client: TestClient, db: Database, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups open to new alerts are read without a lock and counted into at the end of the
+    transaction; if one stopped accepting in between (resolved by someone, from another
+    process), the new alerts must not vanish into it: a new group opens and pages."""
+    _, key = org.integration("pagerduty", group_by=[], group_window_s=600)
+    client.post("/v2/enqueue", json=pd_event(key, dedup_key="one"))
+    [first] = groups(db)
+    read = store._accepting_groups
+
+    def read_then_resolved(session: sa.orm.Session, *args: object) -> dict[tuple[int, str], int]:
+        found = read(session, *args)  # type: ignore[arg-type]
+        with db.transaction() as other:  # another process resolves the group meanwhile
+            other.execute(
+                sa.update(AlertGroup)
+                .where(AlertGroup.id == first.id)
+                .values(status="resolved", accepting=False)
+            )
+        return found
+
+    monkeypatch.setattr(store, "_accepting_groups", read_then_resolved)
+    answer = client.post("/v2/enqueue", json=pd_event(key, dedup_key="two"))
+    assert answer.status_code == 202, answer.text
+    old, new = groups(db)
+    assert (old.id, old.alert_count, old.status) == (first.id, 1, "resolved")
+    assert (new.alert_count, new.status, new.accepting) == (1, "triggered", True)
+    assert {a.dedup_key: a.group_id for a in alerts(db)} == {"one": old.id, "two": new.id}
+    assert event_types(db) == ["alert.group_triggered", "alert.group_triggered"]
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_written_again_and_answers_202(
+    client: TestClient, db: Database, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aborts one transaction of a deadlock (40P01): the committer writes the batch
+    once more instead of answering 503; another database error still answers 503."""
+    _, key = org.integration("pagerduty", group_by=[])
+    real = store.write
+    failures: list[psycopg.Error] = [psycopg.errors.DeadlockDetected("deadlock detected")]
+
+    def deadlocked_once(database: Database, submissions: object) -> object:
+        if failures:
+            raise sa.exc.OperationalError("INSERT …", {}, failures.pop())
+        return real(database, submissions)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(committer, "write", deadlocked_once)
+    answer = client.post("/v2/enqueue", json=pd_event(key, dedup_key="one"))
+    assert answer.status_code == 202, answer.text
+    assert [a.dedup_key for a in alerts(db)] == ["one"]
+    failures.append(psycopg.errors.UndefinedTable("relation does not exist"))
+    answer = client.post("/v2/enqueue", json=pd_event(key, dedup_key="two"))
+    assert answer.status_code == 503
+    assert [a.dedup_key for a in alerts(db)] == ["one"]
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(

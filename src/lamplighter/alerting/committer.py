@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from lamplighter.alerting.store import Outcome, Submission, write
 from lamplighter.core import jobs
 from lamplighter.core.db import Database
@@ -106,7 +108,7 @@ class Committer:
             outcomes: Sequence[Outcome] | None = None
             error: Exception | None = None
             try:
-                outcomes = write(self.db, [p.submission for p in taken])
+                outcomes = _write_retrying(self.db, [p.submission for p in taken])
             except Exception as exc:  # every request of the transaction answers 503
                 log.exception("alert batch failed", extra={"requests": len(taken)})
                 error = exc
@@ -118,6 +120,22 @@ class Committer:
                 outcome = outcomes[index] if outcomes is not None else None
                 with contextlib.suppress(RuntimeError):  # that request's event loop has closed
                     pending.loop.call_soon_threadsafe(_settle, pending.future, outcome, error)
+
+
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _write_retrying(db: Database, submissions: Sequence[Submission]) -> list[Outcome]:
+    """:func:`store.write`, once more if PostgreSQL chose this transaction as a deadlock's
+    victim (another process's writer, or a worker acknowledging the same group, locked rows in
+    another order): nothing of it was committed, and the second try usually passes."""
+    try:
+        return write(db, submissions)
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in RETRIED_SQLSTATES:
+            raise
+        log.warning("alert batch retried after %s", type(exc.orig).__name__)
+        return write(db, submissions)
 
 
 _COMMITTERS: weakref.WeakKeyDictionary[Database, Committer] = weakref.WeakKeyDictionary()

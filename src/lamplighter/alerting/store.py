@@ -8,11 +8,16 @@ statements, whatever their number:
    add up, a later acknowledge or resolve applies after it;
 2. read the active silences and maintenance windows of the teams concerned (one query) and
    the open alerts among the keys (one query per thousand keys);
-3. close groups whose grouping window has passed (one UPDATE per integration), then upsert
-   the groups the new alerts belong to — ``INSERT … ON CONFLICT (integration_id, group_key)
+3. read the groups already open to the new alerts (accepting, within their window; no lock);
+   for the others, close groups whose grouping window has passed (one UPDATE per
+   integration), then upsert them — ``INSERT … ON CONFLICT (integration_id, group_key)
    WHERE accepting DO UPDATE … RETURNING``: the partial unique index decides, across
    processes, which transaction opened a group (``opened_by`` is set on insert only);
-4. upsert the alerts — ``ON CONFLICT (integration_id, dedup_key) WHERE status <> 'resolved'``;
+4. upsert the alerts, in key order — ``ON CONFLICT (integration_id, dedup_key) WHERE status
+   <> 'resolved'``; then add them to the counts of the groups they joined (``UPDATE … WHERE
+   accepting RETURNING``, in id order): a group's row is locked for that last statement only,
+   so several API processes can take a flood into one group. A group that stopped accepting
+   since the read has a new one opened, and the batch's alerts move to it;
 5. acknowledge and resolve by key (UPDATE … RETURNING group ids), then resolve the groups
    that have no open alert left;
 6. append the group timeline entries and emit one event per group change with
@@ -139,11 +144,25 @@ def write_in(
                 group.severity = item.trigger.severity
             group.count += 1
             group_of_alert[key] = gkey
-        group_ids = _upsert_groups(session, new_groups, batch, now)
+        # Groups already open to these alerts are read, not locked, and counted into only after
+        # the alerts are written: a flood into one group from several processes then holds its
+        # row for the last statement and the commit, not for the whole transaction.
+        joined = _accepting_groups(session, new_groups, now)
+        group_ids = _upsert_groups(
+            session, {k: g for k, g in new_groups.items() if k not in joined}, batch, now
+        )
         for gkey, (group_id, opened_by) in group_ids.items():
             if opened_by == batch:
                 opened[gkey] = group_id
+        group_ids.update((gkey, (group_id, "")) for gkey, group_id in joined.items())
         _upsert_alerts(session, triggers, existing, group_of_alert, group_ids, silence_of, now)
+        closed = _count_into(session, {k: (gid, new_groups[k]) for k, gid in joined.items()}, now)
+        if closed:  # stopped accepting since the read (resolved, or its window passed)
+            moved = _upsert_groups(session, {k: new_groups[k] for k in closed}, batch, now)
+            _move_alerts(session, moved, closed, group_of_alert)
+            for gkey, (group_id, opened_by) in moved.items():
+                if opened_by == batch:
+                    opened[gkey] = group_id
         for gkey, group_id in opened.items():
             group = new_groups[gkey]
             log_rows.append(
@@ -443,6 +462,8 @@ class _Sql:
 
     silences: str
     open_alerts: str
+    accepting_groups: str
+    count_into: str
     stale: str
     groups: str
     alerts: str
@@ -489,6 +510,25 @@ def _build_sql(dialect: str) -> _Sql:
                 else "? AND dedup_key IN (SELECT value FROM json_each(?))"
             )
             + " AND status <> 'resolved'"
+        ),
+        accepting_groups=(
+            "SELECT id, group_key FROM alert_groups WHERE integration_id = "  # noqa: S608
+            + (
+                "%s AND accepting AND created_at >= %s"
+                " AND group_key = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+                if pg
+                else "? AND accepting AND created_at >= ? AND group_key IN"
+                " (SELECT value FROM json_each(?))"
+            )
+        ),
+        count_into=(
+            "UPDATE alert_groups SET severity = CASE WHEN "  # noqa: S608
+            + _RANK.format(f"{p}" + ("::text" if pg else ""))
+            + " > "
+            + _RANK.format("severity")
+            + f" THEN {p} ELSE severity END,"
+            f" alert_count = alert_count + {p}, last_alert_at = {p}"
+            f" WHERE id = {p} AND accepting RETURNING id"
         ),
         stale=(
             f"UPDATE alert_groups SET accepting = {p}"  # noqa: S608
@@ -587,6 +627,81 @@ def _upsert_groups(
     return result
 
 
+def _accepting_groups(
+    session: Session, groups: dict[tuple[int, str], _NewGroup], now: dt.datetime
+) -> dict[tuple[int, str], int]:
+    """(integration, group key) -> the id of the group open to those alerts now (accepting,
+    within its grouping window); read without a lock (:func:`_count_into` checks again)."""
+    if not groups:
+        return {}
+    sql = _sql(session)
+    cursor = driver_cursor(session, write=False)
+    by_integration: dict[int, list[str]] = {}
+    windows: dict[int, int] = {}
+    for integration_id, group_key in groups:
+        by_integration.setdefault(integration_id, []).append(group_key)
+        windows[integration_id] = groups[(integration_id, group_key)].integration.group_window_s
+    found: dict[tuple[int, str], int] = {}
+    for integration_id, keys in by_integration.items():
+        since = sql.time(now - dt.timedelta(seconds=windows[integration_id]))
+        for start in range(0, len(keys), 1000):
+            cursor.execute(
+                sql.accepting_groups,
+                (integration_id, since, sql.key_list(keys[start : start + 1000])),
+            )
+            for group_id, group_key in cursor.fetchall():
+                found[(integration_id, group_key)] = group_id
+    return found
+
+
+def _count_into(
+    session: Session,
+    joined: dict[tuple[int, str], tuple[int, _NewGroup]],
+    now: dt.datetime,
+) -> list[tuple[int, str]]:
+    """Add the batch's alerts to the counts (and severity) of the groups they joined, in the
+    order of the groups' ids (two transactions never wait for each other in a circle); the keys
+    of the groups that no longer accept alerts."""
+    if not joined:
+        return []
+    sql = _sql(session)
+    cursor = driver_cursor(session, write=True)
+    stamp = sql.time(now)
+    closed: list[tuple[int, str]] = []
+    for gkey, (group_id, group) in sorted(joined.items(), key=lambda item: item[1][0]):
+        cursor.execute(
+            sql.count_into, (group.severity, group.severity, group.count, stamp, group_id)
+        )
+        if cursor.fetchone() is None:
+            closed.append(gkey)
+    return closed
+
+
+def _move_alerts(
+    session: Session,
+    moved: dict[tuple[int, str], tuple[int, str]],
+    closed: Sequence[tuple[int, str]],
+    group_of_alert: dict[tuple[int, str], tuple[int, str]],
+) -> None:
+    """The batch's alerts of groups that closed under it go to the groups opened for them."""
+    wanted = set(closed)
+    by_group: dict[int, list[tuple[int, str]]] = {}
+    for key, gkey in group_of_alert.items():
+        if gkey in wanted:
+            by_group.setdefault(moved[gkey][0], []).append(key)
+    for group_id, keys in by_group.items():
+        for chunk in _chunks(keys):
+            session.execute(
+                sa.update(Alert)
+                .where(
+                    sa.tuple_(Alert.integration_id, Alert.dedup_key).in_(list(chunk)),
+                    Alert.status != AlertStatus.RESOLVED.value,
+                )
+                .values(group_id=group_id)
+                .execution_options(synchronize_session=False)
+            )
+
+
 def _upsert_alerts(
     session: Session,
     triggers: Sequence[_Folded],
@@ -643,6 +758,9 @@ def _upsert_alerts(
                 None,
             )
         )
+    # In key order: two transactions upserting the same alerts (Alertmanager's HA pair sends
+    # each notification from both) take their row locks in the same order and never deadlock.
+    rows.sort(key=lambda row: (row[0], row[3]))
     cursor = driver_cursor(session, write=True)
     if sql.columnar:
         names = [name for name, _ in _ALERT_COLUMNS_SQL]
