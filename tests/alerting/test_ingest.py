@@ -326,6 +326,35 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_written_again_and_answers_202(
     assert [a.dedup_key for a in alerts(db)] == ["one"]
 
 
+@pytest.mark.parametrize("per_statement", [2, 500])
+def test_many_groups_opened_by_one_batch_each_page_once(
+    client: TestClient,
+    db: Database,
+    org: Org,
+    monkeypatch: pytest.MonkeyPatch,
+    per_statement: int,
+) -> None:
+    """A webhook whose alerts fall in five groups opens the five in one transaction (in
+    statements of ``GROUPS_PER_STATEMENT``); a repeat joins them without opening more."""
+    monkeypatch.setattr(store, "GROUPS_PER_STATEMENT", per_statement)
+    _, key = org.integration(group_by=["instance"])
+    fingerprints = ("g1", "g2", "g3", "g4", "g5")
+    assert client.post(AM + key, json=am_body(fingerprints=fingerprints)).status_code == 202
+    found = groups(db)
+    assert sorted(g.group_key.rsplit("=", 1)[1] for g in found) == [
+        f"{f}:8080" for f in fingerprints
+    ]
+    assert [g.alert_count for g in found] == [1] * 5
+    assert event_types(db) == ["alert.group_triggered"] * 5
+    by_instance = {g.id: g.group_key.rsplit("=", 1)[1] for g in found}
+    assert {by_instance[a.group_id] for a in alerts(db)} == {f"{f}:8080" for f in fingerprints}
+    more = am_body(fingerprints=("h1", "h2"), labels={"instance": "g1:8080"})
+    assert client.post(AM + key, json=more).status_code == 202
+    assert len(groups(db)) == 5
+    assert sorted(g.alert_count for g in groups(db)) == [1, 1, 1, 1, 3]
+    assert event_types(db) == ["alert.group_triggered"] * 5
+
+
 def test_a_key_over_its_rate_gets_429_with_retry_after(
     settings: Settings, db: Database, org: Org
 ) -> None:

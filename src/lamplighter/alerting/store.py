@@ -470,7 +470,17 @@ class _Sql:
     log: str
     time: Any
     key_list: Any
-    columnar: bool  # PostgreSQL: the alerts go as one JSON document (json_to_recordset)
+    columnar: bool
+
+    def groups_for(self, count: int) -> str:
+        """SQLite's group upsert for ``count`` rows of parameters."""
+        found = _GROUPS_SQL.get(count)
+        if found is None:
+            row = f"({_placeholders('sqlite', _GROUP_COLUMNS_SQL)})"
+            found = self.groups.replace("{rows}", ", ".join([row] * count))
+            if count <= 32:  # the usual sizes are kept
+                _GROUPS_SQL[count] = found
+        return found  # PostgreSQL: the alerts go as one JSON document (json_to_recordset)
 
 
 def _placeholders(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
@@ -493,6 +503,13 @@ def _build_sql(dialect: str) -> _Sql:
     else:
         alert_source = f"VALUES ({_placeholders(dialect, _ALERT_COLUMNS_SQL)})"
     group_names = ", ".join(name for name, _ in _GROUP_COLUMNS_SQL)
+    if pg:
+        group_record = ", ".join(f"{name} {kind}" for name, kind in _GROUP_COLUMNS_SQL)
+        group_source = (
+            f"SELECT {group_names} FROM json_to_recordset(%s::json) AS r({group_record})"  # noqa: S608
+        )
+    else:
+        group_source = "VALUES {rows}"  # as many rows as the chunk has (groups_for)
     log_names = ", ".join(name for name, _ in _LOG_COLUMNS_SQL)
     return _Sql(
         silences=(
@@ -535,8 +552,7 @@ def _build_sql(dialect: str) -> _Sql:
             f" WHERE integration_id = {p} AND accepting AND created_at < {p}"
         ),
         groups=(
-            f"INSERT INTO alert_groups ({group_names})"  # noqa: S608
-            f" VALUES ({_placeholders(dialect, _GROUP_COLUMNS_SQL)})"
+            f"INSERT INTO alert_groups ({group_names}) {group_source}"
             " ON CONFLICT (integration_id, group_key) WHERE accepting DO UPDATE SET"
             " severity = CASE WHEN "
             + _RANK.format("excluded.severity")
@@ -567,6 +583,8 @@ def _build_sql(dialect: str) -> _Sql:
 
 
 _SQL: dict[str, _Sql] = {}
+_GROUPS_SQL: dict[int, str] = {}
+GROUPS_PER_STATEMENT = 500  # SQLite: 16 parameters a group, well under its 32,766
 
 
 def _sql(session: Session) -> _Sql:
@@ -596,34 +614,42 @@ def _upsert_groups(
             for integration_id, window_s in windows.items()
         ],
     )
+    # PostgreSQL takes the rows as one JSON document (orjson writes the times and labels);
+    # SQLite as a VALUES list. In key order, so two transactions lock them in the same order.
+    text: Any = _identity if sql.columnar else _json_text
     stamp = sql.time(now)
-    result: dict[tuple[int, str], tuple[int, str]] = {}
-    # One statement per group (RETURNING with many rows is not the drivers' executemany);
-    # a batch usually carries one or a few.
-    for g in groups.values():
-        cursor.execute(
-            sql.groups,
-            (
-                g.integration.id,
-                g.integration.team_id,
-                g.integration.entity_id,
-                g.group_key,
-                True,
-                AlertStatus.TRIGGERED.value,
-                g.severity,
-                clip(g.first.summary, 1024),
-                _kind(g.first),
-                g.first.runbook_url and g.first.runbook_url[:2048],
-                _json_text(_labels(g.first)),
-                g.count,
-                g.policy_id,
-                batch,
-                stamp,
-                stamp,
-            ),
+    rows = [
+        (
+            g.integration.id,
+            g.integration.team_id,
+            g.integration.entity_id,
+            g.group_key,
+            True,
+            AlertStatus.TRIGGERED.value,
+            g.severity,
+            clip(g.first.summary, 1024),
+            _kind(g.first),
+            g.first.runbook_url and g.first.runbook_url[:2048],
+            text(_labels(g.first)),
+            g.count,
+            g.policy_id,
+            batch,
+            stamp,
+            stamp,
         )
-        row = cursor.fetchone()
-        result[(row[1], row[2])] = (row[0], row[3])
+        for _, g in sorted(groups.items(), key=lambda item: item[0])
+    ]
+    result: dict[tuple[int, str], tuple[int, str]] = {}
+    for start in range(0, len(rows), GROUPS_PER_STATEMENT):
+        chunk = rows[start : start + GROUPS_PER_STATEMENT]
+        if sql.columnar:
+            names = [name for name, _ in _GROUP_COLUMNS_SQL]
+            document = orjson.dumps([dict(zip(names, row, strict=True)) for row in chunk])
+            cursor.execute(sql.groups, (document.decode(),))
+        else:
+            cursor.execute(sql.groups_for(len(chunk)), [value for row in chunk for value in row])
+        for group_id, integration_id, group_key, opened_by in cursor.fetchall():
+            result[(integration_id, group_key)] = (group_id, opened_by)
     return result
 
 
