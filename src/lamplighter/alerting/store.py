@@ -505,9 +505,7 @@ def _build_sql(dialect: str) -> _Sql:
     group_names = ", ".join(name for name, _ in _GROUP_COLUMNS_SQL)
     if pg:
         group_record = ", ".join(f"{name} {kind}" for name, kind in _GROUP_COLUMNS_SQL)
-        group_source = (
-            f"SELECT {group_names} FROM json_to_recordset(%s::json) AS r({group_record})"  # noqa: S608
-        )
+        group_source = f"SELECT {group_names} FROM json_to_recordset(%s::json) AS r({group_record})"  # noqa: S608
     else:
         group_source = "VALUES {rows}"  # as many rows as the chunk has (groups_for)
     log_names = ", ".join(name for name, _ in _LOG_COLUMNS_SQL)
