@@ -346,7 +346,7 @@ def test_many_groups_opened_by_one_batch_each_page_once(
     ]
     assert [g.alert_count for g in found] == [1] * 5
     assert event_types(db) == ["alert.group_triggered"] * 5
-    by_instance = {g.id: g.group_key.rsplit("=", 1)[1] for g in found}
+    by_instance: dict[int | None, str] = {g.id: g.group_key.rsplit("=", 1)[1] for g in found}
     assert {by_instance[a.group_id] for a in alerts(db)} == {f"{f}:8080" for f in fingerprints}
     more = am_body(fingerprints=("h1", "h2"), labels={"instance": "g1:8080"})
     assert client.post(AM + key, json=more).status_code == 202
