@@ -426,6 +426,34 @@ def test_integration_keys_are_shown_once_hashed_and_rotatable(
     assert client.post(AM + rotated, json=am_body()).status_code == 202
 
 
+def test_deleting_an_integration_deletes_its_alerts_and_groups_and_no_others(
+    client: TestClient, db: Database, org: Org
+) -> None:
+    """Alerts carry no foreign key to their integration or group (migration 0013): the
+    deletion removes them itself, silenced ones (no group) included."""
+    doomed_id, doomed = org.integration(suffix="doomed")
+    _, kept = org.integration(suffix="kept")
+    headers = org.token()
+    ends = (utcnow() + dt.timedelta(hours=1)).isoformat()
+    silence = {"team": org.team.slug, "matchers": ['instance=~"s1.*"'], "ends_at": ends}
+    assert (
+        client.post(
+            "/api/v1/alerting/silences", json={**silence, "reason": "drain"}, headers=headers
+        ).status_code
+        == 201
+    )
+    client.post(AM + doomed, json=am_body(fingerprints=("a1", "s1")))
+    client.post(AM + kept, json=am_body(fingerprints=("a1", "a2")))
+    assert len(alerts(db)) == 4 and len(groups(db)) == 2
+    gone = client.delete(f"/api/v1/alerting/integrations/{doomed_id}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    left = alerts(db)
+    assert sorted(a.dedup_key for a in left) == ["a1", "a2"]
+    assert {a.integration_id for a in left} != {doomed_id}
+    [group] = groups(db)
+    assert {a.group_id for a in left} == {group.id} and group.integration_id != doomed_id
+
+
 def test_outsiders_and_viewers_cannot_create_integrations_or_act_on_groups(
     client: TestClient, db: Database, org: Org
 ) -> None:

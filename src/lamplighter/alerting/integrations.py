@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from lamplighter.alerting import generic, matchers
-from lamplighter.alerting.models import Integration, IntegrationKind
+from lamplighter.alerting.models import Alert, Integration, IntegrationKind
 from lamplighter.alerting.schemas import IntegrationIn, IntegrationPatch, IntegrationRead
 from lamplighter.catalog import service as catalog
 from lamplighter.catalog.models import Entity
@@ -429,6 +429,12 @@ def delete(*, session: Session, actor: Actor, integration_id: int) -> None:
     require_owned_write(actor, integration.team_id, "the integrations of this team")
     before = snapshot(integration)
     forget(integration.key_hash)
+    # The alerts carry no foreign key to cascade by (migration 0013); its groups do.
+    session.execute(
+        sa.delete(Alert)
+        .where(Alert.integration_id == integration.id)
+        .execution_options(synchronize_session=False)
+    )
     session.delete(integration)
     session.flush()
     audit.record(

@@ -148,13 +148,12 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("alert_integrations.id", ondelete="CASCADE")
-    )
+    # No foreign keys on the two ids (migration 0013): they cost a check on every alert the
+    # intake writes, which writes them from rows of its own transaction; deleting an
+    # integration deletes its alerts first (integrations.delete).
+    integration_id: Mapped[int] = mapped_column()
     # None while silenced or in a maintenance window: such alerts are kept and page nobody.
-    group_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("alert_groups.id", ondelete="CASCADE")
-    )
+    group_id: Mapped[int | None] = mapped_column()
     silence_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("alert_silences.id", ondelete="SET NULL")
     )

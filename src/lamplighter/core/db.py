@@ -226,7 +226,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # dropped is found when it is used instead: SQLAlchemy then invalidates the whole pool, so
     # after a database restart one request per process gets a 503 (``database-unavailable``,
     # with Retry-After) and the next ones reconnect.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
+    # LIFO: a thread that takes and returns a connection again and again (the alert
+    # committer, the job worker) keeps the one warm server process and its prepared
+    # statements instead of rotating through every pooled one.
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False, pool_use_lifo=True
+    )
 
 
 class Database:
