@@ -1,12 +1,14 @@
 """Benchmark: alert intake and escalation (issue 14), with Alertmanager as the peer.
 
-Lamplighter runs as each database is deployed: on SQLite, ``lamplighter serve`` with its job
-worker in the same process (the embedded default: SQLite has one writer, and one process hands
-the write lock from thread to thread without SQLite's busy sleeps); on PostgreSQL,
-``lamplighter serve --no-worker`` and ``lamplighter worker`` processes. Alertmanager (Debian's)
-runs beside it; wrk drives both in alternating rounds, since a shared 2-core machine drifts
-within minutes. Every alert Lamplighter answers 2xx is
-committed; Alertmanager keeps its alerts in memory.
+Lamplighter runs as each database is deployed: on SQLite, ``lamplighter serve [--workers N]``
+with its job worker in the serving process (the API processes take turns at SQLite's one write
+lock through the write gate's lock file, without SQLite's busy sleeps); on PostgreSQL,
+``lamplighter serve --no-worker [--workers N]`` and ``lamplighter worker`` processes, after an
+untimed warm-up and ``VACUUM ANALYZE`` as pgbench does. Alertmanager (Debian's) runs beside it;
+wrk drives both in alternating rounds, since a shared 2-core machine drifts within minutes, and
+each round waits for a quiet machine (Alertmanager goes on aggregating its round's alerts at 1.4
+cores for up to 20 s). Every alert Lamplighter answers 2xx is committed; Alertmanager keeps its
+alerts in memory.
 
 - Alertmanager-webhook batches of 100 new alerts per request (Lamplighter's receiver) against
   Alertmanager's own ``POST /api/v2/alerts`` with the same 100 alerts — target >= 50,000
@@ -459,7 +461,7 @@ def main() -> None:
     shape = (
         f"{args.job_workers} worker processes"
         if args.job_workers
-        else "the worker in the API process"
+        else "the worker in the serving process"
     )
     print(f"backend: {backend}; {args.http_workers} API processes, {shape}")
     if args.pg_url:
