@@ -121,6 +121,7 @@ end
 
 
 SETTLED: list[float] = []  # seconds waited for a quiet machine before each round
+SETTLE_S = [60.0]  # the longest wait (--settle-seconds)
 
 
 def run_wrk(
@@ -128,7 +129,7 @@ def run_wrk(
 ) -> dict[str, float]:
     # Each round starts on a quiet machine: Alertmanager goes on aggregating the alerts of its
     # round for many seconds (at 1.4 cores), our worker pages for the groups of ours.
-    SETTLED.append(settle())
+    SETTLED.append(settle(SETTLE_S[0]))
     # A fresh token per run: no key of this run was sent before.
     text = script.read_text().replace("__RUN__", uuid.uuid4().hex[:12])
     if "function setup" not in text:
@@ -428,12 +429,19 @@ def main() -> None:
     )
     parser.add_argument("--pg-url", default=None, help="PostgreSQL database to use (it is wiped)")
     parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=60.0,
+        help="longest wait for a quiet machine before each round (0: no wait)",
+    )
+    parser.add_argument(
         "--only", default="", help="comma-separated: batch,single,notify,escalation,oncall"
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     only = set(filter(None, args.only.split(",")))
+    SETTLE_S[0] = args.settle_seconds
 
     def wanted(name: str) -> bool:
         return not only or name in only
@@ -563,7 +571,7 @@ def main() -> None:
         if wanted("notify"):
             # A steady 1,000 alerts a second, every one its own group (so every one pages).
             time.sleep(3)  # let the worker finish what the earlier runs queued
-            SETTLED.append(settle())  # and Alertmanager what it took in its last round
+            SETTLED.append(settle(SETTLE_S[0]))  # and Alertmanager what it took in its last round
             since_iso = dt.datetime.now(dt.UTC).isoformat()
             token = uuid.uuid4().hex[:12]
             key = org["pagerduty-each"]

@@ -20,7 +20,7 @@ from lamplighter.core import identity
 from lamplighter.core.context import Actor
 from lamplighter.core.db import Database
 from lamplighter.core.models import Team, User
-from lamplighter.oncall import schedules
+from lamplighter.oncall import on_duty, schedules
 from lamplighter.oncall.models import EscalationPolicy, OnCallSchedule
 from lamplighter.oncall.schedule_schemas import OverrideCreate, ScheduleCreate
 from tests.conftest import SYSTEM, make_team, make_user
@@ -151,7 +151,7 @@ class Org:
     def on_call(self, schedule_id: int, at: dt.datetime) -> list[str]:
         """Who is on call on the schedule at ``at``, by first name."""
         with self.db.sessionmaker() as session:
-            return [self.name_of(u) for u in schedules.on_call_user_ids(session, schedule_id, at)]
+            return [self.name_of(u) for u in on_duty.on_call_user_ids(session, schedule_id, at)]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from lamplighter.core import clock, jobs
 from lamplighter.core.db import Database, utcnow
 from lamplighter.core.models import InboxItem, Job, User
 from lamplighter.core.settings import Settings
-from lamplighter.oncall import channels, schedules
+from lamplighter.oncall import channels, on_duty
 from lamplighter.oncall.models import (
     ContactMethod,
     Delivery,
@@ -102,7 +102,7 @@ class Chain:
             self.schedule_id, self.policy_id = schedule.id, policy.id
         # The week of 2026-11-30 is the member's; the week of 2026-12-07 09:00 the lead's.
         with db.sessionmaker() as session:
-            [on_call] = schedules.on_call_user_ids(session, self.schedule_id, utcnow())
+            [on_call] = on_duty.on_call_user_ids(session, self.schedule_id, utcnow())
         self.frontline = self.org.lead if on_call == self.org.lead.id else self.org.member
 
 

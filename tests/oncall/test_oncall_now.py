@@ -15,7 +15,7 @@ from lamplighter.core import identity
 from lamplighter.core.db import Database
 from lamplighter.core.errors import Conflict, NotFound, ValidationFailed
 from lamplighter.core.webui import ENTITY_PANELS, TEAM_PANELS
-from lamplighter.oncall import panels, schedules
+from lamplighter.oncall import on_duty, panels, schedules
 from lamplighter.oncall.schedule_schemas import ScheduleUpdate
 from tests.conftest import SYSTEM
 from tests.helpers import PASSWORD, sign_in, text
@@ -31,7 +31,7 @@ def now_of(
 ) -> list[tuple[str, str | None, str | None]]:
     """(person, schedule, layer) of everyone on call ``at``."""
     with org.db.sessionmaker() as session:
-        found = schedules.who_is_on_call(session, at=at, **where)
+        found = on_duty.who_is_on_call(session, at=at, **where)
     return [(org.name_of(n.user_id), n.schedule_name, n.layer) for n in found]
 
 
@@ -52,7 +52,7 @@ def test_a_team_is_on_call_on_each_of_its_schedules(org: Org) -> None:
     ]
     assert now_of(org, schedule_id=primary) == [("bo", "primary", "day")]
     with org.db.sessionmaker() as session:
-        (bo,) = schedules.who_is_on_call(session, schedule_id=primary, at=NOON)
+        (bo,) = on_duty.who_is_on_call(session, schedule_id=primary, at=NOON)
     assert (bo.email, bo.since, bo.until) == (
         "bo@example.com",
         utc(2027, 6, 2, 9),
@@ -81,7 +81,7 @@ def test_an_entity_is_covered_by_the_first_tier_of_its_teams_default_policy(org:
         ]
     )
     with org.db.sessionmaker() as session:
-        found = schedules.who_is_on_call(session, entity_id=org.entity.id, at=NOON)
+        found = on_duty.who_is_on_call(session, entity_id=org.entity.id, at=NOON)
     assert [(n.email, n.schedule_name, n.layer) for n in found] == [
         ("bo@example.com", "primary", "day"),
         ("sre@example.com", None, None),
@@ -118,22 +118,22 @@ def test_an_override_or_a_changed_rotation_is_seen_at_once(org: Org) -> None:
         )
     assert now_of(org, at=utc(2027, 6, 2, 14), schedule_id=primary) == [("cy", "primary", "day")]
     with org.db.sessionmaker() as session:
-        assert schedules.on_call_user_ids(session, primary, utc(2027, 6, 2, 12)) == [org.ada.id]
-        assert schedules.on_call_user_ids(session, primary, utc(2027, 5, 1)) == []  # before it
+        assert on_duty.on_call_user_ids(session, primary, utc(2027, 6, 2, 12)) == [org.ada.id]
+        assert on_duty.on_call_user_ids(session, primary, utc(2027, 5, 1)) == []  # before it
 
 
 def test_the_question_is_checked(org: Org) -> None:
     primary, _ = two_schedules(org)
     with org.db.sessionmaker() as session:
         with pytest.raises(ValidationFailed, match="one schedule, one team or one entity"):
-            schedules.who_is_on_call(session, schedule_id=primary, team_id=org.team.id)
+            on_duty.who_is_on_call(session, schedule_id=primary, team_id=org.team.id)
         with pytest.raises(ValidationFailed) as naive:
-            schedules.who_is_on_call(session, schedule_id=primary, at=dt.datetime(2027, 6, 2, 12))
+            on_duty.who_is_on_call(session, schedule_id=primary, at=dt.datetime(2027, 6, 2, 12))
         assert naive.value.errors[0].field == "at"
         with pytest.raises(NotFound, match="no on-call schedule 999"):
-            schedules.on_call_user_ids(session, 999, NOON)
+            on_duty.on_call_user_ids(session, 999, NOON)
         with pytest.raises(NotFound, match="no catalog entity with id 999"):
-            schedules.who_is_on_call(session, entity_id=999)
+            on_duty.who_is_on_call(session, entity_id=999)
 
 
 # -- the panels ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from lamplighter.core import outbound
 from lamplighter.core.db import Database
 from lamplighter.core.models import AuditEntry
-from lamplighter.oncall import schedules
+from lamplighter.oncall import calendars, on_duty
 from lamplighter.oncall.models import OnCallOverride, OnCallSchedule
 from tests.conftest import auth, make_token
 from tests.oncall import schedule_fixtures
@@ -225,7 +225,7 @@ def test_overrides_are_made_listed_and_removed_by_the_team(
     assert made.json()["user"]["email"] == "bo@example.com"
     assert made.json()["starts_at"] == "2027-06-02T16:00:00Z"
     with db.sessionmaker() as session:
-        assert schedules.on_call_user_ids(session, schedule.id, utc(2027, 6, 2, 20)) == [org.bo.id]
+        assert on_duty.on_call_user_ids(session, schedule.id, utc(2027, 6, 2, 20)) == [org.bo.id]
     listed = client.get(path, params={"limit": 10}, headers=outsider).json()
     assert [o["id"] for o in listed["items"]] == [made.json()["id"]]
     later = client.get(path, params={"ends_after": "2027-07-01T00:00:00Z"}, headers=outsider)
@@ -242,7 +242,7 @@ def test_a_calendar_is_imported_as_json_as_an_upload_or_from_a_url(
     schedule = org.schedule([rotation("day", [org.ada.id], start=utc(2027, 1, 1))])
     path = f"{BASE}/schedules/{schedule.id}/import-ics"
     member, viewer = auth(make_token(db, org.bo)), auth(make_token(db, org.viewer))
-    monkeypatch.setattr("lamplighter.oncall.schedules.utcnow", lambda: utc(2027, 5, 20))
+    monkeypatch.setattr("lamplighter.oncall.calendars.utcnow", lambda: utc(2027, 5, 20))
 
     problem(client.post(path, json={"layer": "vendor", "content": CALENDAR}, headers=viewer), 403)
     imported = client.post(path, json={"layer": "vendor", "content": CALENDAR}, headers=member)
@@ -268,7 +268,7 @@ def test_a_calendar_is_imported_as_json_as_an_upload_or_from_a_url(
         served.append(str(request.url))
         return httpx.Response(200, text=CALENDAR)
 
-    monkeypatch.setattr(schedules, "TRANSPORT", httpx.MockTransport(answer))
+    monkeypatch.setattr(calendars, "TRANSPORT", httpx.MockTransport(answer))
     monkeypatch.setattr(outbound, "RESOLVER", lambda host, port: ["93.184.216.34"])
     url = "https://calendar.example.com/rota.ics"
     fetched = client.post(path, json={"layer": "from-url", "url": url}, headers=member)
@@ -288,7 +288,7 @@ def test_a_calendar_is_imported_as_json_as_an_upload_or_from_a_url(
     assert same.status_code == 200, same.text
     assert same.json()["layers"] == layers and counts(db) == before
     with db.sessionmaker() as session:
-        assert schedules.on_call_user_ids(session, schedule.id, utc(2027, 6, 2)) == [org.bo.id]
+        assert on_duty.on_call_user_ids(session, schedule.id, utc(2027, 6, 2)) == [org.bo.id]
 
     internal = problem(
         client.post(path, json={"layer": "x", "url": "http://10.0.0.5/rota.ics"}, headers=member),

@@ -17,8 +17,8 @@ from lamplighter.core import outbound
 from lamplighter.core.db import Database
 from lamplighter.core.errors import Conflict, Forbidden, ValidationFailed
 from lamplighter.core.models import AuditEntry
+from lamplighter.oncall import calendars, on_duty, schedules
 from lamplighter.oncall import schedule as engine
-from lamplighter.oncall import schedules
 from lamplighter.oncall.models import OnCallImportedShift, OnCallSchedule
 from lamplighter.oncall.schedule_schemas import OverrideCreate, ScheduleCreate, ScheduleUpdate
 from lamplighter.oncall.shifts import Shift
@@ -39,7 +39,7 @@ def audit_actions(db: Database) -> list[str]:
         )
 
 
-def turn_length(found: schedules.OnCallNow) -> dt.timedelta:
+def turn_length(found: on_duty.OnCallNow) -> dt.timedelta:
     assert found.since is not None and found.until is not None
     return found.until - found.since
 
@@ -123,10 +123,10 @@ def test_a_daily_berlin_rotation_hands_over_at_nine_local_across_both_clock_chan
     assert org.on_call(schedule.id, utc(2027, 10, 31, 7, 30)) == [on_day(autumn_saturday)]
     assert org.on_call(schedule.id, utc(2027, 10, 31, 8, 0)) == [on_day(autumn_sunday)]
     with org.db.sessionmaker() as session:
-        (spring,) = schedules.who_is_on_call(
+        (spring,) = on_duty.who_is_on_call(
             session, schedule_id=schedule.id, at=utc(2027, 3, 27, 12)
         )
-        (autumn,) = schedules.who_is_on_call(
+        (autumn,) = on_duty.who_is_on_call(
             session, schedule_id=schedule.id, at=utc(2027, 10, 30, 12)
         )
     assert (spring.since, spring.until) == (utc(2027, 3, 27, 8), utc(2027, 3, 28, 7))
@@ -150,10 +150,8 @@ def test_a_weekly_new_york_rotation_hands_over_monday_nine_local_across_both_clo
     assert org.on_call(schedule.id, utc(2027, 11, 8, 13, 30)) == ["bo"]
     assert org.on_call(schedule.id, utc(2027, 11, 8, 14, 0)) == ["cy"]
     with org.db.sessionmaker() as session:
-        (march,) = schedules.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 3, 12))
-        (november,) = schedules.who_is_on_call(
-            session, schedule_id=schedule.id, at=utc(2027, 11, 5)
-        )
+        (march,) = on_duty.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 3, 12))
+        (november,) = on_duty.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 11, 5))
     assert (march.display_name, march.since, march.until) == (
         "Ada",
         utc(2027, 3, 8, 14),
@@ -229,7 +227,7 @@ def test_a_rotation_that_changes_length_hands_over_by_its_new_length_from_then(o
     assert org.on_call(schedule.id, utc(2027, 6, 13, 20)) == ["cy"]
     assert org.on_call(schedule.id, utc(2027, 6, 14, 9)) == ["ada"]
     with org.db.sessionmaker() as session:
-        (found,) = schedules.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 6, 10))
+        (found,) = on_duty.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 6, 10))
     # The daily turn of 6 June and the first weekly one are Cy's: one stretch of 8 days.
     assert (found.since, found.until) == (utc(2027, 6, 6, 9), utc(2027, 6, 14, 9))
 
@@ -243,7 +241,7 @@ def test_an_override_wins_over_every_layer_and_deleting_it_gives_the_turn_back(o
     assert org.on_call(schedule.id, utc(2027, 6, 3, 17, 59)) == ["ada"]
     assert org.on_call(schedule.id, utc(2027, 6, 3, 18)) == ["bo"]
     with org.db.sessionmaker() as session:
-        (now,) = schedules.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 6, 4))
+        (now,) = on_duty.who_is_on_call(session, schedule_id=schedule.id, at=utc(2027, 6, 4))
     assert (now.display_name, now.layer, now.since, now.until) == (
         "Bo",
         "override",
@@ -286,7 +284,7 @@ def test_the_team_writes_while_a_viewer_and_an_outsider_are_refused_and_change_n
                     session=session, actor=actor, schedule_id=schedule.id, data=cover
                 ),
                 lambda: schedules.delete(session=session, actor=actor, schedule_id=schedule.id),
-                lambda: schedules.rotate_feed_token(
+                lambda: calendars.rotate_feed_token(
                     session=session, actor=actor, schedule_id=schedule.id
                 ),
             ):
@@ -456,7 +454,7 @@ def test_an_imported_calendar_becomes_a_layer_naming_what_it_left_out(org: Org) 
     schedule = org.schedule([rotation("primary", [org.ada.id], start=utc(2027, 1, 1))])
     lead = actor_of(org.db, org.ada)
     with org.db.transaction() as session:
-        outcome = schedules.import_ics(
+        outcome = calendars.import_ics(
             session=session,
             actor=lead,
             schedule_id=schedule.id,
@@ -480,7 +478,7 @@ def test_an_imported_calendar_becomes_a_layer_naming_what_it_left_out(org: Org) 
 
     again = CALENDAR.replace("BO@example.com", "ada@example.com")
     with org.db.transaction() as session:
-        schedules.import_ics(
+        calendars.import_ics(
             session=session,
             actor=lead,
             schedule_id=schedule.id,
@@ -495,7 +493,7 @@ def test_an_imported_calendar_becomes_a_layer_naming_what_it_left_out(org: Org) 
 
     with org.db.sessionmaker() as session:
         with pytest.raises(ValidationFailed) as nothing:
-            schedules.import_ics(
+            calendars.import_ics(
                 session=session,
                 actor=lead,
                 schedule_id=schedule.id,
@@ -506,7 +504,7 @@ def test_an_imported_calendar_becomes_a_layer_naming_what_it_left_out(org: Org) 
         assert nothing.value.errors[0].field == "body.content"
         assert "the file holds no events" in nothing.value.errors[0].reason
         with pytest.raises(ValidationFailed, match="'primary' is a rotation layer"):
-            schedules.import_ics(
+            calendars.import_ics(
                 session=session,
                 actor=lead,
                 schedule_id=schedule.id,
@@ -544,22 +542,22 @@ def test_a_calendar_url_is_fetched_through_the_outbound_policy(
     monkeypatch.setattr(outbound, "RESOLVER", lambda host, port: ["93.184.216.34"])
     transport = httpx.MockTransport(answer)
     policy = outbound.Policy()
-    text = schedules.fetch_calendar(
+    text = calendars.fetch_calendar(
         "webcal://calendars.example.com/rota.ics", policy=policy, transport=transport
     )
     assert "UID:week-1@vendor" in text
     assert served == ["https://calendars.example.com/rota.ics"]
     with pytest.raises(ValidationFailed) as internal:
-        schedules.fetch_calendar("http://127.0.0.1/rota.ics", policy=policy, transport=transport)
+        calendars.fetch_calendar("http://127.0.0.1/rota.ics", policy=policy, transport=transport)
     assert internal.value.errors[0].field == "body.url"
     assert "refused by the outbound policy" in internal.value.errors[0].reason
     with pytest.raises(ValidationFailed, match="larger than 1,000 bytes"):
-        schedules.fetch_calendar(
+        calendars.fetch_calendar(
             "https://calendars.example.com/big.ics",
             policy=policy,
             transport=transport,
             max_bytes=1000,
         )
     with pytest.raises(ValidationFailed, match="absolute http, https or webcal URL"):
-        schedules.fetch_calendar("file:///etc/passwd", policy=policy, transport=transport)
+        calendars.fetch_calendar("file:///etc/passwd", policy=policy, transport=transport)
     assert len(served) == 2  # the refused ones were never sent

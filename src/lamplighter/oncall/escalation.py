@@ -35,7 +35,7 @@ from lamplighter.alerting import service as alerting
 from lamplighter.core import events, jobs, people
 from lamplighter.core.db import utcnow
 from lamplighter.core.settings import Settings
-from lamplighter.oncall import channels, contacts, policies, schedules
+from lamplighter.oncall import channels, contacts, on_duty, policies
 from lamplighter.oncall.models import Escalation, EscalationPolicy
 
 log = logging.getLogger("lamplighter.oncall.escalation")
@@ -146,7 +146,7 @@ def targets_now(
         kind, target_id = target.get("type"), int(target.get("id", 0))
         if kind == "schedule":
             if (target_id, at) not in on_call:  # a batch asks at one time (batch_now)
-                on_call[(target_id, at)] = schedules.on_call_user_ids(session, target_id, at)
+                on_call[(target_id, at)] = on_duty.on_call_user_ids(session, target_id, at)
             found.extend(on_call[(target_id, at)])
         elif kind == "user":
             found.append(target_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from lamplighter.core.deps import SessionDep
-from lamplighter.oncall import schedules
+from lamplighter.oncall import calendars
 
 router = APIRouter(prefix="/oncall/feeds", include_in_schema=False)
 
@@ -29,12 +29,12 @@ def _calendar(text: str, filename: str) -> Response:
 @router.get("/schedule/{token}.ics")
 def schedule_feed(token: str, session: SessionDep) -> Response:
     """The schedule's final shifts (who is on call, overrides included)."""
-    schedule = schedules.schedule_of_feed(session=session, token=token)
-    return _calendar(schedules.schedule_feed(session=session, schedule=schedule), "oncall.ics")
+    schedule = calendars.schedule_of_feed(session=session, token=token)
+    return _calendar(calendars.schedule_feed(session=session, schedule=schedule), "oncall.ics")
 
 
 @router.get("/user/{token}.ics")
 def user_feed(token: str, session: SessionDep) -> Response:
     """Every shift the feed's owner has, on any schedule."""
-    user = schedules.user_of_feed(session=session, token=token)
-    return _calendar(schedules.user_feed(session=session, user=user), "my-oncall.ics")
+    user = calendars.user_of_feed(session=session, token=token)
+    return _calendar(calendars.user_feed(session=session, user=user), "my-oncall.ics")

@@ -1,6 +1,7 @@
 """The frontline pages: alert groups (the list; one group with its alerts, timeline, delivery
 log, runbook, the team's note and the responders' buttons), the signed one-click links sent in
-notifications, integrations, silences and maintenance windows, and the weekly alert report.
+notifications, and the weekly alert report. Integrations, silences and maintenance windows are
+in ``oncall.alert_setup_pages``, which shares this module's form helpers.
 
 Thin adapters like the SLO pages: parse the form, call one alerting or on-call service
 function, commit once, redirect (303) with a message. Everything works without JavaScript.
@@ -22,15 +23,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-import orjson
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from lamplighter.alerting import groups, integrations, silences
+from lamplighter.alerting import groups, silences
 from lamplighter.alerting.models import AlertGroup, Silence
-from lamplighter.alerting.schemas import IntegrationIn, MaintenanceIn, SilenceIn, TimelineEntry
+from lamplighter.alerting.schemas import SilenceIn, TimelineEntry
 from lamplighter.catalog import service as catalog
 from lamplighter.core import identity, people, timefmt
 from lamplighter.core.authz import can_write_owned
@@ -59,7 +59,6 @@ from lamplighter.core.webui import (
     page_links,
     redirect_after_post,
     render,
-    take_flash,
 )
 from lamplighter.oncall import links, notify, report
 from lamplighter.oncall.models import Delivery
@@ -136,7 +135,7 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _validated(model: type[M], data: dict[str, Any], what: str) -> M:
+def validated(model: type[M], data: dict[str, Any], what: str) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -150,7 +149,7 @@ def _validated(model: type[M], data: dict[str, Any], what: str) -> M:
         raise ValidationFailed(f"the {what} is not valid", errors=errors) from exc
 
 
-def _form_of(
+def form_of(
     values: dict[str, str], exc: LamplighterError, aliases: dict[str, str] | None = None
 ) -> FormState:
     """The error next to its field; an error inside a field (one line of the matchers,
@@ -169,13 +168,13 @@ def _form_of(
     return form_failed(values, type(exc)(exc.detail, errors=errors), aliases=aliases)
 
 
-def _team_choices(session: Session) -> list[tuple[str, str]]:
+def team_choices(session: Session) -> list[tuple[str, str]]:
     return [
         (t.slug, t.name) for t in identity.list_teams(session=session, after_id=None, limit=500)
     ]
 
 
-def _own_team(session: Session, viewer: Viewer) -> str:
+def own_team(session: Session, viewer: Viewer) -> str:
     """The viewer's team, when they have exactly one: what the forms start with."""
     if len(viewer.actor.team_ids) != 1:
         return ""
@@ -183,7 +182,7 @@ def _own_team(session: Session, viewer: Viewer) -> str:
     return team.slug if team else ""
 
 
-def _filters(
+def filters(
     session: Session, form: FormState, *, entity: bool = True
 ) -> tuple[int | None, int | None]:
     """The team and entity a list is filtered by; a wrong one is explained next to its field."""
@@ -251,7 +250,7 @@ def _group_rows(session: Session, found: Sequence[AlertGroup]) -> list[GroupRow]
     ]
 
 
-def _helpers() -> dict[str, Any]:
+def helpers() -> dict[str, Any]:
     return {"entity_url": entity_url, "age_text": age_text, "web_link": web_link}
 
 
@@ -268,7 +267,7 @@ def alert_list(
     """Alert groups: the open ones first, then the recent; filtered by status, team, entity."""
     values = {"status": status.strip(), "team": team.strip(), "entity": entity.strip()}
     form = FormState(values)
-    team_id, entity_id = _filters(session, form)
+    team_id, entity_id = filters(session, form)
     if values["status"] and values["status"] not in STATUSES:
         form.errors["status"] = f"choose one of {', '.join(STATUSES)}"
     rows: list[GroupRow] = []
@@ -279,11 +278,11 @@ def alert_list(
         )
         rows = _group_rows(session, found)
     context = {
-        **_helpers(),
+        **helpers(),
         "form": form,
         "rows": rows,
         "filtered": any(values.values()),
-        "teams": _team_choices(session),
+        "teams": team_choices(session),
         "statuses": [(s, s.capitalize()) for s in STATUSES],
         **page_links(request, next_cursor, 1 if cursor else None),
     }
@@ -397,7 +396,7 @@ def _group_page(
         ),
     }
     context = {
-        **_helpers(),
+        **helpers(),
         "group": group,
         "view": view,
         "team": team,
@@ -445,7 +444,7 @@ def _act_on_group(
         if exc.status in (401, 403, 404):
             raise
         if exc.errors:  # a wrong email for the reassignment
-            form = _form_of({"user": arguments.get("to_email", "")}, exc)
+            form = form_of({"user": arguments.get("to_email", "")}, exc)
             forms = {"reassign": form}
             return _group_page(request, session, viewer, group_id, forms=forms, status=exc.status)
         return _group_page(
@@ -500,7 +499,7 @@ def save_note(
         session.commit()
     except LamplighterError as exc:
         session.rollback()
-        form = _form_of(values, exc, {"body": "note"})
+        form = form_of(values, exc, {"body": "note"})
         return _group_page(
             request, session, viewer, group_id, forms={"note": form}, status=exc.status
         )
@@ -508,7 +507,7 @@ def save_note(
     return redirect_after_post(request, f"/alerts/groups/{group_id}", message, viewer)
 
 
-def _create_silence(
+def create_silence_from_form(
     session: Session, viewer: Viewer, *, team: str | None, values: dict[str, str]
 ) -> Silence:
     check_lengths(values, {"matchers": 20_000, "ends_in": 20, "reason": 2000})
@@ -516,7 +515,7 @@ def _create_silence(
     ends_at = utcnow() + duration_of(values["ends_in"], "ends_in")
     data = {"team": team or None, "matchers": lines, "ends_at": ends_at, "reason": values["reason"]}
     return silences.create(
-        session=session, actor=viewer.actor, data=_validated(SilenceIn, data, "silence")
+        session=session, actor=viewer.actor, data=validated(SilenceIn, data, "silence")
     )
 
 
@@ -535,11 +534,13 @@ def silence_group(
     group = groups.get(session, group_id)
     team = people.find_team(session=session, team_id=group.team_id)
     try:
-        silence = _create_silence(session, viewer, team=team.slug if team else None, values=values)
+        silence = create_silence_from_form(
+            session, viewer, team=team.slug if team else None, values=values
+        )
         session.commit()
     except LamplighterError as exc:
         session.rollback()
-        form = _form_of(values, exc, {"ends_at": "ends_in"})
+        form = form_of(values, exc, {"ends_at": "ends_in"})
         forms = {"silence": form}
         return _group_page(request, session, viewer, group_id, forms=forms, status=exc.status)
     until = timefmt.readable(silence.ends_at, viewer.user.time_zone)
@@ -627,309 +628,6 @@ def link_act(request: Request, session: SessionDep, settings: SettingsDep, token
         return _link_problem(request, token, exc)
     context.update(acted=True, was_already=before["already"])
     return _link_page(request, context)
-
-
-# -- integrations -----------------------------------------------------------------------------
-INTEGRATION_FIELDS = ("name", "kind", "entity", "owner_team", "heartbeat_interval_s", "mapping")
-
-
-def _integrations_page(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    viewer: Viewer,
-    *,
-    form: FormState | None = None,
-    team: str = "",
-    cursor: str = "",
-    status: int = 200,
-) -> Response:
-    filters = FormState({"team": team.strip()})
-    team_id, _ = _filters(session, filters, entity=False)
-    rows = []
-    next_cursor = None
-    if not filters.errors:
-        found = integrations.list_(
-            session, team_id=team_id, after=decode_cursor(cursor), limit=PAGE_SIZE + 1
-        )
-        if len(found) > PAGE_SIZE:
-            found, next_cursor = found[:PAGE_SIZE], encode_cursor(found[PAGE_SIZE - 1].id)
-        rows = [
-            (integrations.read(session, i, settings), can_write_owned(viewer.actor, i.team_id))
-            for i in found
-        ]
-    flash = take_flash(request, viewer) or {}
-    blank = dict.fromkeys(INTEGRATION_FIELDS, "") | {
-        "kind": "alertmanager",
-        "owner_team": _own_team(session, viewer),
-    }
-    context = {
-        **_helpers(),
-        "rows": rows,
-        "filters": filters,
-        "form": form or FormState(blank),
-        "kinds": KINDS,
-        "teams": _team_choices(session),
-        "may_create": viewer.actor.role != "viewer",
-        "secret": flash.get("secret") or {},
-        **page_links(request, next_cursor, 1 if cursor else None),
-    }
-    code = 422 if filters.errors else status
-    return render(request, "oncall/integrations.html", context, viewer=viewer, status=code)
-
-
-@router.get("/alerts/integrations")
-def integration_list(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    viewer: ViewerDep,
-    team: QueryText = "",
-    cursor: QueryText = "",
-) -> Response:
-    """Where alerts come in: each team's integrations and their ingest URLs."""
-    return _integrations_page(request, session, settings, viewer, team=team, cursor=cursor)
-
-
-def _secret(settings: Settings, name: str, kind: str, key: str) -> dict[str, str]:
-    """What the next page shows once: the key, and the URL to send alerts to."""
-    return {"name": name, "key": key, "url": integrations.ingest_url(settings, kind, key)}
-
-
-@router.post("/alerts/integrations")
-def create_integration(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    viewer: WriterDep,
-    name: FormField = "",
-    kind: FormField = "",
-    entity: FormField = "",
-    owner_team: FormField = "",
-    heartbeat_interval_s: FormField = "",
-    mapping: FormField = "",
-) -> Response:
-    values = {
-        "name": name,
-        "kind": kind,
-        "entity": entity.strip(),
-        "owner_team": owner_team.strip(),
-        "heartbeat_interval_s": heartbeat_interval_s.strip(),
-        "mapping": mapping,
-    }
-    try:
-        check_lengths(values, {"name": 100, "entity": 300, "owner_team": 63, "mapping": 20_000})
-        data: dict[str, Any] = {
-            "name": name.strip(),
-            "kind": kind,
-            "entity": values["entity"] or None,
-            "team": None if values["entity"] else values["owner_team"] or None,
-            "heartbeat_interval_s": values["heartbeat_interval_s"] or None,
-        }
-        if mapping.strip():
-            try:
-                data["mapping"] = orjson.loads(mapping)
-            except orjson.JSONDecodeError as exc:
-                raise ValidationFailed.one("body.mapping", f"not valid JSON: {exc}") from exc
-        integration, key = integrations.create(
-            session=session,
-            actor=viewer.actor,
-            data=_validated(IntegrationIn, data, "integration"),
-        )
-        secret = _secret(settings, integration.name, integration.kind, key)
-        session.commit()
-    except LamplighterError as exc:
-        session.rollback()
-        if isinstance(exc, NotFound) and not exc.errors:  # the entity is not in the catalog
-            exc = ValidationFailed(exc.detail, errors=[FieldError("body.entity", exc.detail)])
-        form = _form_of(values, exc, {"team": "owner_team"})
-        return _integrations_page(request, session, settings, viewer, form=form, status=exc.status)
-    message = f"Created the integration {integration.name}. Copy its key now."
-    return redirect_after_post(request, "/alerts/integrations", message, viewer, secret)
-
-
-@router.post("/alerts/integrations/{integration_id:int}/rotate-key")
-def rotate_integration_key(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    viewer: WriterDep,
-    integration_id: int,
-) -> Response:
-    integration, key = integrations.rotate_key(
-        session=session, actor=viewer.actor, integration_id=integration_id
-    )
-    secret = _secret(settings, integration.name, integration.kind, key)
-    session.commit()
-    message = f"A new key for {integration.name} is in force; the old one no longer works."
-    return redirect_after_post(request, "/alerts/integrations", message, viewer, secret)
-
-
-@router.get("/alerts/integrations/{integration_id:int}/delete")
-def delete_integration_form(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    viewer: ViewerDep,
-    integration_id: int,
-) -> Response:
-    integration = integrations.get(session, integration_id)
-    if not can_write_owned(viewer.actor, integration.team_id):
-        raise Forbidden("only members of the owning team, SREs and admins may delete it")
-    context = {"integration": integrations.read(session, integration, settings)}
-    return render(request, "oncall/integrations_delete.html", context, viewer=viewer)
-
-
-@router.post("/alerts/integrations/{integration_id:int}/delete")
-def delete_integration(
-    request: Request, session: SessionDep, viewer: WriterDep, integration_id: int
-) -> Response:
-    name = integrations.get(session, integration_id).name
-    integrations.delete(session=session, actor=viewer.actor, integration_id=integration_id)
-    session.commit()
-    message = f"Deleted the integration {name}; its key no longer works."
-    return redirect_after_post(request, "/alerts/integrations", message, viewer)
-
-
-# -- silences and maintenance windows ---------------------------------------------------------
-@dataclass(frozen=True)
-class SilenceRow:
-    silence: Silence
-    team: Team | None
-    entity: str | None
-    author: User | None
-    state: str
-    may_expire: bool
-
-
-def _state_of(silence: Silence, now: dt.datetime) -> str:
-    if silence.expired_at is not None:
-        return "expired"
-    if silence.ends_at <= now:
-        return "ended"
-    return "scheduled" if silence.starts_at > now else "in force"
-
-
-def _silences_page(
-    request: Request,
-    session: Session,
-    viewer: Viewer,
-    *,
-    forms: dict[str, FormState] | None = None,
-    cursor: str = "",
-    status: int = 200,
-) -> Response:
-    found = silences.list_(session, before=decode_cursor(cursor), limit=PAGE_SIZE + 1)
-    next_cursor = None
-    if len(found) > PAGE_SIZE:
-        found, next_cursor = found[:PAGE_SIZE], encode_cursor(found[PAGE_SIZE - 1].id)
-    teams = people.teams_by_id(session=session, ids=[s.team_id for s in found])
-    authors = people.users_by_id(session=session, ids=[s.created_by_user_id for s in found])
-    now = utcnow()
-    rows = [
-        SilenceRow(
-            s,
-            teams.get(s.team_id),
-            groups.entity_ref(session, s.entity_id),
-            authors.get(s.created_by_user_id or 0),
-            _state_of(s, now),
-            can_write_owned(viewer.actor, s.team_id),
-        )
-        for s in found
-    ]
-    blank = {
-        "silence": FormState(
-            {"team": _own_team(session, viewer), "matchers": "", "ends_in": "2h", "reason": ""}
-        ),
-        "maintenance": FormState({"entity": "", "window_ends_in": "2h", "window_reason": ""}),
-    }
-    context = {
-        **_helpers(),
-        "rows": rows,
-        "forms": {**blank, **(forms or {})},
-        "teams": _team_choices(session),
-        "may_create": viewer.actor.role != "viewer",
-        **page_links(request, next_cursor, 1 if cursor else None),
-    }
-    return render(request, "oncall/silences.html", context, viewer=viewer, status=status)
-
-
-@router.get("/alerts/silences")
-def silence_list(
-    request: Request, session: SessionDep, viewer: ViewerDep, cursor: QueryText = ""
-) -> Response:
-    """Silences and maintenance windows, the newest first, with the forms that make them."""
-    return _silences_page(request, session, viewer, cursor=cursor)
-
-
-@router.post("/alerts/silences")
-def create_silence(
-    request: Request,
-    session: SessionDep,
-    viewer: WriterDep,
-    team: FormField = "",
-    matchers: FormField = "",
-    ends_in: FormField = "",
-    reason: FormField = "",
-) -> Response:
-    values = {"team": team.strip(), "matchers": matchers, "ends_in": ends_in, "reason": reason}
-    try:
-        silence = _create_silence(session, viewer, team=values["team"], values=values)
-        session.commit()
-    except LamplighterError as exc:
-        session.rollback()
-        form = _form_of(values, exc, {"ends_at": "ends_in"})
-        return _silences_page(request, session, viewer, forms={"silence": form}, status=exc.status)
-    until = timefmt.readable(silence.ends_at, viewer.user.time_zone)
-    message = f"Silenced alerts matching {', '.join(silence.matchers)} until {until}."
-    return redirect_after_post(request, "/alerts/silences", message, viewer)
-
-
-@router.post("/alerts/maintenance")
-def create_maintenance(
-    request: Request,
-    session: SessionDep,
-    viewer: WriterDep,
-    entity: FormField = "",
-    window_ends_in: FormField = "",
-    window_reason: FormField = "",
-) -> Response:
-    values = {
-        "entity": entity.strip(),
-        "window_ends_in": window_ends_in,
-        "window_reason": window_reason,
-    }
-    try:
-        check_lengths(values, {"entity": 300, "window_ends_in": 20, "window_reason": 2000})
-        ends_at = utcnow() + duration_of(window_ends_in, "window_ends_in")
-        data = {"entity": values["entity"], "ends_at": ends_at, "reason": window_reason}
-        window = silences.create_maintenance(
-            session=session,
-            actor=viewer.actor,
-            data=_validated(MaintenanceIn, data, "maintenance window"),
-        )
-        session.commit()
-    except LamplighterError as exc:
-        session.rollback()
-        if isinstance(exc, NotFound) and not exc.errors:
-            exc = ValidationFailed(exc.detail, errors=[FieldError("body.entity", exc.detail)])
-        aliases = {"ends_at": "window_ends_in", "reason": "window_reason"}
-        form = _form_of(values, exc, aliases)
-        forms = {"maintenance": form}
-        return _silences_page(request, session, viewer, forms=forms, status=exc.status)
-    until = timefmt.readable(window.ends_at, viewer.user.time_zone)
-    message = f"{values['entity']} is under maintenance until {until}: its alerts page nobody."
-    return redirect_after_post(request, "/alerts/silences", message, viewer)
-
-
-@router.post("/alerts/silences/{silence_id:int}/expire")
-def expire_silence(
-    request: Request, session: SessionDep, viewer: WriterDep, silence_id: int
-) -> Response:
-    silence = silences.expire(session=session, actor=viewer.actor, silence_id=silence_id)
-    session.commit()
-    what = "maintenance window" if silence.kind == "maintenance" else "silence"
-    return redirect_after_post(request, "/alerts/silences", f"Ended the {what} now.", viewer)
 
 
 # -- the report -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ manifest = Manifest(
     pages=(
         "lamplighter.oncall.feeds:router",
         "lamplighter.oncall.frontline_pages:router",
+        "lamplighter.oncall.alert_setup_pages:router",
         "lamplighter.oncall.oncall_pages:router",
     ),
     nav=(

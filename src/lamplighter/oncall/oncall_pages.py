@@ -45,7 +45,7 @@ from lamplighter.core.webui import (
     redirect_after_post,
     render,
 )
-from lamplighter.oncall import contacts, policies, schedules
+from lamplighter.oncall import contacts, on_duty, policies, schedules
 from lamplighter.oncall.models import OnCallSchedule
 from lamplighter.oncall.schedule_schemas import OverrideCreate
 from lamplighter.oncall.shifts import Shift
@@ -285,7 +285,7 @@ def _schedule_page(
         "ticks": day_ticks(begin, TIMELINE_DAYS, tz),
         "now_pct": _pct(now - begin, end - begin) if in_view else None,
         "final_rows": final_rows,
-        "on_call": schedules.who_is_on_call(session, schedule_id=schedule.id, at=now),
+        "on_call": on_duty.who_is_on_call(session, schedule_id=schedule.id, at=now),
         "previous_start": (begin - step).astimezone(timefmt.zone_of(tz)).date().isoformat(),
         "next_start": (begin + step).astimezone(timefmt.zone_of(tz)).date().isoformat(),
         "may_write": schedules.may_write(viewer.actor, schedule),

@@ -16,12 +16,12 @@ from lamplighter.catalog.models import Entity
 from lamplighter.core.models import Team
 from lamplighter.core.timefmt import readable
 from lamplighter.core.webui import Viewer
-from lamplighter.oncall import schedules
+from lamplighter.oncall import on_duty
 
 COLUMNS = ("Person", "Schedule", "Since", "Until")
 
 
-def _row(now: schedules.OnCallNow, tz: str) -> markupsafe.Markup:
+def _row(now: on_duty.OnCallNow, tz: str) -> markupsafe.Markup:
     schedule = (
         markupsafe.Markup("{}<br><span class='muted'>{}</span>").format(
             now.schedule_name, now.layer or ""
@@ -45,7 +45,7 @@ def _row(now: schedules.OnCallNow, tz: str) -> markupsafe.Markup:
     )
 
 
-def _card(found: list[schedules.OnCallNow], caption: str, empty: str, tz: str) -> markupsafe.Markup:
+def _card(found: list[on_duty.OnCallNow], caption: str, empty: str, tz: str) -> markupsafe.Markup:
     if found:
         head = markupsafe.Markup("").join(
             markupsafe.Markup('<th scope="col">{}</th>').format(column) for column in COLUMNS
@@ -73,9 +73,9 @@ def entity_panel(
     """Who would be paged about the entity now; nothing when its team has no on-call at all."""
     if entity.owner_team_id is None:
         return None
-    if not schedules.has_on_call(session=session, team_id=entity.owner_team_id):
+    if not on_duty.has_on_call(session=session, team_id=entity.owner_team_id):
         return None
-    found = schedules.who_is_on_call(session, entity_id=entity.id)
+    found = on_duty.who_is_on_call(session, entity_id=entity.id)
     return _card(
         found,
         f"On call now for {entity.name}",
@@ -88,9 +88,9 @@ def team_panel(
     request: Request, session: Session, team: Team, viewer: Viewer
 ) -> markupsafe.Markup | None:
     """Who is on call now on each of the team's schedules."""
-    if not schedules.has_on_call(session=session, team_id=team.id):
+    if not on_duty.has_on_call(session=session, team_id=team.id):
         return None
-    found = schedules.who_is_on_call(session, team_id=team.id)
+    found = on_duty.who_is_on_call(session, team_id=team.id)
     return _card(
         found,
         f"On call now in {team.name}",
@@ -103,9 +103,9 @@ def entity_facts(session: Session, entity: Entity) -> list[tuple[str, str]]:
     """``("on call now", "Ada <ada@…> (Primary, until …)")`` for ``catalog who-owns``."""
     if entity.owner_team_id is None:
         return []
-    if not schedules.has_on_call(session=session, team_id=entity.owner_team_id):
+    if not on_duty.has_on_call(session=session, team_id=entity.owner_team_id):
         return [("on call now", "nobody: the owning team has no on-call schedule")]
-    found = schedules.who_is_on_call(session, entity_id=entity.id)
+    found = on_duty.who_is_on_call(session, entity_id=entity.id)
     if not found:
         return [("on call now", "nobody")]
     parts = []

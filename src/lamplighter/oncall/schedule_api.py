@@ -27,7 +27,7 @@ from lamplighter.core.pagination import encode_cursor, page_of
 from lamplighter.core.schemas import Page, UserBrief
 from lamplighter.core.settings import Settings
 from lamplighter.core.web import BODY_LIMIT_KEY
-from lamplighter.oncall import schedules
+from lamplighter.oncall import calendars, on_duty, schedules
 from lamplighter.oncall.models import OnCallOverride, OnCallSchedule
 from lamplighter.oncall.schedule_schemas import (
     FeedTokenRead,
@@ -296,11 +296,11 @@ def _import(
     session: Session, actor: Actor, settings: Settings, schedule_id: int, body: ImportIcsIn
 ) -> ImportIcsRead:
     if body.url is not None:
-        text = schedules.fetch_calendar(body.url, policy=outbound.Policy.from_settings(settings))
+        text = calendars.fetch_calendar(body.url, policy=outbound.Policy.from_settings(settings))
         source, field = body.url, "body.url"
     else:
         text, source, field = body.content or "", "upload", "body.content"
-    outcome = schedules.import_ics(
+    outcome = calendars.import_ics(
         session=session,
         actor=actor,
         schedule_id=schedule_id,
@@ -325,18 +325,18 @@ def schedule_feed_token(
 ) -> FeedTokenRead:
     """A new secret URL for the schedule's iCalendar feed, shown this once; the previous URL
     stops working."""
-    token = schedules.rotate_feed_token(session=session, actor=actor, schedule_id=schedule_id)
+    token = calendars.rotate_feed_token(session=session, actor=actor, schedule_id=schedule_id)
     session.commit()
-    return FeedTokenRead(url=schedules.feed_url(settings.base_url, "schedule", token), token=token)
+    return FeedTokenRead(url=calendars.feed_url(settings.base_url, "schedule", token), token=token)
 
 
 @router.post("/me/feed-token", response_model=FeedTokenRead)
 def my_feed_token(session: SessionDep, actor: CurrentActor, settings: SettingsDep) -> FeedTokenRead:
     """A new secret URL for your own iCalendar feed of every shift you have, shown this once;
     the previous URL stops working."""
-    token = schedules.rotate_user_feed_token(session=session, actor=actor)
+    token = calendars.rotate_user_feed_token(session=session, actor=actor)
     session.commit()
-    return FeedTokenRead(url=schedules.feed_url(settings.base_url, "user", token), token=token)
+    return FeedTokenRead(url=calendars.feed_url(settings.base_url, "user", token), token=token)
 
 
 # -- who is on call ------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def now_of(
     team: str | None,
     entity: str | None,
     at: dt.datetime | None,
-) -> list[schedules.OnCallNow]:
+) -> list[on_duty.OnCallNow]:
     """``GET /oncall/now``'s question, as the CLI asks it too."""
     if sum(value is not None for value in (schedule, team, entity)) != 1:
         raise ValidationFailed.one("query.schedule", "ask about one schedule, team or entity")
@@ -364,7 +364,7 @@ def now_of(
         schedules.team_by_slug(session=session, slug=team, field="query.team").id if team else None
     )
     entity_id = entity_id_of(session, entity, "query.entity") if entity is not None else None
-    return schedules.who_is_on_call(
+    return on_duty.who_is_on_call(
         session, schedule_id=schedule, team_id=team_id, entity_id=entity_id, at=at
     )
 

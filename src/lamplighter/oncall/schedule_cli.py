@@ -46,6 +46,18 @@ def _service() -> Any:
     return schedules
 
 
+def _calendars() -> Any:
+    from lamplighter.oncall import calendars
+
+    return calendars
+
+
+def _on_duty() -> Any:
+    from lamplighter.oncall import on_duty
+
+    return on_duty
+
+
 def _parse_at(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
@@ -213,12 +225,12 @@ def export_ics(
     from lamplighter.oncall import ical
     from lamplighter.oncall.shifts import Shift
 
+    calendars = _calendars()
     if client := remote(ctx):
-        schedules = _service()
         now = dt.datetime.now(dt.UTC)
         schedule = client.call("GET", f"/oncall/schedules/{schedule_id}")
         final = _remote_final(
-            client, schedule_id, now - schedules.FEED_BACK, now + schedules.FEED_AHEAD
+            client, schedule_id, now - calendars.FEED_BACK, now + calendars.FEED_AHEAD
         )
         shifts = [
             Shift(
@@ -236,7 +248,7 @@ def export_ics(
         def fetch(session: Session) -> str:
             schedules = _service()
             schedule = schedules.get(session=session, schedule_id=schedule_id)
-            return str(schedules.schedule_feed(session=session, schedule=schedule))
+            return str(calendars.schedule_feed(session=session, schedule=schedule))
 
         text = _local(fetch)
     if out is None:
@@ -331,7 +343,7 @@ def _every_schedule_local(session: Session, moment: dt.datetime | None) -> list[
     while True:
         page = schedules.list_(session=session, after_id=after, limit=500)
         for schedule in page:
-            found = schedules.who_is_on_call(session, schedule_id=schedule.id, at=moment)
+            found = _on_duty().who_is_on_call(session, schedule_id=schedule.id, at=moment)
             rows += [_now_row(vars(item)) for item in found]
         if len(page) < 500:
             return rows
