@@ -269,7 +269,7 @@ def flush_deferred(session: Session) -> None:
         known = memo(session, "escalations")
         for row in rows:  # read ahead before these were written: read them again
             known.pop(row["group_id"], None)
-        statement = _insert(session, Escalation)
+        statement = _insert(session, Escalation.__table__)  # Core: no ORM bulk machinery
         statement = statement.on_conflict_do_update(
             index_elements=["group_id"],
             set_={k: getattr(statement.excluded, k) for k in rows[0] if k != "group_id"},
