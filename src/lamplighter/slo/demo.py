@@ -115,7 +115,7 @@ SLOS: tuple[DemoSlo, ...] = (
         },
         per_minute=400,
         baseline_burn=0.2,
-        incidents=(Incident(6 * 1440 + 300, 120, 0.42),),
+        incidents=(Incident(6 * 1440 + 300, 240, 0.42),),
         seed=3,
     ),
     DemoSlo(
