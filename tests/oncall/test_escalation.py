@@ -451,3 +451,48 @@ def test_a_batch_of_starts_writes_each_escalation_once_and_skips_an_acknowledged
     held.advance(minutes=10, seconds=1)  # the second tier, for each group once
     drain(db, settings)
     assert len(inbox_of(db, chain.app_sre)) == 29
+
+
+def test_deleting_an_integration_removes_its_groups_escalations_deliveries_and_timelines(
+    client: TestClient, db: Database, settings: Settings, held: clock.ManualClock
+) -> None:
+    """The rows about a group carry no foreign key to cascade by (migration 0014): deleting
+    an integration removes its groups' timelines at once and, through
+    ``alert.integration_deleted``, on-call's escalations and delivery log; the next tier of a
+    deleted group pages nobody, and another integration's groups keep everything."""
+    chain = Chain(db)
+    doomed_id, doomed = chain.org.integration(suffix="doomed")
+    _, kept = chain.org.integration(suffix="kept")
+    fire(client, doomed, "d1")
+    fire(client, kept, "k1")
+    drain(db, settings)
+    by_integration = {group.integration_id: group.id for group in groups(db)}
+    gone, stays = by_integration.pop(doomed_id), next(iter(by_integration.values()))
+
+    def rows_about(group_id: int) -> dict[str, int]:
+        with db.sessionmaker() as session:
+            return {
+                model.__tablename__: session.scalar(
+                    sa.select(sa.func.count()).select_from(model).where(model.group_id == group_id)
+                )
+                or 0
+                for model in (AlertGroupLog, Escalation, Delivery)
+            }
+
+    assert all(rows_about(gone).values()) and all(rows_about(stays).values())
+    kept_before = rows_about(stays)
+    headers = {"Authorization": f"Bearer {make_token(db, chain.org.lead)}"}
+    answer = client.delete(f"/api/v1/alerting/integrations/{doomed_id}", headers=headers)
+    assert answer.status_code == 204, answer.text
+    assert rows_about(gone)["alert_group_log"] == 0  # in the deleting transaction
+    drain(db, settings)
+    assert rows_about(gone) == {
+        "alert_group_log": 0,
+        "oncall_escalations": 0,
+        "notification_deliveries": 0,
+    }
+    assert rows_about(stays) == kept_before
+    told_before = len(inbox_of(db, chain.app_sre))
+    held.advance(minutes=10, seconds=1)  # both groups' second tier falls due
+    drain(db, settings)
+    assert len(inbox_of(db, chain.app_sre)) == told_before + 1  # the kept group's only

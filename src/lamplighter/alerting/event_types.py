@@ -61,3 +61,15 @@ class GroupEscalated(GroupRef):
 class GroupReassigned(GroupRef):
     by_user_id: int
     to_user_id: int
+
+
+@event_type(
+    "alert.integration_deleted",
+    description="An integration was deleted, and with it its alerts, alert groups and their"
+    " timelines; whatever other domains kept about those groups can go.",
+    subject="alert-integration:<id>",
+)
+class IntegrationDeleted(EventPayload):
+    id: int
+    team_id: int
+    name: str

@@ -210,7 +210,8 @@ class AlertGroupLog(Base):
     __table_args__ = (sa.Index("ix_alert_group_log_group", "group_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    group_id: Mapped[int] = mapped_column(sa.ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    # No foreign key (migration 0014): ``integrations.delete`` removes a group's timeline.
+    group_id: Mapped[int] = mapped_column()
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     what: Mapped[str] = mapped_column(sa.String(32))
     actor_user_id: Mapped[int | None] = mapped_column(

@@ -40,5 +40,7 @@ manifest = Manifest(
         Subscription("alert.group_reassigned", "oncall.reassigned"),
         Subscription("alert.group_acknowledged", "oncall.escalation_stop"),
         Subscription("alert.group_resolved", "oncall.escalation_stop"),
+        # The rows of deleted groups (they carry no foreign key to cascade by).
+        Subscription("alert.integration_deleted", "oncall.forget_groups"),
     ),
 )

@@ -142,9 +142,8 @@ class Escalation(Base):
     __tablename__ = "oncall_escalations"
     __table_args__ = (sa.Index("ix_oncall_escalations_due", "state", "next_at"),)
 
-    group_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("alert_groups.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key (migration 0014): on-call removes the rows of deleted groups itself.
+    group_id: Mapped[int] = mapped_column(primary_key=True)
     policy_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("escalation_policies.id", ondelete="SET NULL")
     )
@@ -174,7 +173,7 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    group_id: Mapped[int] = mapped_column(sa.ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column()  # no foreign key (migration 0014)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     contact_method_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("contact_methods.id", ondelete="SET NULL")

@@ -32,6 +32,7 @@ from lamplighter.alerting import service as alerting
 from lamplighter.catalog.models import Entity
 from lamplighter.core import jobs, people
 from lamplighter.core.db import utcnow
+from lamplighter.core.errors import NotFound
 from lamplighter.core.models import Job, JobStatus
 from lamplighter.core.settings import Settings
 from lamplighter.oncall import channels, contacts, links
@@ -361,7 +362,10 @@ def digest(ctx: jobs.JobContext) -> None:
     )
     if not held:
         return
-    group = alerting.get(ctx.session, held[0])
+    try:
+        group = alerting.get(ctx.session, held[0])
+    except NotFound:  # deleted with its integration since (on-call forgets its rows soon)
+        return
     note = notification_for(
         ctx.session, ctx.settings, group, user_id=user_id, folded_count=len(set(held)) - 1
     )
