@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from lamplighter.catalog import service as catalog
 from lamplighter.core import outbound, people
 from lamplighter.core.context import Actor
-from lamplighter.core.db import utcnow
+from lamplighter.core.db import autocommit_reads, utcnow
 from lamplighter.core.deps import CurrentActor, Id, PageDep, SessionDep, SettingsDep
 from lamplighter.core.errors import ValidationFailed
 from lamplighter.core.pagination import encode_cursor, page_of
@@ -387,6 +387,7 @@ def on_call_now(
     """Who is on call now (or ``at``) on a schedule, on a team's schedules, or for a catalog
     entity (its team's default escalation policy's first tier, else its team's schedules).
     Give one of ``schedule``, ``team`` and ``entity``."""
+    autocommit_reads(session)  # asked by every status widget: no BEGIN and ROLLBACK
     found = now_of(session, schedule=schedule, team=team, entity=entity, at=at)
     first = page.position or 0
     items = found[first : first + page.limit]
