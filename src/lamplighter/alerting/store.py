@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,25 +360,43 @@ def _chunks(keys: Sequence[tuple[int, str]]) -> Iterable[Sequence[tuple[int, str
 def _open_alerts(
     session: Session, keys: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], int | None]:
-    """The open alerts among ``keys``: (integration, dedup key) -> group id. One statement per
-    integration and thousand keys, each a lookup in the open-alert unique index."""
+    """The open alerts among ``keys``: (integration, dedup key) -> group id, each a lookup in
+    the open-alert unique index."""
+    sql = _sql(session)
+    return {
+        (integration_id, dedup_key): group_id
+        for integration_id, (dedup_key, group_id) in _by_keys(session, sql.open_alerts, keys)
+    }
+
+
+KEYS_PER_STATEMENT = 1000
+
+
+def _by_keys(
+    session: Session,
+    statement: str,
+    keys: Iterable[tuple[int, str]],
+    extra: Callable[[int], tuple[Any, ...]] = lambda _: (),
+) -> Iterator[tuple[int, Any]]:
+    """Run a lookup of ``(integration, key)`` pairs one statement per integration and thousand
+    keys; its rows, each with its integration. ``statement`` takes the keys first on
+    PostgreSQL (an array), last on SQLite (a JSON list), the integration and ``extra(it)``
+    between."""
     sql = _sql(session)
     by_integration: dict[int, list[str]] = {}
-    for integration_id, dedup_key in keys:
-        by_integration.setdefault(integration_id, []).append(dedup_key)
+    for integration_id, key in keys:
+        by_integration.setdefault(integration_id, []).append(key)
     cursor = driver_cursor(session, write=False)
-    found: dict[tuple[int, str], int | None] = {}
-    for integration_id, dedup_keys in by_integration.items():
-        for start in range(0, len(dedup_keys), 1000):
-            chunk = dedup_keys[start : start + 1000]
-            keys = sql.key_list(chunk)
-            cursor.execute(
-                sql.open_alerts,
-                (keys, integration_id) if sql.columnar else (integration_id, keys),
+    for integration_id, values in by_integration.items():
+        more = extra(integration_id)
+        for start in range(0, len(values), KEYS_PER_STATEMENT):
+            chunk = sql.key_list(values[start : start + KEYS_PER_STATEMENT])
+            params = (
+                (chunk, integration_id, *more) if sql.columnar else (integration_id, *more, chunk)
             )
-            for dedup_key, group_id in cursor.fetchall():
-                found[(integration_id, dedup_key)] = group_id
-    return found
+            cursor.execute(statement, params)
+            for row in cursor.fetchall():
+                yield integration_id, row
 
 
 def _json_value(raw: Any) -> Any:
@@ -670,24 +688,13 @@ def _accepting_groups(
     if not groups:
         return {}
     sql = _sql(session)
-    cursor = driver_cursor(session, write=False)
-    by_integration: dict[int, list[str]] = {}
-    windows: dict[int, int] = {}
-    for integration_id, group_key in groups:
-        by_integration.setdefault(integration_id, []).append(group_key)
-        windows[integration_id] = groups[(integration_id, group_key)].integration.group_window_s
-    found: dict[tuple[int, str], int] = {}
-    for integration_id, keys in by_integration.items():
-        since = sql.time(now - dt.timedelta(seconds=windows[integration_id]))
-        for start in range(0, len(keys), 1000):
-            chunk = sql.key_list(keys[start : start + 1000])
-            cursor.execute(
-                sql.accepting_groups,
-                (chunk, integration_id, since) if sql.columnar else (integration_id, since, chunk),
-            )
-            for group_id, group_key in cursor.fetchall():
-                found[(integration_id, group_key)] = group_id
-    return found
+    windows = {key[0]: group.integration.group_window_s for key, group in groups.items()}
+
+    def since(integration_id: int) -> tuple[Any, ...]:
+        return (sql.time(now - dt.timedelta(seconds=windows[integration_id])),)
+
+    rows = _by_keys(session, sql.accepting_groups, groups, since)
+    return {(integration_id, group_key): group_id for integration_id, (group_id, group_key) in rows}
 
 
 def _count_into(
