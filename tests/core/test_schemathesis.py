@@ -84,7 +84,6 @@ SEMANTIC_REFUSALS = re.compile(
             r"the range ends after it starts|a range spans at most 93 days",
             r"an override ends after it starts|an override lasts at most 366 days",
             r"ask about one schedule, team or entity",
-            r"rotation hands off at most every \d+",  # the bound of `every` depends on `kind`
             r"is not one of your contact methods",
             r"no (on-call schedule|active user|team) with id",
             r"no escalation policy \d+",  # a route naming a policy that does not exist

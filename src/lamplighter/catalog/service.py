@@ -45,7 +45,7 @@ from lamplighter.catalog.refs import (
 from lamplighter.core import audit, events, identity, people
 from lamplighter.core.authz import require_owned_write
 from lamplighter.core.context import Actor
-from lamplighter.core.db import driver_rows
+from lamplighter.core.db import autocommit_reads, driver_rows
 from lamplighter.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from lamplighter.core.models import Team, TeamMember, TeamOrigin, User
 from lamplighter.core.pagination import keyset
@@ -354,8 +354,8 @@ def read_view(*, session: Session, ref: str) -> tuple[EntityRow, dict[str, list[
     parsed, key = _view_key(ref)
     # One statement reads a consistent snapshot on its own: no transaction needed, unless
     # the request has already begun one (an authentication that had to read the database).
-    options = {} if session.in_transaction() else {"isolation_level": "AUTOCOMMIT"}
-    connection = session.connection(execution_options=options)
+    autocommit_reads(session)
+    connection = session.connection()
     found = connection.exec_driver_sql(_ENTITY_VIEW_PG, key).first()
     if found is None:
         raise NotFound(f"no catalog entity {parsed}")

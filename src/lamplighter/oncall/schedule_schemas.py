@@ -92,8 +92,23 @@ def _time(text: str) -> dt.time:
     return dt.time.fromisoformat(text)
 
 
+# What ``_length`` says, for the OpenAPI document: each kind's longest turn.
+_EVERY_BY_KIND: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {"properties": {"every": {"maximum": longest}}},
+        }
+        for kind, longest in MAX_EVERY.items()
+        if longest < MAX_EVERY["hourly"]
+    ]
+}
+
+
 class VersionIn(WriteModel):
     """A layer's rotation from ``effective_from`` until its next version."""
+
+    model_config = ConfigDict(json_schema_extra=_EVERY_BY_KIND)
 
     effective_from: AwareDatetime
     participants: list[UserId] = Field(

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy.orm import Session
 
+from lamplighter.core.db import autocommit_reads
 from lamplighter.core.errors import NotFound
 from lamplighter.slo import service
 
@@ -94,8 +95,8 @@ def read(*, session: Session, slo_id: int) -> dict[str, Any]:
             raise TypeError(f"status_view supports PostgreSQL and SQLite, not {driver!r}")
         return read_sqlite(connection=driver, slo_id=slo_id)
     # One statement reads a consistent snapshot: no transaction unless the request began one.
-    options = {} if session.in_transaction() else {"isolation_level": "AUTOCOMMIT"}
-    connection = session.connection(execution_options=options)
+    autocommit_reads(session)
+    connection = session.connection()
     found = connection.exec_driver_sql(_SELECT_PG, {"slo_id": slo_id}).first()
     if found is None:
         raise NotFound(f"no SLO {slo_id}")
