@@ -3,8 +3,8 @@
 Lamplighter runs as each database is deployed: on SQLite, ``lamplighter serve [--workers N]``
 with its job worker in the serving process (the API processes take turns at SQLite's one write
 lock through the write gate's lock file, without SQLite's busy sleeps); on PostgreSQL,
-``lamplighter serve --no-worker [--workers N]`` and ``lamplighter worker`` processes, after an
-untimed warm-up and ``VACUUM ANALYZE`` as pgbench does. Alertmanager (Debian's) runs beside it;
+``lamplighter serve --no-worker [--workers N]`` and ``lamplighter worker`` processes, on a
+freshly migrated database that has no statistics yet. Alertmanager (Debian's) runs beside it;
 wrk drives both in alternating rounds, since a shared 2-core machine drifts within minutes, and
 each round waits for a quiet machine (Alertmanager goes on aggregating its round's alerts at 1.4
 cores for up to 20 s). Every alert Lamplighter answers 2xx is committed; Alertmanager keeps its
@@ -504,15 +504,6 @@ def main() -> None:
         )
         (scripts / "am_peer_single.lua").write_text(AM_PEER_SINGLE_LUA)
         am_url = f"{lamplighter}/api/v1/alerting/ingest/alertmanager/{org['alertmanager']}"
-        if args.pg_url and (wanted("batch") or wanted("single")):
-            # As pgbench does: a short untimed load, then VACUUM ANALYZE. A freshly migrated
-            # database has no statistics until autovacuum's first pass (within a minute);
-            # before it PostgreSQL plans the intake's lookups for empty tables, and the
-            # one-group flood ran at 1,000 - 2,000 events/s instead of 4,000 - 5,000.
-            run_wrk(am_url, scripts / "am_batch.lua", seconds=2, connections=4)
-            run_wrk(lamplighter + "/v2/enqueue", scripts / "pd.lua", seconds=2, connections=4)
-            analyze_postgres(args.pg_url)
-            SETTLED.clear()
         if wanted("batch"):
             ours, theirs = [], []
             for _ in range(args.rounds):
@@ -643,15 +634,6 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"  kept {work}")
-
-
-def analyze_postgres(url: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text("VACUUM ANALYZE"))
-    engine.dispose()
 
 
 def wipe_postgres(url: str) -> None:
