@@ -784,3 +784,45 @@ def test_a_wake_brings_an_idle_in_process_worker_to_new_jobs_before_its_poll(
         worker.stop()
         thread.join(timeout=10)
     assert not thread.is_alive() and time.monotonic() - stopping < 5
+
+
+# -- 7. a backlog after a quiet spell claims by index (PostgreSQL) -----------------------------
+def test_a_backlog_after_a_quiet_spell_is_claimed_by_index_as_many_as_asked(
+    db: Database, database_url: str, settings: Settings
+) -> None:
+    """A worker's claim is prepared once its connection has sent it a few times, and PostgreSQL
+    may keep a generic plan made while the table was nearly empty (here forced with
+    ``plan_cache_mode``). As ``id IN (subquery)`` that plan scanned every job and ran the
+    subquery again for each one, leasing more jobs than asked: 57 s for one claim of a 40,000-job
+    backlog, until autovacuum analysed the table. The claim takes the batch it asked for, at
+    once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL-only: plan caching of prepared statements")
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("ANALYZE jobs"))  # the quiet spell's statistics: no jobs
+    url = sa.engine.make_url(database_url).update_query_dict(
+        {"options": "-c plan_cache_mode=force_generic_plan"}
+    )
+    quiet = Database(url.render_as_string(hide_password=False))
+    try:
+        worker = jobs.Worker(quiet, settings)
+        for _ in range(8):  # psycopg prepares the claim after five
+            assert worker.claim(50) == []
+        with db.transaction() as session:
+            jobs.enqueue_many(
+                session=session,
+                kind=jobkinds.RECORD_ONE,
+                payloads=[{"n": n} for n in range(6000)],
+            )
+        started = time.monotonic()
+        claimed = worker.claim(50)
+        took = time.monotonic() - started
+    finally:
+        quiet.dispose()
+    assert len(claimed) == 50 and len({job.id for job in claimed}) == 50
+    assert took < 1.0, f"one claim took {took:.1f} s"
+    with db.sessionmaker() as session:
+        running = session.scalar(
+            sa.select(sa.func.count()).select_from(Job).where(Job.status == "running")
+        )
+    assert running == 50
